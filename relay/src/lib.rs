@@ -1,1 +1,15 @@
-//! realtime-relay: follows the realtime message log and fans it out over WebSocket.
+//! realtime-relay: follows the realtime message log in Postgres and fans it out over WebSocket.
+//!
+//! Layout: [`config`] (flags), [`auth`] (JWT), [`protocol`] (sans-IO frames), [`hub`]
+//! (channels and subscribers, no sockets), [`pg`] (pool, permission checks, replication),
+//! [`ws`] (sessions), [`http`] (routes), [`server`] (wiring), [`shutdown`] (signals).
+
+pub mod auth;
+pub mod config;
+pub mod http;
+pub mod hub;
+pub mod pg;
+pub mod protocol;
+pub mod server;
+pub mod shutdown;
+pub mod ws;

@@ -1,0 +1,41 @@
+# Two commands matter: `make run` (the product, locally) and `make test` (every test layer).
+# Both install what they need first.
+
+SHELL := /bin/bash
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
+# On a non-root machine, let pgrx use sudo to write into the system Postgres.
+PGRX_SUDO := $(if $(filter 0,$(shell id -u)),,--sudo)
+
+.PHONY: run test deps build install-ext lint test-unit test-ext test-e2e fmt
+
+run: install-ext build
+	@scripts/run.sh
+
+test: deps lint test-unit test-ext test-e2e
+	@echo "all test layers passed"
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	cargo build -p realtime-relay
+
+install-ext: deps
+	cd extension && cargo pgrx install $(PGRX_SUDO) --pg-config $(PG_CONFIG)
+
+lint: deps
+	cargo fmt --all -- --check
+	cargo clippy -p realtime-relay -p realtime-e2e --all-targets -- -D warnings
+
+test-unit: deps
+	cargo test -p realtime-relay
+
+test-ext: deps
+	scripts/test-extension.sh
+
+test-e2e: install-ext build
+	cargo test -p realtime-e2e -- --test-threads=2
+
+fmt:
+	cargo fmt --all

@@ -1,0 +1,275 @@
+//! Relay configuration: command-line flags with environment fallbacks, validated once at start-up.
+//!
+//! A bad or missing setting becomes one [`ConfigError`] whose message names the setting and the
+//! reason, so `main` can print a single clear line and exit.
+
+use std::net::SocketAddr;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Top-level command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "realtime-relay",
+    version,
+    about = "Realtime relay for Postgres: follows committed messages and fans them out over WebSocket"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Subcommands besides the default `serve`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print an HS256 JWT signed with the relay's secret (for development and tests).
+    Token(TokenArgs),
+}
+
+/// Flags of `realtime-relay token`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// Value of the `role` claim.
+    #[arg(long, default_value = "authenticated")]
+    pub role: String,
+    /// Value of the `sub` claim (user id).
+    #[arg(long)]
+    pub sub: Option<String>,
+    /// Seconds until the token expires.
+    #[arg(long, default_value_t = 86_400)]
+    pub ttl_secs: u64,
+    /// HS256 secret used to sign.
+    #[arg(long, env = "REALTIME_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: String,
+}
+
+/// Flags of the relay server (the default command).
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Postgres connection URL (postgres://user:pass@host:port/db). The user needs REPLICATION and
+    /// membership in every role of --roles.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Address to listen on for WebSocket and HTTP.
+    #[arg(long, env = "REALTIME_BIND", default_value = "127.0.0.1:4000")]
+    pub bind: String,
+    /// HS256 shared secret for client JWTs.
+    #[arg(long, env = "REALTIME_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// JWKS file with RS256/ES256 public keys (not yet supported).
+    #[arg(long, env = "REALTIME_JWKS_FILE")]
+    pub jwks_file: Option<String>,
+    /// Postgres roles a JWT `role` claim may select, comma-separated.
+    #[arg(long, env = "REALTIME_ROLES", default_value = "anon,authenticated,service_role")]
+    pub roles: String,
+    /// Accept connections without a token, as role `anon`.
+    #[arg(long, env = "REALTIME_ALLOW_ANON", default_value = "true", action = clap::ArgAction::Set)]
+    pub allow_anon: String,
+    /// This relay's identity; names its replication slot `realtime_<id>`. Unique per relay.
+    #[arg(long, env = "REALTIME_RELAY_ID", default_value = "relay")]
+    pub relay_id: String,
+    /// Connections in the pool used for permission checks.
+    #[arg(long, env = "REALTIME_POOL_SIZE", default_value_t = 8)]
+    pub pool_size: usize,
+    /// Frames queued per connection before it is closed as too slow (4009).
+    #[arg(long, env = "REALTIME_SEND_QUEUE", default_value_t = 1024)]
+    pub send_queue: usize,
+    /// Largest accepted client frame in bytes (larger: close 1009).
+    #[arg(long, env = "REALTIME_MAX_FRAME_BYTES", default_value_t = 1_048_576)]
+    pub max_frame_bytes: usize,
+    /// Most subscriptions one connection may hold.
+    #[arg(long, env = "REALTIME_MAX_SUBSCRIPTIONS", default_value_t = 100)]
+    pub max_subscriptions: usize,
+    /// Emit logs as JSON lines.
+    #[arg(long, env = "REALTIME_LOG_JSON", default_value_t = false)]
+    pub log_json: bool,
+}
+
+/// Why the configuration was refused. Each message names the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--database-url / DATABASE_URL is required (e.g. postgres://postgres@127.0.0.1:5432/postgres)")]
+    MissingDatabaseUrl,
+    #[error("--database-url / DATABASE_URL is not a valid Postgres URL: {0}")]
+    BadDatabaseUrl(String),
+    #[error("--bind / REALTIME_BIND '{0}' is not a socket address like 127.0.0.1:4000")]
+    BadBind(String),
+    #[error("--jwt-secret / REALTIME_JWT_SECRET is required (or --jwks-file); it must be at least 16 bytes")]
+    MissingJwtSecret,
+    #[error("--jwt-secret / REALTIME_JWT_SECRET is too short ({0} bytes); use at least 16 bytes")]
+    ShortJwtSecret(usize),
+    #[error("--jwks-file / REALTIME_JWKS_FILE is not supported yet; use --jwt-secret")]
+    JwksUnsupported,
+    #[error(
+        "--roles / REALTIME_ROLES: '{0}' is not a valid role name (letters, digits, '_'; at most 63 bytes)"
+    )]
+    BadRole(String),
+    #[error("--roles / REALTIME_ROLES is empty")]
+    NoRoles,
+    #[error("--allow-anon / REALTIME_ALLOW_ANON must be true or false, not '{0}'")]
+    BadAllowAnon(String),
+    #[error("--allow-anon is true but role 'anon' is not in --roles")]
+    AnonNotAllowed,
+    #[error("--relay-id / REALTIME_RELAY_ID '{0}' must be 1-40 characters of a-z, 0-9 and '_'")]
+    BadRelayId(String),
+    #[error("--{0} must be greater than zero")]
+    Zero(&'static str),
+}
+
+/// Validated settings the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub bind: SocketAddr,
+    pub jwt_secret: String,
+    pub roles: Vec<String>,
+    pub allow_anon: bool,
+    pub relay_id: String,
+    pub pool_size: usize,
+    pub send_queue: usize,
+    pub max_frame_bytes: usize,
+    pub max_subscriptions: usize,
+    pub log_json: bool,
+}
+
+impl Config {
+    /// The replication slot this relay owns.
+    pub fn slot_name(&self) -> String {
+        format!("realtime_{}", self.relay_id)
+    }
+}
+
+/// A Postgres role name we are willing to `SET ROLE` to: a plain identifier.
+pub fn is_plain_identifier(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl TryFrom<ServeArgs> for Config {
+    type Error = ConfigError;
+
+    fn try_from(a: ServeArgs) -> Result<Self, ConfigError> {
+        let database_url = a.database_url.ok_or(ConfigError::MissingDatabaseUrl)?;
+        database_url
+            .parse::<tokio_postgres::Config>()
+            .map_err(|e| ConfigError::BadDatabaseUrl(e.to_string()))?;
+        let bind = a.bind.parse().map_err(|_| ConfigError::BadBind(a.bind.clone()))?;
+        if a.jwks_file.is_some() {
+            return Err(ConfigError::JwksUnsupported);
+        }
+        let jwt_secret = a.jwt_secret.ok_or(ConfigError::MissingJwtSecret)?;
+        if jwt_secret.len() < 16 {
+            return Err(ConfigError::ShortJwtSecret(jwt_secret.len()));
+        }
+        let roles: Vec<String> =
+            a.roles.split(',').map(str::trim).filter(|r| !r.is_empty()).map(String::from).collect();
+        if roles.is_empty() {
+            return Err(ConfigError::NoRoles);
+        }
+        if let Some(bad) = roles.iter().find(|r| !is_plain_identifier(r)) {
+            return Err(ConfigError::BadRole(bad.clone()));
+        }
+        let allow_anon = match a.allow_anon.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => true,
+            "false" | "0" | "no" | "off" => false,
+            _ => return Err(ConfigError::BadAllowAnon(a.allow_anon)),
+        };
+        if allow_anon && !roles.iter().any(|r| r == "anon") {
+            return Err(ConfigError::AnonNotAllowed);
+        }
+        let id_ok = !a.relay_id.is_empty()
+            && a.relay_id.len() <= 40
+            && a.relay_id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !id_ok {
+            return Err(ConfigError::BadRelayId(a.relay_id));
+        }
+        for (name, v) in [
+            ("pool-size", a.pool_size),
+            ("send-queue", a.send_queue),
+            ("max-frame-bytes", a.max_frame_bytes),
+            ("max-subscriptions", a.max_subscriptions),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::Zero(name));
+            }
+        }
+        Ok(Config {
+            database_url,
+            bind,
+            jwt_secret,
+            roles,
+            allow_anon,
+            relay_id: a.relay_id,
+            pool_size: a.pool_size,
+            send_queue: a.send_queue,
+            max_frame_bytes: a.max_frame_bytes,
+            max_subscriptions: a.max_subscriptions,
+            log_json: a.log_json,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> Result<Config, ConfigError> {
+        let mut v = vec!["realtime-relay", "--database-url", "postgres://postgres@127.0.0.1:5432/postgres"];
+        if !extra.contains(&"--jwt-secret") {
+            v.extend_from_slice(&["--jwt-secret", "0123456789abcdef0123"]);
+        }
+        v.extend_from_slice(extra);
+        Config::try_from(Cli::try_parse_from(v).expect("parse").serve)
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = args(&[]).unwrap();
+        assert_eq!(c.bind.to_string(), "127.0.0.1:4000");
+        assert_eq!(c.roles, ["anon", "authenticated", "service_role"]);
+        assert!(c.allow_anon);
+        assert_eq!(c.slot_name(), "realtime_relay");
+    }
+
+    #[test]
+    fn short_secret_is_refused_with_its_length() {
+        let e = args(&["--jwt-secret", "short"]).unwrap_err();
+        assert!(e.to_string().contains("too short (5 bytes)"), "{e}");
+    }
+
+    #[test]
+    fn role_with_quote_is_refused() {
+        let e = args(&["--roles", "anon,evil\"role"]).unwrap_err();
+        assert!(matches!(e, ConfigError::BadRole(r) if r == "evil\"role"));
+    }
+
+    #[test]
+    fn anon_enabled_without_anon_role_is_refused() {
+        let e = args(&["--roles", "authenticated"]).unwrap_err();
+        assert!(matches!(e, ConfigError::AnonNotAllowed));
+        assert!(args(&["--roles", "authenticated", "--allow-anon", "false"]).is_ok());
+    }
+
+    #[test]
+    fn bad_bind_and_relay_id_are_named() {
+        assert!(args(&["--bind", "nonsense"]).unwrap_err().to_string().contains("--bind"));
+        assert!(args(&["--relay-id", "Has-Caps"]).unwrap_err().to_string().contains("--relay-id"));
+    }
+
+    #[test]
+    fn bad_database_url_is_refused() {
+        let v = [
+            "realtime-relay",
+            "--database-url",
+            "postgres://host:notaport/db",
+            "--jwt-secret",
+            "0123456789abcdef",
+        ];
+        let e = Config::try_from(Cli::try_parse_from(v).unwrap().serve).unwrap_err();
+        assert!(e.to_string().contains("DATABASE_URL"), "{e}");
+    }
+}

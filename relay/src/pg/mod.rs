@@ -1,0 +1,32 @@
+//! Everything that talks to Postgres: the connection pool, permission checks run under the
+//! client's role and claims, and the replication stream that follows the message log.
+
+pub mod authz;
+pub mod cursor;
+pub mod pgoutput;
+pub mod pool;
+pub mod positions;
+pub mod replication;
+
+/// Errors of the Postgres layer.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error("no database connection available: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("database error: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error("role '{0}' is not an allowed identifier")]
+    BadRole(String),
+}
+
+impl PgError {
+    /// The Postgres error message, when there is one, for replies to clients.
+    pub fn client_message(&self) -> String {
+        match self {
+            PgError::Db(e) => {
+                e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string())
+            }
+            other => other.to_string(),
+        }
+    }
+}

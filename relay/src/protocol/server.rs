@@ -1,0 +1,190 @@
+//! Server-to-client frames. Each function returns the frame's JSON text.
+
+use serde::Serialize;
+use serde_json::{value::RawValue, Value};
+
+use super::ErrorCode;
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: ErrorCode,
+    message: &'a str,
+}
+
+#[derive(Serialize)]
+struct Reply<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    reference: Option<&'a Value>,
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cursor: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorBody<'a>>,
+}
+
+/// `{"type":"reply","ref":..,"ok":true,"channel":..,"cursor":..}`
+pub fn reply_ok(reference: Option<&Value>, channel: Option<&str>, cursor: Option<&str>) -> String {
+    let r = Reply { kind: "reply", reference, ok: true, channel, cursor, error: None };
+    serde_json::to_string(&r).expect("reply serialises")
+}
+
+/// `{"type":"reply","ref":..,"ok":false,"error":{"code":..,"message":..}}`
+pub fn reply_error(reference: Option<&Value>, code: ErrorCode, message: &str) -> String {
+    let r = Reply {
+        kind: "reply",
+        reference,
+        ok: false,
+        channel: None,
+        cursor: None,
+        error: Some(ErrorBody { code, message }),
+    };
+    serde_json::to_string(&r).expect("reply serialises")
+}
+
+/// `{"type":"pong","ref":..}`
+pub fn pong(reference: Option<&Value>) -> String {
+    match reference {
+        Some(r) => format!(r#"{{"type":"pong","ref":{r}}}"#),
+        None => r#"{"type":"pong"}"#.to_string(),
+    }
+}
+
+/// Who sent a message.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Sender<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<&'a str>,
+}
+
+/// The fields of a `message` frame. `payload` is raw JSON text; `cursor`, `id` and
+/// `created_at` are absent for ephemeral messages.
+pub struct MessageFields<'a> {
+    pub channel: &'a str,
+    pub id: Option<&'a str>,
+    pub cursor: Option<&'a str>,
+    pub event: &'a str,
+    pub payload: &'a str,
+    pub sender: Sender<'a>,
+    pub created_at: Option<&'a str>,
+    pub replayed: bool,
+}
+
+#[derive(Serialize)]
+struct MessageFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    channel: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cursor: Option<&'a str>,
+    event: &'a str,
+    payload: &'a RawValue,
+    sender: &'a Sender<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created_at: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    replayed: bool,
+}
+
+/// Encodes a `message` frame. A payload that is not valid JSON is sent as a JSON string
+/// rather than dropped.
+pub fn message(m: &MessageFields<'_>) -> String {
+    let quoted;
+    let payload: &RawValue = match serde_json::from_str::<&RawValue>(m.payload) {
+        Ok(raw) => raw,
+        Err(_) => {
+            quoted = RawValue::from_string(Value::String(m.payload.to_string()).to_string())
+                .expect("a JSON string is valid JSON");
+            &quoted
+        }
+    };
+    let frame = MessageFrame {
+        kind: "message",
+        channel: m.channel,
+        id: m.id,
+        cursor: m.cursor,
+        event: m.event,
+        payload,
+        sender: &m.sender,
+        created_at: m.created_at,
+        replayed: m.replayed,
+    };
+    serde_json::to_string(&frame).expect("message serialises")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reply_ok_echoes_ref_and_cursor() {
+        let v: Value = serde_json::from_str(&reply_ok(Some(&json!(1)), Some("c"), Some("00"))).unwrap();
+        assert_eq!(v, json!({"type":"reply","ref":1,"ok":true,"channel":"c","cursor":"00"}));
+    }
+
+    #[test]
+    fn reply_error_carries_code() {
+        let v: Value =
+            serde_json::from_str(&reply_error(Some(&json!("x")), ErrorCode::Unauthorized, "no")).unwrap();
+        assert_eq!(
+            v,
+            json!({"type":"reply","ref":"x","ok":false,"error":{"code":"REALTIME_UNAUTHORIZED","message":"no"}})
+        );
+        let v: Value = serde_json::from_str(&reply_error(None, ErrorCode::InternalError, "boom")).unwrap();
+        assert_eq!(v["error"]["code"], "INTERNAL_ERROR");
+    }
+
+    #[test]
+    fn pong_with_and_without_ref() {
+        assert_eq!(pong(Some(&json!(8))), r#"{"type":"pong","ref":8}"#);
+        assert_eq!(pong(Some(&json!("q\"x"))), r#"{"type":"pong","ref":"q\"x"}"#);
+        assert_eq!(pong(None), r#"{"type":"pong"}"#);
+    }
+
+    #[test]
+    fn message_embeds_payload_verbatim() {
+        let s = message(&MessageFields {
+            channel: "order:1",
+            id: Some("u-1"),
+            cursor: Some("0a"),
+            event: "created",
+            payload: r#"{"a": [1, 2]}"#,
+            sender: Sender { kind: "system", id: None },
+            created_at: Some("2026-11-23T10:00:00Z"),
+            replayed: false,
+        });
+        let v: Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(
+            v,
+            json!({"type":"message","channel":"order:1","id":"u-1","cursor":"0a","event":"created",
+                   "payload":{"a":[1,2]},"sender":{"type":"system"},"created_at":"2026-11-23T10:00:00Z"})
+        );
+    }
+
+    #[test]
+    fn ephemeral_message_has_no_cursor_and_bad_payload_becomes_string() {
+        let s = message(&MessageFields {
+            channel: "c",
+            id: None,
+            cursor: None,
+            event: "typing",
+            payload: "not json",
+            sender: Sender { kind: "user", id: Some("alice") },
+            created_at: None,
+            replayed: false,
+        });
+        let v: Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(
+            v,
+            json!({"type":"message","channel":"c","event":"typing","payload":"not json","sender":{"type":"user","id":"alice"}})
+        );
+    }
+}

@@ -1,0 +1,90 @@
+//! Wires the relay together: pool, hub, replication stream, dispatcher and the HTTP/WebSocket
+//! server, and shuts them down in order.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::pg::replication::{self, CommitBatch, ReplicationConfig, ReplicationStatus};
+
+/// Shared state of a running relay.
+pub struct App {
+    pub config: Config,
+    pub auth: Authenticator,
+    pub hub: Hub,
+    pub pool: Pool,
+    pub replication: Arc<ReplicationStatus>,
+    pub shutdown: CancellationToken,
+    pub tracker: TaskTracker,
+}
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot build the connection pool: {0}")]
+    Pool(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Runs the relay until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), ServerError> {
+    let pool = crate::pg::pool::build(&config.database_url, config.pool_size).map_err(ServerError::Pool)?;
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .map_err(|source| ServerError::Bind { addr: config.bind, source })?;
+    let status = Arc::new(ReplicationStatus::default());
+    let app = Arc::new(App {
+        auth: Authenticator::new(&config.jwt_secret, config.roles.clone(), config.allow_anon),
+        hub: Hub::new(),
+        pool,
+        replication: status.clone(),
+        shutdown: shutdown.clone(),
+        tracker: TaskTracker::new(),
+        config,
+    });
+
+    let (batches_tx, batches_rx) = mpsc::channel::<CommitBatch>(256);
+    let repl_cfg = ReplicationConfig {
+        database_url: app.config.database_url.clone(),
+        slot: app.config.slot_name(),
+        publication: "realtime_messages".into(),
+    };
+    let repl_task = tokio::spawn(replication::run(repl_cfg, batches_tx, status, shutdown.clone()));
+    let dispatcher = tokio::spawn(dispatch(app.clone(), batches_rx));
+
+    tracing::info!(addr = %app.config.bind, slot = %app.config.slot_name(), "listening on ws://{}/v1/socket", app.config.bind);
+    let router = crate::http::router(app.clone());
+    let served =
+        axum::serve(listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
+    shutdown.cancel();
+
+    app.tracker.close();
+    if tokio::time::timeout(Duration::from_secs(5), app.tracker.wait()).await.is_err() {
+        tracing::warn!("sessions did not finish within 5 s");
+    }
+    match tokio::time::timeout(Duration::from_secs(5), repl_task).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "replication stream ended with an error"),
+        Err(_) => tracing::warn!("replication stream did not stop within 5 s"),
+        _ => {}
+    }
+    dispatcher.abort();
+    tracing::info!("relay stopped");
+    served.map_err(ServerError::Serve)
+}
+
+/// Hands each committed batch to the hub, in order.
+async fn dispatch(app: Arc<App>, mut rx: mpsc::Receiver<CommitBatch>) {
+    while let Some(batch) = rx.recv().await {
+        app.hub.dispatch(&batch);
+    }
+}

@@ -1,0 +1,51 @@
+//! WebSocket endpoint `/v1/socket`: authenticates the upgrade request, then hands the socket to
+//! a [`session`].
+
+pub mod session;
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State, WebSocketUpgrade};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use crate::protocol::ErrorCode;
+use crate::server::App;
+
+#[derive(Deserialize)]
+pub struct SocketParams {
+    token: Option<String>,
+}
+
+/// The bearer token from `Authorization: Bearer <jwt>`, else from `?token=`.
+fn token_from<'a>(headers: &'a HeaderMap, params: &'a SocketParams) -> Option<&'a str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .or(params.token.as_deref())
+}
+
+/// Upgrades authenticated requests; refuses others with 401 and a JSON error body.
+pub async fn handler(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(params): Query<SocketParams>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let identity = match app.auth.authenticate(token_from(&headers, &params)) {
+        Ok(id) => id,
+        Err(e) => {
+            let body =
+                serde_json::json!({"error": {"code": ErrorCode::Unauthorized, "message": e.to_string()}});
+            return (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+        }
+    };
+    let max = app.config.max_frame_bytes;
+    ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| {
+        let tracker = app.tracker.clone();
+        tracker.track_future(session::run(app, socket, identity))
+    })
+}

@@ -1,0 +1,211 @@
+//! One WebSocket connection: reads client frames, answers them, and writes queued frames.
+//!
+//! The session owns a bounded queue; the hub and the session's own replies feed it and a writer
+//! task drains it, batching whatever is queued into one flush. The session ends on client close,
+//! on server shutdown (close 1001), when its queue overflows (close 4009), when its token
+//! expires (close 4001), on a frame over the size limit (close 1009) or a binary frame (1003).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Identity;
+use crate::hub::{Frame, SessionHandle};
+use crate::pg::authz::{check_subscribe, Access};
+use crate::protocol::{close, parse_client_frame, server, ErrorCode, Request};
+use crate::server::App;
+
+type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
+
+/// Drains the queue into the socket until the queue closes or a close frame is requested.
+async fn writer(
+    mut sink: Sink,
+    mut rx: mpsc::Receiver<Frame>,
+    mut close_rx: oneshot::Receiver<(u16, String)>,
+) {
+    loop {
+        tokio::select! {
+            biased;
+            req = &mut close_rx => {
+                if let Ok((code, reason)) = req {
+                    let frame = CloseFrame { code, reason: reason.into() };
+                    let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Close(Some(frame)))).await;
+                }
+                break;
+            }
+            next = rx.recv() => {
+                let Some(frame) = next else { break };
+                if sink.feed(Message::Text(frame)).await.is_err() { break; }
+                let mut n = 1;
+                while n < 256 {
+                    match rx.try_recv() {
+                        Ok(f) => { if sink.feed(Message::Text(f)).await.is_err() { return; } n += 1; }
+                        Err(_) => break,
+                    }
+                }
+                if sink.flush().await.is_err() { break; }
+            }
+        }
+    }
+}
+
+struct Session {
+    app: Arc<App>,
+    identity: Identity,
+    handle: SessionHandle,
+    channels: HashSet<String>,
+}
+
+impl Session {
+    fn send(&self, text: String) {
+        self.handle.send(Frame::from(text));
+    }
+
+    fn error(&self, reference: Option<&Value>, code: ErrorCode, message: &str) {
+        self.send(server::reply_error(reference, code, message));
+    }
+
+    async fn on_text(&mut self, text: &str) {
+        let frame = match parse_client_frame(text) {
+            Ok(f) => f,
+            Err(e) => return self.error(e.reference.as_ref(), e.code, &e.message),
+        };
+        let r = frame.reference.as_ref();
+        match frame.request {
+            Request::Ping => self.send(server::pong(r)),
+            Request::Subscribe { channel, resume_cursor } => self.subscribe(r, channel, resume_cursor).await,
+            Request::Unsubscribe { channel } => {
+                if self.channels.remove(&channel) {
+                    self.app.hub.unsubscribe(&channel, self.handle.id);
+                    self.send(server::reply_ok(r, Some(&channel), None));
+                } else {
+                    self.error(r, ErrorCode::NotSubscribed, &format!("not subscribed to '{channel}'"));
+                }
+            }
+            other => {
+                let kind = match other {
+                    Request::Publish { .. } => "publish",
+                    Request::Track { .. } => "track",
+                    Request::Untrack { .. } => "untrack",
+                    Request::History { .. } => "history",
+                    _ => "auth",
+                };
+                self.error(
+                    r,
+                    ErrorCode::InvalidRequest,
+                    &format!("'{kind}' is not supported by this relay version yet"),
+                );
+            }
+        }
+    }
+
+    async fn subscribe(&mut self, r: Option<&Value>, channel: String, resume_cursor: Option<String>) {
+        if resume_cursor.is_some() {
+            tracing::debug!(%channel, "resume requested; replay is not implemented yet, subscribing live");
+        }
+        if self.channels.contains(&channel) {
+            let pos = self.app.hub.position();
+            return self.send(server::reply_ok(r, Some(&channel), pos.as_deref()));
+        }
+        let limit = self.app.config.max_subscriptions;
+        if self.channels.len() >= limit {
+            return self.error(
+                r,
+                ErrorCode::InvalidRequest,
+                &format!("too many subscriptions on this connection (limit {limit})"),
+            );
+        }
+        match check_subscribe(&self.app.pool, &self.identity, &channel).await {
+            Ok(Access::Allowed) => {
+                let registered = self.app.hub.subscribe(&channel, &self.handle, |pos| {
+                    Frame::from(server::reply_ok(r, Some(&channel), pos))
+                });
+                if registered {
+                    self.channels.insert(channel);
+                }
+            }
+            Ok(Access::Denied) => self.error(
+                r,
+                ErrorCode::Unauthorized,
+                &format!("role '{}' may not subscribe to '{channel}'", self.identity.role),
+            ),
+            Ok(Access::NotFound) => {
+                self.error(r, ErrorCode::NotFound, &format!("no enabled channel matches '{channel}'"))
+            }
+            Err(e) => {
+                tracing::warn!(%channel, error = %e, "subscribe check failed");
+                self.error(r, ErrorCode::InternalError, &e.client_message());
+            }
+        }
+    }
+}
+
+fn seconds_until(exp: u64) -> Duration {
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    Duration::from_secs(exp.saturating_sub(now))
+}
+
+/// Runs one connection to its end.
+pub async fn run(app: Arc<App>, socket: WebSocket, identity: Identity) {
+    let id = app.hub.next_session_id();
+    let (tx, rx) = mpsc::channel(app.config.send_queue);
+    let slow = CancellationToken::new();
+    let (close_tx, close_rx) = oneshot::channel();
+    let (sink, mut stream) = socket.split();
+    let mut writer_task = tokio::spawn(writer(sink, rx, close_rx));
+    let expiry = identity.exp.map(seconds_until);
+    let mut session =
+        Session { handle: SessionHandle::new(id, tx, slow.clone()), app, identity, channels: HashSet::new() };
+    tracing::debug!(session = id, role = %session.identity.role, "session started");
+
+    let expired = async {
+        match expiry {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(expired);
+    let close_with: Option<(u16, &str)> = loop {
+        tokio::select! {
+            _ = session.app.shutdown.cancelled() => break Some((close::GOING_AWAY, "server shutting down")),
+            _ = slow.cancelled() => break Some((close::TOO_SLOW, "too slow: send queue full")),
+            _ = &mut expired => break Some((close::UNAUTHENTICATED, "token expired")),
+            msg = stream.next() => match msg {
+                None | Some(Ok(Message::Close(_))) => break None,
+                Some(Ok(Message::Text(t))) => session.on_text(t.as_str()).await,
+                Some(Ok(Message::Binary(_))) => break Some((close::UNSUPPORTED_DATA, "binary frames are not supported")),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    let text = e.to_string();
+                    if text.contains("too long") || text.contains("Space limit") {
+                        break Some((close::TOO_BIG, "frame too large"));
+                    }
+                    if text.contains("UTF-8") || text.contains("utf-8") {
+                        break Some((close::INVALID_PAYLOAD, "frame is not valid UTF-8"));
+                    }
+                    tracing::debug!(session = id, error = %text, "socket read failed");
+                    break None;
+                }
+            }
+        }
+    };
+
+    for channel in session.channels.drain() {
+        session.app.hub.unsubscribe(&channel, id);
+    }
+    if let Some((code, reason)) = close_with {
+        let _ = close_tx.send((code, reason.to_string()));
+    }
+    drop(session);
+    if tokio::time::timeout(Duration::from_secs(2), &mut writer_task).await.is_err() {
+        writer_task.abort();
+    }
+    tracing::debug!(session = id, ?close_with, "session ended");
+}
