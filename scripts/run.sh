@@ -44,7 +44,7 @@ cleanup() {
 trap cleanup INT TERM EXIT
 
 db_url="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
-psql -q -v ON_ERROR_STOP=1 "$db_url" -f "$root/sql/demo/setup.sql" >/dev/null
+PGOPTIONS="-c client_min_messages=warning" psql -q -v ON_ERROR_STOP=1 "$db_url" -f "$root/sql/demo/setup.sql" >/dev/null
 
 secret_file="$data/jwt-secret"
 [ -s "$secret_file" ] || head -c 32 /dev/urandom | base64 | tr -d '=+/\n' > "$secret_file"

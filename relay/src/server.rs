@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::pg::cursor::{parse_pg_lsn, Cursor};
 use crate::pg::replication::{self, CommitBatch, ReplicationConfig, ReplicationStatus};
 
 /// Shared state of a running relay.
@@ -61,6 +62,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
     };
     let repl_task = tokio::spawn(replication::run(repl_cfg, batches_tx, status, shutdown.clone()));
     let dispatcher = tokio::spawn(dispatch(app.clone(), batches_rx));
+    tokio::spawn(seed_position(app.clone()));
 
     tracing::info!(addr = %app.config.bind, slot = %app.config.slot_name(), "listening on ws://{}/v1/socket", app.config.bind);
     let router = crate::http::router(app.clone());
@@ -80,6 +82,25 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
     dispatcher.abort();
     tracing::info!("relay stopped");
     served.map_err(ServerError::Serve)
+}
+
+/// Sets the hub's starting position to the current WAL position, so a subscribe reply carries a
+/// cursor even before the first message: everything committed earlier sorts before it.
+async fn seed_position(app: Arc<App>) {
+    let mut delay = Duration::from_millis(100);
+    while !app.shutdown.is_cancelled() {
+        let lsn = async {
+            let client = app.pool.get().await.ok()?;
+            let row = client.query_one("SELECT pg_current_wal_lsn()::text", &[]).await.ok()?;
+            parse_pg_lsn(row.get::<_, &str>(0)).ok()
+        };
+        if let Some(lsn) = lsn.await {
+            app.hub.advance_position(&Cursor { commit_lsn: lsn, seq: 0 }.to_string());
+            return;
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
 }
 
 /// Hands each committed batch to the hub, in order.
