@@ -82,7 +82,7 @@ impl Authenticator {
             None => "authenticated".to_string(),
             Some(_) => return Err(AuthError::Invalid("claim 'role' is not a string".into())),
         };
-        if !self.roles.iter().any(|r| *r == role) {
+        if !self.roles.contains(&role) {
             return Err(AuthError::RoleNotAllowed(role));
         }
         let user_id = match claims.get("sub") {

@@ -17,6 +17,10 @@
 //! * **Acknowledgement.** The slot is told `end_lsn` of a commit only after its batch was sent
 //!   and its position is durably in `realtime.commits`; on an idle stream the keepalive's WAL
 //!   end is acknowledged the same way, so unrelated database traffic does not pin WAL.
+//!   A Postgres fast shutdown waits for its logical walsender until the client confirmed all
+//!   it was sent, while refusing the new connection the position writer needs: when the writer
+//!   loses its connection and an acknowledgement has waited over a second, the session is
+//!   dropped ([`ReplicationError::PositionsStalled`]) so the server can stop; the slot replays.
 //! * **Failures.** Any error ends the session: `streaming` goes false, a warning with the
 //!   attempt number is logged, and it reconnects with jittered backoff (100 ms doubling to 5 s)
 //!   until `shutdown`. Only an unusable configuration (bad URL, slot or publication name) is
