@@ -1,0 +1,96 @@
+//! Who may connect and subscribe: JWT authentication at the socket, the role allowlist, and the
+//! owner's RLS policies on `realtime.channels` deciding each subscribe.
+
+use realtime_e2e::{
+    create_channel, exec, mint_token, mint_token_with_exp, start_stack, start_stack_with, Connect, Refusal,
+    RelayOptions, Ws, JWT_SECRET,
+};
+
+fn error_code(reply: &serde_json::Value) -> &str {
+    assert_eq!(reply["ok"], false, "expected a refused subscribe: {reply}");
+    reply["error"]["code"].as_str().unwrap_or_else(|| panic!("error reply carries error.code: {reply}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rls_policy_allows_one_user_and_denies_another() {
+    let (cluster, relay) = start_stack().await;
+    let db = cluster.client().await;
+    create_channel(&db, "user:%").await;
+    exec(
+        &db,
+        "CREATE POLICY own_user_channel ON realtime.channels FOR SELECT TO authenticated
+           USING (realtime.channel_name() = 'user:' || realtime.user_id())",
+    )
+    .await;
+
+    let alice_token = relay.token(Some("alice"), "authenticated");
+    let mut alice = Ws::connect(&relay.ws_url(), Connect::Bearer(alice_token)).await;
+    alice.subscribe_ok("user:alice").await;
+
+    let bob_token = relay.token(Some("bob"), "authenticated");
+    let mut bob = Ws::connect(&relay.ws_url(), Connect::Bearer(bob_token)).await;
+    let reply = bob.subscribe("user:alice").await;
+    assert_eq!(
+        error_code(&reply),
+        "REALTIME_UNAUTHORIZED",
+        "bob may not subscribe to alice's channel: {reply}"
+    );
+    bob.subscribe_ok("user:bob").await;
+
+    let mut anon = Ws::connect(&relay.ws_url(), Connect::Anonymous).await;
+    let reply = anon.subscribe("user:alice").await;
+    assert_eq!(
+        error_code(&reply),
+        "REALTIME_UNAUTHORIZED",
+        "the policy is for role authenticated only: {reply}"
+    );
+
+    let reply = alice.subscribe("nomatch:1").await;
+    assert_eq!(error_code(&reply), "REALTIME_NOT_FOUND", "no channel row matches nomatch:1: {reply}");
+}
+
+/// Refusal of a connection is asserted as exactly one of: HTTP 401 on the upgrade, or a close with
+/// 4001 right after it (both are "unauthenticated" in DESIGN).
+fn assert_unauthenticated(outcome: Refusal, what: &str) {
+    assert!(
+        matches!(outcome, Refusal::Http(401) | Refusal::Closed(Some(4001))),
+        "{what}: expected HTTP 401 on upgrade or close 4001, got {outcome:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_connection_refused_when_anon_disabled() {
+    let options = RelayOptions { allow_anon: Some(false), ..Default::default() };
+    let (_cluster, relay) = start_stack_with(options).await;
+    let url = relay.ws_url();
+
+    assert_unauthenticated(Ws::connect_expecting_refusal(&url, Connect::Anonymous).await, "no token");
+
+    let good = relay.token(Some("carol"), "authenticated");
+    let mut ws = Ws::connect(&url, Connect::Bearer(good.clone())).await;
+    assert_eq!(ws.ping().await["type"], "pong", "a valid token in the Authorization header is accepted");
+    let mut ws = Ws::connect(&url, Connect::Query(good)).await;
+    assert_eq!(ws.ping().await["type"], "pong", "a valid token in ?token= is accepted");
+
+    let forged = mint_token("some-other-secret-some-other-secret", Some("carol"), "authenticated");
+    assert_unauthenticated(
+        Ws::connect_expecting_refusal(&url, Connect::Bearer(forged)).await,
+        "token signed with another secret",
+    );
+
+    let past =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 - 3600;
+    let expired = mint_token_with_exp(JWT_SECRET, Some("carol"), "authenticated", past);
+    assert_unauthenticated(
+        Ws::connect_expecting_refusal(&url, Connect::Bearer(expired)).await,
+        "expired token",
+    );
+
+    // `postgres` is a real role (the superuser) but not in the default allowlist.
+    let superuser = relay.token(Some("mallory"), "postgres");
+    let outcome = Ws::connect_expecting_refusal(&url, Connect::Bearer(superuser)).await;
+    assert!(
+        matches!(outcome, Refusal::Http(401) | Refusal::Http(403) | Refusal::Closed(Some(4001))),
+        "a role outside the allowlist is refused (HTTP 401/403 or close 4001), got {outcome:?}"
+    );
+}
