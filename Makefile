@@ -27,6 +27,7 @@ install-ext: deps
 lint: deps
 	cargo fmt --all -- --check
 	cargo clippy -p realtime-relay -p realtime-e2e --all-targets -- -D warnings
+	cargo clippy -p realtime --features "pg15 pg_test" --all-targets -- -D warnings
 
 test-unit: deps
 	cargo test -p realtime-relay

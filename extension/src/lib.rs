@@ -1,1 +1,56 @@
+//! `realtime`: the Postgres side of the realtime system.
+//!
+//! `CREATE EXTENSION realtime` installs the schema `realtime`: channel configuration, the durable
+//! message log followed by relays through logical replication, `publish` / `broadcast`, and the
+//! RLS hooks. This file only wires the pieces together:
+//!
+//! - [`pattern`]: pure Rust rules for channel patterns, names and matching (plain unit tests);
+//! - [`api`]: the `#[pg_extern]` functions written in Rust;
+//! - `guc`: the `realtime.strict_publish` setting;
+//! - `sql/schema.sql`, `sql/api.sql`, `sql/finalize.sql`: the hand-written SQL, in install order.
 
+use pgrx::prelude::*;
+
+pub mod api;
+mod guc;
+pub mod pattern;
+
+::pgrx::pg_module_magic!(name, version);
+
+extension_sql_file!("../../sql/schema.sql", name = "schema", bootstrap);
+
+extension_sql_file!(
+    "../../sql/api.sql",
+    name = "api",
+    requires = [
+        "schema",
+        api::channels::match_channel,
+        api::channels::match_channel_invoker,
+        api::validate::validate_pattern,
+        api::validate::validate_channel,
+        api::validate::validate_event,
+    ]
+);
+
+extension_sql_file!("../../sql/finalize.sql", name = "finalize", finalize);
+
+/// Called when Postgres loads the library: registers the GUCs.
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    guc::register();
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+mod pg_tests;
+
+/// Required by `cargo pgrx test`; must be visible at the crate root.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        // what the relay needs in production; publications and logical messages work either way
+        vec!["wal_level = 'logical'"]
+    }
+}

@@ -1,0 +1,242 @@
+-- realtime: the SQL API written in SQL and PL/pgSQL.
+--
+-- Runs after schema.sql and after the Rust functions (realtime.match_channel,
+-- realtime.validate_pattern / validate_channel / validate_event) exist. Grants are in
+-- finalize.sql.
+--
+-- Conventions: every SECURITY DEFINER function pins `search_path = pg_catalog, pg_temp` and
+-- qualifies every object. The claim helpers stay plain SECURITY INVOKER SQL functions without a
+-- SET clause so the planner can inline them into RLS policies; they qualify operators instead.
+--
+-- SQLSTATEs raised here:
+--   22023 invalid_parameter_value  bad channel / event / pattern / batch (from the validators)
+--   54000 program_limit_exceeded   payload over realtime.config.max_payload_bytes
+--   42704 undefined_object         no enabled channel matches and realtime.strict_publish is on
+
+------------------------------------------------------------------------------------------------
+-- channels: validate the pattern (Rust validator) and stamp updated_at on every write.
+
+CREATE FUNCTION realtime.channels_before_write() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    NEW.pattern := realtime.validate_pattern(NEW.pattern);
+    NEW.updated_at := pg_catalog.now();
+    RETURN NEW;
+END;
+$$;
+
+CREATE TRIGGER channels_before_write
+    BEFORE INSERT OR UPDATE ON realtime.channels
+    FOR EACH ROW EXECUTE FUNCTION realtime.channels_before_write();
+
+------------------------------------------------------------------------------------------------
+-- Helpers for RLS policies.
+
+CREATE FUNCTION realtime.channel_name() RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT NULLIF(pg_catalog.current_setting('realtime.channel_name', true), '')
+$$;
+COMMENT ON FUNCTION realtime.channel_name() IS
+    'The channel being checked (GUC realtime.channel_name, set per transaction); NULL when unset';
+
+CREATE FUNCTION realtime.claims() RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT NULLIF(pg_catalog.current_setting('request.jwt.claims', true), '')::pg_catalog.jsonb
+$$;
+COMMENT ON FUNCTION realtime.claims() IS
+    'The caller''s JWT claims (GUC request.jwt.claims); NULL when unset';
+
+CREATE FUNCTION realtime.user_id() RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT NULLIF(pg_catalog.current_setting('request.jwt.claims', true), '')::pg_catalog.jsonb
+           OPERATOR(pg_catalog.->>) 'sub'
+$$;
+COMMENT ON FUNCTION realtime.user_id() IS 'The caller''s JWT subject (claim sub); NULL when unset';
+
+CREATE FUNCTION realtime.role() RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT NULLIF(pg_catalog.current_setting('request.jwt.claims', true), '')::pg_catalog.jsonb
+           OPERATOR(pg_catalog.->>) 'role'
+$$;
+COMMENT ON FUNCTION realtime.role() IS 'The caller''s JWT role claim; NULL when unset';
+
+------------------------------------------------------------------------------------------------
+-- can_subscribe: is the best-matching enabled channel row visible to the caller under RLS?
+-- SECURITY INVOKER on purpose: the owner's SELECT policies on realtime.channels decide.
+-- realtime.channel_name is set transaction-locally first so those policies can read it.
+
+CREATE FUNCTION realtime.can_subscribe(channel text) RETURNS boolean
+LANGUAGE sql VOLATILE PARALLEL UNSAFE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.set_config('realtime.channel_name', COALESCE(channel, ''), true);
+    SELECT EXISTS (
+        SELECT 1 FROM realtime.channels c
+        WHERE c.id OPERATOR(pg_catalog.=) realtime.match_channel(channel)
+    );
+$$;
+COMMENT ON FUNCTION realtime.can_subscribe(text) IS
+    'True when the best enabled channel row matching the name is visible to the caller under RLS';
+
+------------------------------------------------------------------------------------------------
+-- publish: one INSERT into realtime.messages in the caller's transaction. No NOTIFY, no locks
+-- beyond the insert: relays follow the table through logical replication.
+
+CREATE FUNCTION realtime.publish(channel text, event text, payload jsonb DEFAULT '{}')
+RETURNS uuid
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    v_limit   integer;
+    v_size    integer;
+    v_chan_id bigint;
+    v_id      uuid;
+BEGIN
+    -- plain assignments are PL/pgSQL "simple expressions": no executor round trip
+    channel := realtime.validate_channel(channel);
+    event := realtime.validate_event(event);
+    payload := COALESCE(payload, '{}'::jsonb);
+    v_size := pg_catalog.octet_length(payload::text);
+    v_chan_id := realtime.match_channel_invoker(channel);
+
+    IF v_chan_id IS NOT NULL THEN
+        -- The hot path is this one statement. It also reads the size limit, checked just
+        -- below: an over-limit ERROR aborts the caller's (sub)transaction, row included.
+        INSERT INTO realtime.messages
+               (channel, channel_id, event, payload, sender_type, wh_audience_count)
+        VALUES (channel, v_chan_id, event, payload, 'system',
+                COALESCE((SELECT pg_catalog.cardinality(c.webhook_urls)
+                            FROM realtime.channels c WHERE c.id = v_chan_id), 0))
+        RETURNING id, (SELECT cfg.max_payload_bytes FROM realtime.config cfg)
+             INTO v_id, v_limit;
+    ELSE
+        SELECT cfg.max_payload_bytes INTO v_limit FROM realtime.config cfg;
+    END IF;
+
+    IF v_size > v_limit THEN
+        RAISE EXCEPTION 'realtime: payload is % bytes, over the limit of % bytes (realtime.config.max_payload_bytes)',
+                        v_size, v_limit
+              USING ERRCODE = 'program_limit_exceeded',
+                    HINT = 'Send a smaller payload, or raise realtime.config.max_payload_bytes.';
+    END IF;
+
+    IF v_chan_id IS NULL THEN
+        IF COALESCE(pg_catalog.current_setting('realtime.strict_publish', true), 'off')
+           IN ('on', 'true', 'yes', '1') THEN
+            RAISE EXCEPTION 'realtime: no enabled channel matches ''%''', channel
+                  USING ERRCODE = 'undefined_object',
+                        HINT = 'Add a realtime.channels row whose pattern matches it, or enable the matching one.';
+        END IF;
+        RAISE WARNING 'realtime: no enabled channel matches ''%''; message not published', channel
+              USING HINT = 'Add a realtime.channels row whose pattern matches it, or enable the matching one.';
+        RETURN NULL;
+    END IF;
+
+    RETURN v_id;
+END;
+$$;
+COMMENT ON FUNCTION realtime.publish(text, text, jsonb) IS
+    'Persist a message to the best matching enabled channel; delivered if the transaction commits';
+
+------------------------------------------------------------------------------------------------
+-- broadcast: ephemeral. A transactional logical-decoding message, decoded by relays at commit;
+-- nothing is stored.
+
+CREATE FUNCTION realtime.broadcast(channel text, event text, payload jsonb DEFAULT '{}')
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    v_limit   integer;
+    v_size    integer;
+    v_chan_id bigint;
+BEGIN
+    channel := realtime.validate_channel(channel);
+    event := realtime.validate_event(event);
+    payload := COALESCE(payload, '{}'::jsonb);
+    v_chan_id := realtime.match_channel_invoker(channel);
+
+    SELECT cfg.max_payload_bytes INTO v_limit FROM realtime.config cfg;
+
+    v_size := pg_catalog.octet_length(payload::text);
+    IF v_size > v_limit THEN
+        RAISE EXCEPTION 'realtime: payload is % bytes, over the limit of % bytes (realtime.config.max_payload_bytes)',
+                        v_size, v_limit
+              USING ERRCODE = 'program_limit_exceeded',
+                    HINT = 'Send a smaller payload, or raise realtime.config.max_payload_bytes.';
+    END IF;
+
+    IF v_chan_id IS NULL THEN
+        IF COALESCE(pg_catalog.current_setting('realtime.strict_publish', true), 'off')
+           IN ('on', 'true', 'yes', '1') THEN
+            RAISE EXCEPTION 'realtime: no enabled channel matches ''%''', channel
+                  USING ERRCODE = 'undefined_object',
+                        HINT = 'Add a realtime.channels row whose pattern matches it, or enable the matching one.';
+        END IF;
+        RAISE WARNING 'realtime: no enabled channel matches ''%''; broadcast not sent', channel
+              USING HINT = 'Add a realtime.channels row whose pattern matches it, or enable the matching one.';
+        RETURN;
+    END IF;
+
+    PERFORM pg_catalog.pg_logical_emit_message(
+        true,
+        'realtime:broadcast',
+        pg_catalog.jsonb_build_object('channel', channel, 'event', event, 'payload', payload)::text
+    );
+END;
+$$;
+COMMENT ON FUNCTION realtime.broadcast(text, text, jsonb) IS
+    'Ephemeral message: a logical-decoding message (prefix realtime:broadcast) emitted at commit';
+
+------------------------------------------------------------------------------------------------
+-- cleanup_messages: retention, in batches, oldest first. Also trims the cursor mapping.
+
+CREATE FUNCTION realtime.cleanup_messages(batch integer DEFAULT 1000) RETURNS integer
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_cutoff  timestamptz;
+    v_deleted integer;
+BEGIN
+    IF batch IS NULL OR batch < 1 THEN
+        RAISE EXCEPTION 'realtime: cleanup_messages batch must be at least 1, got %',
+                        COALESCE(batch::text, 'NULL')
+              USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    SELECT pg_catalog.now() - cfg.retention INTO v_cutoff FROM realtime.config cfg;
+    IF v_cutoff IS NULL THEN
+        RETURN 0;
+    END IF;
+
+    DELETE FROM realtime.messages m
+     WHERE m.id IN (SELECT o.id FROM realtime.messages o
+                     WHERE o.created_at < v_cutoff
+                     ORDER BY o.created_at
+                     LIMIT batch
+                     FOR UPDATE SKIP LOCKED);
+    GET DIAGNOSTICS v_deleted = ROW_COUNT;
+
+    DELETE FROM realtime.commits k
+     WHERE k.xid IN (SELECT o.xid FROM realtime.commits o
+                      WHERE o.committed_at < v_cutoff
+                      ORDER BY o.commit_lsn
+                      LIMIT batch
+                      FOR UPDATE SKIP LOCKED);
+
+    RETURN v_deleted;
+END;
+$$;
+COMMENT ON FUNCTION realtime.cleanup_messages(integer) IS
+    'Delete up to batch messages (and cursor-mapping rows) older than realtime.config.retention';

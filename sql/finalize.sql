@@ -1,0 +1,34 @@
+-- realtime: privileges. Runs last in the install script (pgrx `finalize`), after every table
+-- and function, including the CREATE FUNCTION statements pgrx generates for the Rust functions.
+--
+-- Model: RLS decides. Everyone may look at the schema, at the public columns of
+-- realtime.channels (rows only where a SELECT policy lets them) and may try to INSERT into
+-- realtime.messages (rows only where an INSERT ... WITH CHECK policy lets them; none by default).
+-- Publishing through the SQL API, broadcasting and retention are for roles the owner grants.
+-- realtime.config and realtime.commits get no grants at all.
+
+GRANT USAGE ON SCHEMA realtime TO PUBLIC;
+
+GRANT SELECT (id, pattern, description, enabled, created_at, updated_at)
+    ON realtime.channels TO PUBLIC;
+
+GRANT INSERT ON realtime.messages TO PUBLIC;
+
+GRANT EXECUTE ON FUNCTION
+    realtime.channel_name(),
+    realtime.claims(),
+    realtime.user_id(),
+    realtime.role(),
+    realtime.can_subscribe(text),
+    realtime.match_channel(text),
+    realtime.validate_pattern(text),
+    realtime.validate_channel(text),
+    realtime.validate_event(text)
+TO PUBLIC;
+
+REVOKE EXECUTE ON FUNCTION
+    realtime.publish(text, text, jsonb),
+    realtime.broadcast(text, text, jsonb),
+    realtime.cleanup_messages(integer),
+    realtime.match_channel_invoker(text)
+FROM PUBLIC;
