@@ -82,6 +82,16 @@ pub struct ServeArgs {
     /// Most subscriptions one connection may hold.
     #[arg(long, env = "REALTIME_MAX_SUBSCRIPTIONS", default_value_t = 100)]
     pub max_subscriptions: usize,
+    /// Role whose tokens publish as the system (through `realtime.publish()`, no RLS).
+    #[arg(long, env = "REALTIME_SERVICE_ROLE", default_value = "service_role")]
+    pub service_role: String,
+    /// Seconds an allowed ephemeral publish (`persist:false`) is remembered per connection and
+    /// channel before the permission is checked again.
+    #[arg(long, env = "REALTIME_PUBLISH_CHECK_TTL_SECS", default_value_t = 10)]
+    pub publish_check_ttl_secs: u64,
+    /// Most messages in one `POST /v1/publish` batch.
+    #[arg(long, env = "REALTIME_MAX_BATCH", default_value_t = 1000)]
+    pub max_batch: usize,
     /// Emit logs as JSON lines.
     #[arg(long, env = "REALTIME_LOG_JSON", default_value_t = false)]
     pub log_json: bool,
@@ -131,6 +141,9 @@ pub struct Config {
     pub send_queue: usize,
     pub max_frame_bytes: usize,
     pub max_subscriptions: usize,
+    pub service_role: String,
+    pub publish_check_ttl: std::time::Duration,
+    pub max_batch: usize,
     pub log_json: bool,
 }
 
@@ -192,6 +205,7 @@ impl TryFrom<ServeArgs> for Config {
             ("send-queue", a.send_queue),
             ("max-frame-bytes", a.max_frame_bytes),
             ("max-subscriptions", a.max_subscriptions),
+            ("max-batch", a.max_batch),
         ] {
             if v == 0 {
                 return Err(ConfigError::Zero(name));
@@ -208,6 +222,9 @@ impl TryFrom<ServeArgs> for Config {
             send_queue: a.send_queue,
             max_frame_bytes: a.max_frame_bytes,
             max_subscriptions: a.max_subscriptions,
+            service_role: a.service_role,
+            publish_check_ttl: std::time::Duration::from_secs(a.publish_check_ttl_secs),
+            max_batch: a.max_batch,
             log_json: a.log_json,
         })
     }

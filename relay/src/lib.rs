@@ -10,6 +10,7 @@ pub mod http;
 pub mod hub;
 pub mod pg;
 pub mod protocol;
+pub mod publish;
 pub mod server;
 pub mod shutdown;
 pub mod ws;

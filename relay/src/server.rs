@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::hub::Hub;
-use crate::pg::cursor::{parse_pg_lsn, Cursor};
+use crate::pg::cursor::Cursor;
 use crate::pg::replication::{self, CommitBatch, ReplicationConfig, ReplicationStatus};
 
 /// Shared state of a running relay.
@@ -24,6 +24,7 @@ pub struct App {
     pub replication: Arc<ReplicationStatus>,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
+    pub acks: crate::publish::Acks,
 }
 
 /// Why the server could not run.
@@ -51,6 +52,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
         replication: status.clone(),
         shutdown: shutdown.clone(),
         tracker: TaskTracker::new(),
+        acks: crate::publish::Acks::default(),
         config,
     });
 
@@ -84,22 +86,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
     served.map_err(ServerError::Serve)
 }
 
-/// Sets the hub's starting position to the current WAL position, so a subscribe reply carries a
-/// cursor even before the first message: everything committed earlier sorts before it.
+/// Sets the hub's starting position to where the replication slot's first session of this
+/// process starts: every message below it was dispatched by an earlier run (and its position
+/// written back before the slot confirmed it), every message above it will be dispatched here.
+/// So a subscribe reply carries a cursor before the first message, `history(before = cursor)`
+/// is exactly what came before, and a resume up to it can be answered from the table at once.
 async fn seed_position(app: Arc<App>) {
-    let mut delay = Duration::from_millis(100);
     while !app.shutdown.is_cancelled() {
-        let lsn = async {
-            let client = app.pool.get().await.ok()?;
-            let row = client.query_one("SELECT pg_current_wal_lsn()::text", &[]).await.ok()?;
-            parse_pg_lsn(row.get::<_, &str>(0)).ok()
-        };
-        if let Some(lsn) = lsn.await {
-            app.hub.advance_position(&Cursor { commit_lsn: lsn, seq: 0 }.to_string());
+        if app.replication.wait_readable(1, Duration::from_secs(1)).await {
+            let origin = app.replication.origin_lsn();
+            app.hub.advance_position(&Cursor { commit_lsn: origin, seq: 0 }.to_string());
             return;
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }
 
@@ -107,5 +105,6 @@ async fn seed_position(app: Arc<App>) {
 async fn dispatch(app: Arc<App>, mut rx: mpsc::Receiver<CommitBatch>) {
     while let Some(batch) = rx.recv().await {
         app.hub.dispatch(&batch);
+        app.acks.resolve(&batch);
     }
 }

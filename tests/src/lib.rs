@@ -19,7 +19,7 @@ pub mod sql;
 pub mod ws;
 
 pub use cluster::Cluster;
-pub use http::http_get;
+pub use http::{http_get, http_post_json};
 pub use jwt::{mint_token, mint_token_with_exp};
 pub use relay::{Relay, RelayOptions};
 pub use sql::{allow_everyone, assert_uuid, create_channel, open_channel, publish, try_publish};

@@ -10,12 +10,15 @@ use axum::Router;
 
 use crate::server::App;
 
+pub mod publish;
+
 /// The relay's router.
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/v1/socket", get(crate::ws::handler))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/v1/publish", axum::routing::post(publish::handler))
         .with_state(app)
 }
 

@@ -5,6 +5,15 @@
 //! full queue marks the session as too slow (it is then closed with 4009 by its own task) and
 //! never delays delivery to anyone else. A message frame is encoded once and the same shared
 //! bytes go to every subscriber.
+//!
+//! A resuming subscription starts *held* ([`Hub::subscribe_held`]): its live frames newer than
+//! the position read at registration go to a bounded side buffer while the session replays the
+//! missed messages from the table, then [`Hub::activate`] moves the buffer into the session
+//! queue and switches it to direct delivery, atomically with respect to dispatch.
+//!
+//! The hub position is the cursor up to which everything has been dispatched. After a commit
+//! it is [`Cursor::end_of_commit`] of that commit, so `history(before = position)` contains the
+//! commit's last message and everything newer arrives live.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +22,7 @@ use std::sync::{Mutex, RwLock};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::pg::cursor::Cursor;
 use crate::pg::replication::{CommitBatch, LogEvent};
 use crate::protocol::server::{message, MessageFields, Sender};
 
@@ -44,11 +54,62 @@ impl SessionHandle {
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
     }
+
+    /// Free slots in the queue right now.
+    pub fn room(&self) -> usize {
+        self.tx.capacity()
+    }
+
+    /// The queue's size.
+    pub fn queue_size(&self) -> usize {
+        self.tx.max_capacity()
+    }
+
+    /// Marks the session too slow (it is then closed with 4009).
+    pub fn mark_slow(&self) {
+        self.slow.cancel();
+    }
+
+    /// True once the session was marked too slow or its queue closed.
+    pub fn is_gone(&self) -> bool {
+        self.slow.is_cancelled() || self.tx.is_closed()
+    }
+}
+
+/// Live frames held back for a resuming subscription.
+struct Held {
+    session: SessionHandle,
+    /// Stored messages at or below this cursor are already covered by the replay.
+    floor: String,
+    frames: Vec<Frame>,
+    cap: usize,
+    /// More than `cap` frames arrived: the buffer was dropped; the replay must go on from the
+    /// table up to a newer position.
+    overflowed: bool,
+}
+
+enum Sub {
+    Live(SessionHandle),
+    Held(Mutex<Held>),
+}
+
+/// What [`Hub::activate`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Activation {
+    /// The held frames are queued and the subscription is live.
+    Done,
+    /// The side buffer overflowed: replay from the table up to this new position, then try again.
+    /// (The subscription stays held, with an empty buffer above the new position.)
+    Overflowed(Option<String>),
+    /// The session queue has no room for the held frames yet; try again shortly.
+    NoRoom,
+    /// The subscription is gone (unsubscribed or the session ended).
+    Gone,
 }
 
 #[derive(Default)]
 struct State {
-    channels: HashMap<String, HashMap<u64, SessionHandle>>,
+    channels: HashMap<String, HashMap<u64, Sub>>,
 }
 
 /// Counters the hub keeps for health and metrics.
@@ -106,8 +167,56 @@ impl Hub {
         if !session.send(reply(position.as_deref())) {
             return false;
         }
-        state.channels.entry(channel.to_string()).or_default().insert(session.id, session.clone());
+        state.channels.entry(channel.to_string()).or_default().insert(session.id, Sub::Live(session.clone()));
         true
+    }
+
+    /// Adds `session` to `channel` in the held state (see the module docs) and returns the
+    /// position read under the same lock: every stored message above it will be held for the
+    /// session (up to `cap` frames), every one at or below it is the replay's business.
+    pub fn subscribe_held(&self, channel: &str, session: &SessionHandle, cap: usize) -> Option<String> {
+        let mut state = self.state.write().expect("hub lock");
+        let position = self.position();
+        let held = Held {
+            session: session.clone(),
+            floor: position.clone().unwrap_or_default(),
+            frames: Vec::new(),
+            cap,
+            overflowed: false,
+        };
+        state
+            .channels
+            .entry(channel.to_string())
+            .or_default()
+            .insert(session.id, Sub::Held(Mutex::new(held)));
+        position
+    }
+
+    /// Ends the held state of `session_id` on `channel`: queues the held frames (all newer than
+    /// the replayed range) and switches to direct delivery, unless the buffer overflowed or the
+    /// queue lacks room for it. See [`Activation`].
+    pub fn activate(&self, channel: &str, session_id: u64) -> Activation {
+        let mut state = self.state.write().expect("hub lock");
+        let position = self.position();
+        let Some(sub) = state.channels.get_mut(channel).and_then(|subs| subs.get_mut(&session_id)) else {
+            return Activation::Gone;
+        };
+        let Sub::Held(held) = sub else { return Activation::Done };
+        let held = held.get_mut().expect("held lock");
+        if held.overflowed {
+            held.overflowed = false;
+            held.frames.clear();
+            held.floor = position.clone().unwrap_or_default();
+            return Activation::Overflowed(position);
+        }
+        if held.frames.len() > held.session.room() {
+            return Activation::NoRoom;
+        }
+        for frame in held.frames.drain(..) {
+            held.session.send(frame);
+        }
+        *sub = Sub::Live(held.session.clone());
+        Activation::Done
     }
 
     /// Removes `session_id` from `channel`; returns whether it was subscribed.
@@ -130,6 +239,7 @@ impl Hub {
     pub fn dispatch(&self, batch: &CommitBatch) -> usize {
         let state = self.state.read().expect("hub lock");
         let mut queued = 0;
+        let mut last_commit = None;
         for event in &batch.events {
             self.stats.messages.fetch_add(1, Ordering::Relaxed);
             let (channel, fields) = match event {
@@ -154,23 +264,34 @@ impl Hub {
                         cursor: None,
                         event: &e.event,
                         payload: &e.payload,
-                        sender: Sender { kind: "system", id: None },
+                        sender: match &e.sender_id {
+                            Some(id) => Sender { kind: "user", id: Some(id) },
+                            None => Sender { kind: "system", id: None },
+                        },
                         created_at: None,
                         replayed: false,
                     },
                 ),
             };
             let cursor = match event {
-                LogEvent::Stored(m) => Some(m.cursor.to_string()),
+                LogEvent::Stored(m) => {
+                    last_commit = Some(m.cursor.commit_lsn);
+                    Some(m.cursor.to_string())
+                }
                 LogEvent::Ephemeral(_) => None,
             };
             if let Some(subs) = state.channels.get(channel) {
                 let frame = Frame::from(message(&MessageFields { cursor: cursor.as_deref(), ..fields }));
                 for s in subs.values() {
-                    if s.send(frame.clone()) {
-                        queued += 1;
-                    } else {
-                        self.stats.dropped_slow.fetch_add(1, Ordering::Relaxed);
+                    match s {
+                        Sub::Live(s) => {
+                            if s.send(frame.clone()) {
+                                queued += 1;
+                            } else {
+                                self.stats.dropped_slow.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Sub::Held(h) => hold(&mut h.lock().expect("held lock"), cursor.as_deref(), &frame),
                     }
                 }
             }
@@ -178,15 +299,31 @@ impl Hub {
                 self.advance_position(c);
             }
         }
+        if let Some(lsn) = last_commit {
+            self.advance_position(&Cursor::end_of_commit(lsn).to_string());
+        }
         self.stats.delivered.fetch_add(queued as u64, Ordering::Relaxed);
         queued
     }
 }
 
+/// Keeps `frame` for a held subscription: stored messages at or below the floor are dropped
+/// (the replay covers them); past the cap the buffer is given up (see [`Activation::Overflowed`]).
+fn hold(held: &mut Held, cursor: Option<&str>, frame: &Frame) {
+    if held.overflowed || cursor.is_some_and(|c| c <= held.floor.as_str()) {
+        return;
+    }
+    if held.frames.len() >= held.cap {
+        held.overflowed = true;
+        held.frames = Vec::new();
+        return;
+    }
+    held.frames.push(frame.clone());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pg::cursor::Cursor;
     use crate::pg::replication::{Ephemeral, StoredMessage};
 
     fn session(hub: &Hub, cap: usize) -> (SessionHandle, mpsc::Receiver<Frame>, CancellationToken) {
@@ -224,7 +361,7 @@ mod tests {
         let (s, mut rx, _) = session(&hub, 8);
         assert!(hub.subscribe("c", &s, |pos| Frame::from(format!("reply {}", pos.unwrap()))));
         hub.dispatch(&batch(vec![stored("c", 9, 2)]));
-        assert_eq!(rx.try_recv().unwrap().as_str(), format!("reply {}", Cursor { commit_lsn: 5, seq: 1 }));
+        assert_eq!(rx.try_recv().unwrap().as_str(), format!("reply {}", Cursor::end_of_commit(5)));
         let m = json(&rx.try_recv().unwrap());
         assert_eq!(m["channel"], "c");
         assert_eq!(m["cursor"], Cursor { commit_lsn: 9, seq: 2 }.to_string());
@@ -285,6 +422,7 @@ mod tests {
             channel: "c".into(),
             event: "typing".into(),
             payload: "{}".into(),
+            sender_id: None,
         });
         hub.dispatch(&batch(vec![e]));
         let m = json(&rx.try_recv().unwrap());
@@ -299,5 +437,83 @@ mod tests {
         hub.advance_position("0000000000000002");
         hub.advance_position("0000000000000001");
         assert_eq!(hub.position().as_deref(), Some("0000000000000002"));
+    }
+
+    #[test]
+    fn position_after_a_commit_covers_all_of_it() {
+        let hub = Hub::new();
+        hub.dispatch(&batch(vec![stored("c", 7, 3), stored("c", 7, 4)]));
+        let p = hub.position().unwrap();
+        assert_eq!(p, Cursor::end_of_commit(7).to_string());
+        assert!(Cursor::new(7, 4).to_string() < p && p < Cursor::new(8, 1).to_string());
+    }
+
+    #[test]
+    fn held_subscription_keeps_newer_frames_until_activated() {
+        let hub = Hub::new();
+        hub.dispatch(&batch(vec![stored("c", 5, 1)]));
+        let (s, mut rx, _) = session(&hub, 8);
+        let p = hub.subscribe_held("c", &s, 4);
+        assert_eq!(p, Some(Cursor::end_of_commit(5).to_string()));
+        hub.dispatch(&batch(vec![stored("c", 9, 2)]));
+        let e = LogEvent::Ephemeral(Ephemeral {
+            channel: "c".into(),
+            event: "typing".into(),
+            payload: "{}".into(),
+            sender_id: None,
+        });
+        hub.dispatch(&batch(vec![e]));
+        assert!(rx.try_recv().is_err(), "nothing reaches the queue while held");
+        s.send(Frame::from("replayed"));
+        assert_eq!(hub.activate("c", s.id), Activation::Done);
+        hub.dispatch(&batch(vec![stored("c", 11, 3)]));
+        assert_eq!(rx.try_recv().unwrap().as_str(), "replayed");
+        assert_eq!(json(&rx.try_recv().unwrap())["payload"]["n"], 2);
+        assert_eq!(json(&rx.try_recv().unwrap())["event"], "typing");
+        assert_eq!(json(&rx.try_recv().unwrap())["payload"]["n"], 3);
+        assert!(rx.try_recv().is_err());
+        assert_eq!(hub.activate("c", s.id), Activation::Done, "activating a live subscription is a no-op");
+    }
+
+    #[test]
+    fn held_subscription_drops_frames_at_or_below_its_floor() {
+        let hub = Hub::new();
+        hub.advance_position(&Cursor::new(10, 5).to_string());
+        let (s, mut rx, _) = session(&hub, 8);
+        hub.subscribe_held("c", &s, 4);
+        // a late commit below the floor (possible only with an out-of-band position)
+        hub.dispatch(&batch(vec![stored("c", 10, 5), stored("c", 10, 6)]));
+        assert_eq!(hub.activate("c", s.id), Activation::Done);
+        assert_eq!(json(&rx.try_recv().unwrap())["payload"]["n"], 6);
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn held_overflow_asks_for_more_replay_from_a_new_position() {
+        let hub = Hub::new();
+        let (s, mut rx, slow) = session(&hub, 8);
+        hub.subscribe_held("c", &s, 2);
+        hub.dispatch(&batch(vec![stored("c", 2, 1), stored("c", 2, 2), stored("c", 2, 3)]));
+        let p2 = Cursor::end_of_commit(2).to_string();
+        assert_eq!(hub.activate("c", s.id), Activation::Overflowed(Some(p2)));
+        hub.dispatch(&batch(vec![stored("c", 3, 4)]));
+        assert_eq!(hub.activate("c", s.id), Activation::Done);
+        assert_eq!(json(&rx.try_recv().unwrap())["payload"]["n"], 4);
+        assert!(!slow.is_cancelled());
+    }
+
+    #[test]
+    fn held_frames_wait_for_room_in_the_queue() {
+        let hub = Hub::new();
+        let (s, mut rx, _) = session(&hub, 2);
+        hub.subscribe_held("c", &s, 8);
+        hub.dispatch(&batch(vec![stored("c", 2, 1), stored("c", 2, 2)]));
+        s.send(Frame::from("replayed"));
+        assert_eq!(hub.activate("c", s.id), Activation::NoRoom);
+        rx.try_recv().unwrap();
+        assert_eq!(hub.activate("c", s.id), Activation::Done);
+        assert_eq!(hub.activate("other", s.id), Activation::Gone);
+        assert!(hub.unsubscribe("c", s.id));
+        assert_eq!(hub.activate("c", s.id), Activation::Gone);
     }
 }

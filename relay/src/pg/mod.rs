@@ -6,6 +6,7 @@ pub mod cursor;
 pub mod pgoutput;
 pub mod pool;
 pub mod positions;
+pub mod publish;
 pub mod replication;
 
 /// Errors of the Postgres layer.

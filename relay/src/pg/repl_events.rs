@@ -37,6 +37,8 @@ pub struct Ephemeral {
     pub event: String,
     /// Raw JSON text.
     pub payload: String,
+    /// The user who published it from a client (`sender.id`), or None for SQL `realtime.broadcast`.
+    pub sender_id: Option<String>,
 }
 
 /// One event of the log, in WAL order.
@@ -101,6 +103,8 @@ struct MessageBody<'a> {
     event: std::borrow::Cow<'a, str>,
     #[serde(borrow, default)]
     payload: Option<&'a RawValue>,
+    #[serde(default)]
+    sender_id: Option<String>,
 }
 
 /// Parses the body of a `realtime:broadcast` logical message:
@@ -112,6 +116,7 @@ pub fn ephemeral_from_body(content: &[u8]) -> Result<Ephemeral, EventError> {
         channel: body.channel.into_owned(),
         event: body.event.into_owned(),
         payload: body.payload.map_or_else(|| "{}".to_string(), |p| p.get().to_string()),
+        sender_id: body.sender_id,
     })
 }
 
@@ -300,5 +305,12 @@ mod tests {
         assert_eq!((e.channel.as_str(), e.payload.as_str()), ("cA", "{}"));
         assert!(ephemeral_from_body(b"not json").is_err());
         assert!(ephemeral_from_body(br#"{"channel":"c"}"#).is_err());
+    }
+
+    #[test]
+    fn ephemeral_body_carries_optional_sender() {
+        let e = ephemeral_from_body(br#"{"channel":"c","event":"e","sender_id":"alice"}"#).unwrap();
+        assert_eq!(e.sender_id.as_deref(), Some("alice"));
+        assert_eq!(ephemeral_from_body(br#"{"channel":"c","event":"e"}"#).unwrap().sender_id, None);
     }
 }

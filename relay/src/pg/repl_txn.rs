@@ -195,7 +195,7 @@ mod tests {
     }
 
     fn eph(n: &str) -> Ephemeral {
-        Ephemeral { channel: "c".into(), event: n.into(), payload: "{}".into() }
+        Ephemeral { channel: "c".into(), event: n.into(), payload: "{}".into(), sender_id: None }
     }
 
     #[test]

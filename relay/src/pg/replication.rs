@@ -86,6 +86,14 @@ pub struct ReplicationStatus {
     pub reconnects: AtomicU64,
     /// Rows or messages that could not be decoded and were skipped.
     pub decode_errors: AtomicU64,
+    /// The slot position the first session of this process streamed from (0 before it
+    /// started): every commit below it was dispatched by an earlier run, every commit above
+    /// it comes through this process. Seeds the hub position.
+    origin_lsn: AtomicU64,
+    /// Highest LSN `X` such that every committed transaction with commit LSN `<= X` that
+    /// stored messages has its row in `realtime.commits` (see [`Self::readable_lsn`]).
+    readable_lsn: AtomicU64,
+    readable: tokio::sync::Notify,
 }
 
 impl ReplicationStatus {
@@ -103,6 +111,46 @@ impl ReplicationStatus {
 
     pub fn reconnects(&self) -> u64 {
         self.reconnects.load(Ordering::Relaxed)
+    }
+
+    /// See `origin_lsn`; 0 until the first session started.
+    pub fn origin_lsn(&self) -> u64 {
+        self.origin_lsn.load(Ordering::Acquire)
+    }
+
+    /// History and resume read `messages ⋈ commits`; a read that must be complete up to commit
+    /// LSN `X` may run once `readable_lsn() >= X`. Raised from three sound sources: the slot's
+    /// confirmed position at session start (acknowledged only after its positions were
+    /// written), every acknowledgement, and the position writer's durable watermark.
+    pub fn readable_lsn(&self) -> u64 {
+        self.readable_lsn.load(Ordering::Acquire)
+    }
+
+    /// Raises [`Self::readable_lsn`] and wakes waiters.
+    pub fn raise_readable(&self, lsn: u64) {
+        if self.readable_lsn.fetch_max(lsn, Ordering::AcqRel) < lsn {
+            self.readable.notify_waiters();
+        }
+    }
+
+    /// Waits until [`Self::readable_lsn`] `>= lsn`, at most `limit`; returns whether it is.
+    pub async fn wait_readable(&self, lsn: u64, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.readable.notified();
+            if self.readable_lsn() >= lsn {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.readable_lsn() >= lsn;
+            }
+        }
+    }
+
+    /// A session streams from `start` (the slot's confirmed position).
+    fn session_started(&self, start: u64) {
+        let _ = self.origin_lsn.compare_exchange(0, start.max(1), Ordering::AcqRel, Ordering::Acquire);
+        self.raise_readable(start);
     }
 }
 
@@ -223,6 +271,7 @@ impl Stream {
                 return Ok(());
             }
         }
+        self.status.session_started(start);
         self.status.streaming.store(true, Ordering::Relaxed);
         info!(slot = %self.cfg.slot, from = %format_pg_lsn(start), attempt = self.attempt,
             "replication streaming");
@@ -254,6 +303,7 @@ impl Stream {
                 }
                 changed = durable.changed(), if writer_alive => {
                     writer_alive = changed.is_ok();
+                    self.status.raise_readable(self.positions.durable());
                     self.apply_acks(&client);
                     Step::Continue
                 }
@@ -436,6 +486,7 @@ impl Stream {
         if let Some(lsn) = self.acks.ready(self.positions.durable()) {
             client.update_applied_lsn(Lsn::from_u64(lsn));
             self.status.acked_lsn.fetch_max(lsn, Ordering::Relaxed);
+            self.status.raise_readable(lsn);
             self.ack_wait = None;
         }
         if self.acks.is_empty() {

@@ -21,6 +21,8 @@ struct Reply<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     channel: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     cursor: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<ErrorBody<'a>>,
@@ -28,7 +30,18 @@ struct Reply<'a> {
 
 /// `{"type":"reply","ref":..,"ok":true,"channel":..,"cursor":..}`
 pub fn reply_ok(reference: Option<&Value>, channel: Option<&str>, cursor: Option<&str>) -> String {
-    let r = Reply { kind: "reply", reference, ok: true, channel, cursor, error: None };
+    let r = Reply { kind: "reply", reference, ok: true, channel, id: None, cursor, error: None };
+    serde_json::to_string(&r).expect("reply serialises")
+}
+
+/// The reply to a publish: `id` and `cursor` for a persisted message, neither for an ephemeral one.
+pub fn reply_published(
+    reference: Option<&Value>,
+    channel: &str,
+    id: Option<&str>,
+    cursor: Option<&str>,
+) -> String {
+    let r = Reply { kind: "reply", reference, ok: true, channel: Some(channel), id, cursor, error: None };
     serde_json::to_string(&r).expect("reply serialises")
 }
 
@@ -39,6 +52,7 @@ pub fn reply_error(reference: Option<&Value>, code: ErrorCode, message: &str) ->
         reference,
         ok: false,
         channel: None,
+        id: None,
         cursor: None,
         error: Some(ErrorBody { code, message }),
     };
@@ -140,6 +154,15 @@ mod tests {
         );
         let v: Value = serde_json::from_str(&reply_error(None, ErrorCode::InternalError, "boom")).unwrap();
         assert_eq!(v["error"]["code"], "INTERNAL_ERROR");
+    }
+
+    #[test]
+    fn reply_published_carries_id_and_cursor() {
+        let v: Value =
+            serde_json::from_str(&reply_published(Some(&json!(3)), "c", Some("u"), Some("0f"))).unwrap();
+        assert_eq!(v, json!({"type":"reply","ref":3,"ok":true,"channel":"c","id":"u","cursor":"0f"}));
+        let v: Value = serde_json::from_str(&reply_published(None, "c", None, None)).unwrap();
+        assert_eq!(v, json!({"type":"reply","ok":true,"channel":"c"}));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! WebSocket endpoint `/v1/socket`: authenticates the upgrade request, then hands the socket to
 //! a [`session`].
 
+pub mod publish;
 pub mod session;
 
 use std::sync::Arc;
@@ -18,14 +19,14 @@ pub struct SocketParams {
     token: Option<String>,
 }
 
-/// The bearer token from `Authorization: Bearer <jwt>`, else from `?token=`.
-fn token_from<'a>(headers: &'a HeaderMap, params: &'a SocketParams) -> Option<&'a str> {
+/// The bearer token from `Authorization: Bearer <jwt>`, else from the `?token=` parameter.
+pub fn token_from<'a>(headers: &'a HeaderMap, query_token: Option<&'a str>) -> Option<&'a str> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim)
-        .or(params.token.as_deref())
+        .or(query_token)
 }
 
 /// Upgrades authenticated requests; refuses others with 401 and a JSON error body.
@@ -35,7 +36,7 @@ pub async fn handler(
     Query(params): Query<SocketParams>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let identity = match app.auth.authenticate(token_from(&headers, &params)) {
+    let identity = match app.auth.authenticate(token_from(&headers, params.token.as_deref())) {
         Ok(id) => id,
         Err(e) => {
             let body =

@@ -60,6 +60,7 @@ struct Session {
     identity: Identity,
     handle: SessionHandle,
     channels: HashSet<String>,
+    publish_checks: super::publish::PublishChecks,
 }
 
 impl Session {
@@ -88,9 +89,16 @@ impl Session {
                     self.error(r, ErrorCode::NotSubscribed, &format!("not subscribed to '{channel}'"));
                 }
             }
+            Request::Publish { channel, event, payload, persist } => {
+                let m = crate::publish::Outgoing { channel, event, payload };
+                let app = self.app.clone();
+                let reply =
+                    super::publish::handle(&app, &self.identity, &mut self.publish_checks, r, m, persist)
+                        .await;
+                self.send(reply);
+            }
             other => {
                 let kind = match other {
-                    Request::Publish { .. } => "publish",
                     Request::Track { .. } => "track",
                     Request::Untrack { .. } => "untrack",
                     Request::History { .. } => "history",
@@ -161,8 +169,13 @@ pub async fn run(app: Arc<App>, socket: WebSocket, identity: Identity) {
     let (sink, mut stream) = socket.split();
     let mut writer_task = tokio::spawn(writer(sink, rx, close_rx));
     let expiry = identity.exp.map(seconds_until);
-    let mut session =
-        Session { handle: SessionHandle::new(id, tx, slow.clone()), app, identity, channels: HashSet::new() };
+    let mut session = Session {
+        handle: SessionHandle::new(id, tx, slow.clone()),
+        app,
+        identity,
+        channels: HashSet::new(),
+        publish_checks: Default::default(),
+    };
     tracing::debug!(session = id, role = %session.identity.role, "session started");
 
     let expired = async {

@@ -1,0 +1,120 @@
+//! Publishing, shared by WebSocket `publish` frames and `POST /v1/publish`.
+//!
+//! Persisted publishes answer with each message's `id` and `cursor`. The cursor exists only once
+//! the commit has been decoded from the log, so the publisher registers the ids in [`Acks`]
+//! before committing and waits (bounded) for the dispatcher to resolve them.
+
+mod acks;
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub use acks::Acks;
+
+use crate::auth::Identity;
+use crate::pg::publish::{emit_ephemeral, insert_as, publish_as_service, NewMessage, PublishError};
+use crate::server::App;
+
+/// How long a persisted publish waits for its cursor before answering without one.
+const CURSOR_WAIT: Duration = Duration::from_secs(5);
+
+/// A message as a client asks to publish it.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub channel: String,
+    pub event: String,
+    pub payload: Value,
+}
+
+/// The result for one published message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub id: String,
+    /// Known once the commit was decoded; None if that took longer than the wait.
+    pub cursor: Option<String>,
+}
+
+/// A random (version 4) UUID.
+pub fn new_uuid() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+/// Persists `messages` in one transaction (all or nothing) and returns their ids and cursors.
+/// The service role publishes as the system through `realtime.publish()`; every other role
+/// inserts under its own role and claims, so RLS decides.
+pub async fn persist(
+    app: &App,
+    who: &Identity,
+    messages: Vec<Outgoing>,
+) -> Result<Vec<Published>, PublishError> {
+    let msgs: Vec<NewMessage> = messages
+        .into_iter()
+        .map(|m| NewMessage { id: new_uuid(), channel: m.channel, event: m.event, payload: m.payload })
+        .collect();
+    let waits = if who.role == app.config.service_role {
+        let mut waits = Vec::new();
+        let result =
+            publish_as_service(&app.pool, &msgs, |id| waits.push((id.to_string(), app.acks.expect(id))))
+                .await;
+        if let Err(e) = result {
+            waits.iter().for_each(|(id, _)| app.acks.forget(id));
+            return Err(e);
+        }
+        waits
+    } else {
+        let waits: Vec<_> = msgs.iter().map(|m| (m.id.clone(), app.acks.expect(&m.id))).collect();
+        if let Err(e) = insert_as(&app.pool, who, &msgs, false).await {
+            waits.iter().for_each(|(id, _)| app.acks.forget(id));
+            return Err(e);
+        }
+        waits
+    };
+    let deadline = tokio::time::Instant::now() + CURSOR_WAIT;
+    let mut out = Vec::with_capacity(waits.len());
+    for (id, rx) in waits {
+        let cursor = tokio::time::timeout_at(deadline, rx).await.ok().and_then(Result::ok);
+        if cursor.is_none() {
+            app.acks.forget(&id);
+            tracing::warn!(%id, "published, but its commit was not decoded within {CURSOR_WAIT:?}; replying without cursor");
+        }
+        out.push(Published { id, cursor });
+    }
+    Ok(out)
+}
+
+/// Checks that `who` may publish to the message's channel (an insert that is rolled back).
+pub async fn check(app: &App, who: &Identity, m: &Outgoing) -> Result<(), PublishError> {
+    let probe = NewMessage {
+        id: new_uuid(),
+        channel: m.channel.clone(),
+        event: m.event.clone(),
+        payload: m.payload.clone(),
+    };
+    insert_as(&app.pool, who, std::slice::from_ref(&probe), true).await
+}
+
+/// Sends an ephemeral message to subscribers on every relay; never stored.
+pub async fn ephemeral(app: &App, who: &Identity, m: Outgoing) -> Result<(), PublishError> {
+    let msg = NewMessage { id: String::new(), channel: m.channel, event: m.event, payload: m.payload };
+    emit_ephemeral(&app.pool, &msg, who.user_id.as_deref()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuids_are_version_4_and_distinct() {
+        let (a, b) = (new_uuid(), new_uuid());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "4");
+        assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"));
+        assert_eq!(a.matches('-').count(), 4);
+    }
+}

@@ -1,0 +1,189 @@
+//! Publishing from clients and services: a client `publish` frame is an INSERT under the
+//! client's role and claims (RLS `WITH CHECK` decides); `persist:false` is delivered live and
+//! never stored; `POST /v1/publish` publishes one message or an all-or-nothing batch.
+
+use realtime_e2e::{create_channel, exec, http_post_json, open_channel, start_stack, Connect, Ws};
+use serde_json::json;
+use tokio_postgres::Client;
+
+async fn stored_count(db: &Client, channel: &str) -> i64 {
+    db.query_one("SELECT count(*) FROM realtime.messages WHERE channel = $1", &[&channel])
+        .await
+        .expect("count messages")
+        .get(0)
+}
+
+/// Authenticated users may publish to `chat` as themselves.
+async fn allow_chat_publish(db: &Client) {
+    exec(
+        db,
+        "CREATE POLICY chat_publish ON realtime.messages FOR INSERT TO authenticated
+           WITH CHECK (channel = 'chat' AND sender_id = realtime.user_id())",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_publish_allowed_by_rls_is_stored_and_delivered_with_id_and_cursor() {
+    let (cluster, relay) = start_stack().await;
+    let db = cluster.client().await;
+    open_channel(&db, "chat").await;
+    allow_chat_publish(&db).await;
+    let mut listener = Ws::connect(&relay.ws_url(), Connect::Anonymous).await;
+    listener.subscribe_ok("chat").await;
+    let mut alice =
+        Ws::connect(&relay.ws_url(), Connect::Bearer(relay.token(Some("alice"), "authenticated"))).await;
+
+    let reply = alice
+        .request(json!({"type":"publish","channel":"chat","event":"message","payload":{"text":"hi"}}))
+        .await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    let (id, cursor) = (reply["id"].as_str().unwrap(), reply["cursor"].as_str().unwrap());
+
+    let msg = listener.expect_message("chat").await;
+    assert_eq!(msg["id"], id, "{msg}");
+    assert_eq!(msg["cursor"], cursor, "the reply's cursor is the delivered message's cursor: {msg}");
+    assert_eq!(msg["payload"], json!({"text": "hi"}));
+    assert_eq!(msg["sender"], json!({"type": "user", "id": "alice"}), "{msg}");
+    let row = db
+        .query_one("SELECT sender_type, sender_id FROM realtime.messages WHERE id::text = $1", &[&id])
+        .await
+        .expect("the published message is stored");
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, Option<String>>(1)),
+        ("user".into(), Some("alice".into()))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_publish_without_insert_policy_is_unauthorized_and_not_stored() {
+    let (cluster, relay) = start_stack().await;
+    let db = cluster.client().await;
+    open_channel(&db, "chat").await;
+    allow_chat_publish(&db).await;
+    create_channel(&db, "news").await;
+
+    let mut anon = Ws::connect(&relay.ws_url(), Connect::Anonymous).await;
+    let reply = anon.request(json!({"type":"publish","channel":"chat","event":"m","payload":{}})).await;
+    assert_eq!(reply["error"]["code"], "REALTIME_UNAUTHORIZED", "anon has no insert policy: {reply}");
+    let mut alice =
+        Ws::connect(&relay.ws_url(), Connect::Bearer(relay.token(Some("alice"), "authenticated"))).await;
+    let reply = alice.request(json!({"type":"publish","channel":"news","event":"m"})).await;
+    assert_eq!(reply["error"]["code"], "REALTIME_UNAUTHORIZED", "policy covers chat only: {reply}");
+    let reply = alice.request(json!({"type":"publish","channel":"nomatch:1","event":"m"})).await;
+    assert_eq!(reply["error"]["code"], "REALTIME_NOT_FOUND", "{reply}");
+    assert_eq!(stored_count(&db, "chat").await + stored_count(&db, "news").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ephemeral_publish_is_delivered_but_never_stored() {
+    let (cluster, relay) = start_stack().await;
+    let db = cluster.client().await;
+    open_channel(&db, "chat").await;
+    allow_chat_publish(&db).await;
+    let mut listener = Ws::connect(&relay.ws_url(), Connect::Anonymous).await;
+    listener.subscribe_ok("chat").await;
+    let mut alice =
+        Ws::connect(&relay.ws_url(), Connect::Bearer(relay.token(Some("alice"), "authenticated"))).await;
+
+    let reply = alice
+        .request(
+            json!({"type":"publish","channel":"chat","event":"typing","payload":{"on":true},"persist":false}),
+        )
+        .await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert!(
+        reply.get("cursor").is_none() && reply.get("id").is_none(),
+        "ephemeral has no id/cursor: {reply}"
+    );
+    let msg = listener.expect_message("chat").await;
+    assert_eq!((msg["event"].as_str(), &msg["payload"]), (Some("typing"), &json!({"on": true})), "{msg}");
+    assert!(msg.get("cursor").is_none(), "ephemeral frames carry no cursor: {msg}");
+    assert_eq!(msg["sender"], json!({"type": "user", "id": "alice"}));
+    assert_eq!(stored_count(&db, "chat").await, 0, "ephemeral messages are never stored");
+
+    let mut anon = Ws::connect(&relay.ws_url(), Connect::Anonymous).await;
+    let reply =
+        anon.request(json!({"type":"publish","channel":"chat","event":"typing","persist":false})).await;
+    assert_eq!(reply["error"]["code"], "REALTIME_UNAUTHORIZED", "same check as persisted: {reply}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payload_over_configured_limit_is_payload_too_large() {
+    let (cluster, relay) = start_stack().await;
+    let db = cluster.client().await;
+    open_channel(&db, "chat").await;
+    allow_chat_publish(&db).await;
+    exec(&db, "UPDATE realtime.config SET max_payload_bytes = 100").await;
+    let mut alice =
+        Ws::connect(&relay.ws_url(), Connect::Bearer(relay.token(Some("alice"), "authenticated"))).await;
+    let big = "x".repeat(200);
+    let reply =
+        alice.request(json!({"type":"publish","channel":"chat","event":"m","payload":{"s": big}})).await;
+    assert_eq!(reply["error"]["code"], "REALTIME_PAYLOAD_TOO_LARGE", "{reply}");
+    let (status, body) = http_post_json(
+        relay.port(),
+        "/v1/publish",
+        Some(&relay.token(None, "service_role")),
+        &json!({"channel":"chat","event":"m","payload":{"s": big}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!((status, &body["error"]["code"]), (413, &json!("REALTIME_PAYLOAD_TOO_LARGE")), "{body}");
+    assert_eq!(stored_count(&db, "chat").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_publish_batch_returns_ids_in_order_and_is_all_or_nothing() {
+    let (cluster, relay) = start_stack().await;
+    let db = cluster.client().await;
+    open_channel(&db, "feed").await;
+    let service = relay.token(None, "service_role");
+    let mut ws = Ws::connect(&relay.ws_url(), Connect::Anonymous).await;
+    ws.subscribe_ok("feed").await;
+
+    let batch = json!({"messages":[
+        {"channel":"feed","event":"a","payload":{"n":1}},
+        {"channel":"feed","event":"b","payload":{"n":2}}]});
+    let (status, body) = http_post_json(relay.port(), "/v1/publish", Some(&service), &batch).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let ids: Vec<&str> =
+        body["messages"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    for (n, id) in ids.iter().enumerate() {
+        let msg = ws.expect_message("feed").await;
+        assert_eq!((msg["id"].as_str(), &msg["payload"]["n"]), (Some(*id), &json!(n + 1)), "{msg}");
+        assert_eq!(msg["sender"], json!({"type": "system"}), "service publishes are system messages");
+        assert_eq!(msg["cursor"], body["messages"][n]["cursor"]);
+    }
+
+    let bad = json!({"messages":[{"channel":"feed","event":"c"},{"channel":"nowhere","event":"d"}]});
+    let (status, body) = http_post_json(relay.port(), "/v1/publish", Some(&service), &bad).await.unwrap();
+    assert_eq!((status, &body["error"]["code"]), (404, &json!("REALTIME_NOT_FOUND")), "{body}");
+    assert_eq!(stored_count(&db, "feed").await, 2, "the failed batch stored nothing");
+
+    let (status, body) = http_post_json(
+        relay.port(),
+        "/v1/publish",
+        Some(&relay.token(Some("bob"), "authenticated")),
+        &json!({"channel":"feed","event":"x"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (403, &json!("REALTIME_UNAUTHORIZED")),
+        "RLS applies: {body}"
+    );
+    let (status, _) = http_post_json(
+        relay.port(),
+        "/v1/publish",
+        Some("not-a-jwt"),
+        &json!({"channel":"feed","event":"x"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 401);
+    let (status, body) =
+        http_post_json(relay.port(), "/v1/publish", Some(&service), &json!({"event":"x"})).await.unwrap();
+    assert_eq!((status, &body["error"]["code"]), (400, &json!("REALTIME_INVALID_REQUEST")), "{body}");
+}
