@@ -1,10 +1,16 @@
 //! Client authentication: verifies JWTs and turns them into an [`Identity`] (Postgres role,
 //! user id, the claims passed to Postgres as `request.jwt.claims`).
 //!
-//! Only HS256 with the shared secret is accepted; `alg:none` and every other algorithm are
-//! refused by construction because the validation names exactly one algorithm.
+//! Accepted: HS256 with the shared secret, and RS256 / ES256 with a public key from the JWKS
+//! file, chosen by the token's `kid`. The key is picked by the algorithm the token names and
+//! each key is bound to one algorithm, and the validation names exactly that algorithm — so
+//! `alg:none`, HS/RS confusion (an HS256 token "signed" with a public key) and a key used with
+//! another algorithm are all refused.
 
-use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use std::collections::HashMap;
+
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm};
+use jsonwebtoken::{decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Map, Value};
 
 /// Why a token was refused.
@@ -33,22 +39,129 @@ pub struct Identity {
     pub exp: Option<u64>,
 }
 
-/// Verifies tokens against one HS256 secret and a role allowlist.
+/// Why a JWKS file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum JwksError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path} is not a JWK set: {source}")]
+    Parse { path: String, source: serde_json::Error },
+    #[error("{path}: key #{index} has no 'kid'")]
+    NoKid { path: String, index: usize },
+    #[error("{path}: key '{kid}' is not an RS256 or ES256 (P-256) signing key")]
+    Unsupported { path: String, kid: String },
+    #[error("{path}: key '{kid}' is unusable: {reason}")]
+    BadKey { path: String, kid: String, reason: String },
+    #[error("{path} holds no keys")]
+    Empty { path: String },
+}
+
+/// Public keys by `kid`, each bound to the one algorithm it may verify.
+#[derive(Clone, Default)]
+pub struct PublicKeys {
+    keys: HashMap<String, (Algorithm, DecodingKey)>,
+}
+
+impl std::fmt::Debug for PublicKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut kids: Vec<_> = self.keys.keys().collect();
+        kids.sort();
+        f.debug_struct("PublicKeys").field("kids", &kids).finish()
+    }
+}
+
+impl PublicKeys {
+    /// Loads a JWKS file (`{"keys":[...]}`) of RS256 and ES256 keys.
+    pub fn from_file(path: &str) -> Result<Self, JwksError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| JwksError::Read { path: path.into(), source })?;
+        Self::from_json(path, &text)
+    }
+
+    fn from_json(path: &str, text: &str) -> Result<Self, JwksError> {
+        let set: JwkSet =
+            serde_json::from_str(text).map_err(|source| JwksError::Parse { path: path.into(), source })?;
+        let mut keys = HashMap::new();
+        for (index, jwk) in set.keys.iter().enumerate() {
+            let kid = jwk.common.key_id.clone().ok_or(JwksError::NoKid { path: path.into(), index })?;
+            let alg = match (&jwk.algorithm, jwk.common.key_algorithm) {
+                (AlgorithmParameters::RSA(_), None | Some(KeyAlgorithm::RS256)) => Algorithm::RS256,
+                (AlgorithmParameters::EllipticCurve(ec), None | Some(KeyAlgorithm::ES256))
+                    if ec.curve == EllipticCurve::P256 =>
+                {
+                    Algorithm::ES256
+                }
+                _ => return Err(JwksError::Unsupported { path: path.into(), kid }),
+            };
+            let key = DecodingKey::from_jwk(jwk).map_err(|e| JwksError::BadKey {
+                path: path.into(),
+                kid: kid.clone(),
+                reason: e.to_string(),
+            })?;
+            keys.insert(kid, (alg, key));
+        }
+        if keys.is_empty() {
+            return Err(JwksError::Empty { path: path.into() });
+        }
+        Ok(Self { keys })
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// Verifies tokens against the HS256 secret and/or the JWKS keys, and a role allowlist.
 #[derive(Clone)]
 pub struct Authenticator {
-    key: DecodingKey,
-    validation: Validation,
+    secret: Option<DecodingKey>,
+    public: PublicKeys,
     roles: Vec<String>,
     allow_anon: bool,
 }
 
+fn validation(alg: Algorithm) -> Validation {
+    let mut v = Validation::new(alg);
+    v.leeway = 0;
+    v.validate_aud = false;
+    v.set_required_spec_claims(&["exp"]);
+    v
+}
+
 impl Authenticator {
     pub fn new(secret: &str, roles: Vec<String>, allow_anon: bool) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 0;
-        validation.validate_aud = false;
-        validation.set_required_spec_claims(&["exp"]);
-        Self { key: DecodingKey::from_secret(secret.as_bytes()), validation, roles, allow_anon }
+        Self::with_keys(Some(secret), PublicKeys::default(), roles, allow_anon)
+    }
+
+    /// An authenticator with an optional HS256 secret and JWKS public keys.
+    pub fn with_keys(secret: Option<&str>, public: PublicKeys, roles: Vec<String>, allow_anon: bool) -> Self {
+        Self { secret: secret.map(|s| DecodingKey::from_secret(s.as_bytes())), public, roles, allow_anon }
+    }
+
+    fn key_for(&self, token: &str) -> Result<(&DecodingKey, Algorithm), AuthError> {
+        let header = decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        match header.alg {
+            Algorithm::HS256 => {
+                self.secret.as_ref().map(|k| (k, Algorithm::HS256)).ok_or_else(|| {
+                    AuthError::Invalid("HS256 tokens are not accepted (no --jwt-secret)".into())
+                })
+            }
+            Algorithm::RS256 | Algorithm::ES256 => {
+                let kid = header.kid.ok_or_else(|| AuthError::Invalid("token has no 'kid'".into()))?;
+                match self.public.keys.get(&kid) {
+                    Some((alg, key)) if *alg == header.alg => Ok((key, *alg)),
+                    Some((alg, _)) => {
+                        Err(AuthError::Invalid(format!("key '{kid}' is for {alg:?}, not {:?}", header.alg)))
+                    }
+                    None => Err(AuthError::Invalid(format!("unknown key id '{kid}'"))),
+                }
+            }
+            other => Err(AuthError::Invalid(format!("algorithm {other:?} is not accepted"))),
+        }
     }
 
     /// Authenticates a connection: no token means `anon` when allowed.
@@ -71,8 +184,9 @@ impl Authenticator {
     }
 
     fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        let (key, alg) = self.key_for(token)?;
         let data =
-            decode::<Map<String, Value>>(token, &self.key, &self.validation).map_err(|e| match e.kind() {
+            decode::<Map<String, Value>>(token, key, &validation(alg)).map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
                 _ => AuthError::Invalid(e.to_string()),
             })?;
@@ -156,6 +270,72 @@ mod tests {
         let t = encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(SECRET.as_bytes()))
             .unwrap();
         assert_eq!(auth(true).authenticate(Some(&t)), Err(AuthError::Expired));
+    }
+
+    const JWKS: &str = include_str!("../tests/fixtures/jwks.json");
+
+    fn with_jwks(secret: Option<&str>) -> Authenticator {
+        let keys = PublicKeys::from_json("jwks.json", JWKS).unwrap();
+        Authenticator::with_keys(secret, keys, vec!["authenticated".into()], false)
+    }
+
+    fn signed(alg: Algorithm, kid: &str, pem: &[u8]) -> String {
+        let key = match alg {
+            Algorithm::RS256 => EncodingKey::from_rsa_pem(pem).unwrap(),
+            _ => EncodingKey::from_ec_pem(pem).unwrap(),
+        };
+        let mut header = Header::new(alg);
+        header.kid = Some(kid.into());
+        let claims = serde_json::json!({"role": "authenticated", "sub": "carol", "exp": 9_999_999_999u64});
+        encode(&header, &claims, &key).unwrap()
+    }
+
+    const RSA_PEM: &[u8] = include_bytes!("../tests/fixtures/rsa.pem");
+    const EC_PEM: &[u8] = include_bytes!("../tests/fixtures/ec.pem");
+
+    #[test]
+    fn rs256_and_es256_tokens_verify_by_kid() {
+        let a = with_jwks(None);
+        assert_eq!(
+            a.authenticate(Some(&signed(Algorithm::RS256, "rsa-1", RSA_PEM))).unwrap().user_id.unwrap(),
+            "carol"
+        );
+        assert_eq!(
+            a.authenticate(Some(&signed(Algorithm::ES256, "ec-1", EC_PEM))).unwrap().role,
+            "authenticated"
+        );
+    }
+
+    #[test]
+    fn unknown_kid_and_key_of_other_algorithm_are_refused() {
+        let a = with_jwks(None);
+        let e = a.authenticate(Some(&signed(Algorithm::RS256, "nope", RSA_PEM))).unwrap_err();
+        assert_eq!(e, AuthError::Invalid("unknown key id 'nope'".into()));
+        let e = a.authenticate(Some(&signed(Algorithm::ES256, "rsa-1", EC_PEM))).unwrap_err();
+        assert!(e.to_string().contains("is for RS256"), "{e}");
+    }
+
+    #[test]
+    fn hs256_token_made_with_the_public_key_is_refused() {
+        // HS/RS confusion: an attacker "signs" HS256 using the RSA public key material as the secret.
+        let public_n =
+            serde_json::from_str::<Value>(JWKS).unwrap()["keys"][0]["n"].as_str().unwrap().to_string();
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some("rsa-1".into());
+        let claims = serde_json::json!({"role": "authenticated", "exp": 9_999_999_999u64});
+        let forged = encode(&header, &claims, &EncodingKey::from_secret(public_n.as_bytes())).unwrap();
+        assert!(matches!(with_jwks(None).authenticate(Some(&forged)), Err(AuthError::Invalid(_))));
+        assert!(matches!(with_jwks(Some(SECRET)).authenticate(Some(&forged)), Err(AuthError::Invalid(_))));
+    }
+
+    #[test]
+    fn jwks_without_kid_or_with_other_key_types_is_refused_at_load() {
+        let no_kid = r#"{"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB"}]}"#;
+        assert!(matches!(PublicKeys::from_json("f", no_kid), Err(JwksError::NoKid { index: 0, .. })));
+        let hs = r#"{"keys":[{"kty":"oct","kid":"s","k":"c2VjcmV0"}]}"#;
+        assert!(matches!(PublicKeys::from_json("f", hs), Err(JwksError::Unsupported { .. })));
+        assert!(matches!(PublicKeys::from_json("f", r#"{"keys":[]}"#), Err(JwksError::Empty { .. })));
+        assert!(matches!(PublicKeys::from_json("f", "nope"), Err(JwksError::Parse { .. })));
     }
 
     #[test]

@@ -58,7 +58,7 @@ pub struct ServeArgs {
     /// HS256 shared secret for client JWTs.
     #[arg(long, env = "REALTIME_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
-    /// JWKS file with RS256/ES256 public keys (not yet supported).
+    /// JWKS file with RS256/ES256 public keys, chosen by the token's `kid`.
     #[arg(long, env = "REALTIME_JWKS_FILE")]
     pub jwks_file: Option<String>,
     /// Postgres roles a JWT `role` claim may select, comma-separated.
@@ -92,6 +92,12 @@ pub struct ServeArgs {
     /// Most messages in one `POST /v1/publish` batch.
     #[arg(long, env = "REALTIME_MAX_BATCH", default_value_t = 1000)]
     pub max_batch: usize,
+    /// Seconds a resume cursor stays replayable: older cursors get `reset` instead of a replay.
+    #[arg(long, env = "REALTIME_REPLAY_WINDOW_SECS", default_value_t = 600)]
+    pub replay_window_secs: u64,
+    /// Most messages one resume replays; more missed messages get `reset` instead.
+    #[arg(long, env = "REALTIME_MAX_REPLAY", default_value_t = 10_000)]
+    pub max_replay: usize,
     /// Emit logs as JSON lines.
     #[arg(long, env = "REALTIME_LOG_JSON", default_value_t = false)]
     pub log_json: bool,
@@ -106,12 +112,12 @@ pub enum ConfigError {
     BadDatabaseUrl(String),
     #[error("--bind / REALTIME_BIND '{0}' is not a socket address like 127.0.0.1:4000")]
     BadBind(String),
-    #[error("--jwt-secret / REALTIME_JWT_SECRET is required (or --jwks-file); it must be at least 16 bytes")]
+    #[error("--jwt-secret / REALTIME_JWT_SECRET (at least 16 bytes) or --jwks-file / REALTIME_JWKS_FILE is required")]
     MissingJwtSecret,
     #[error("--jwt-secret / REALTIME_JWT_SECRET is too short ({0} bytes); use at least 16 bytes")]
     ShortJwtSecret(usize),
-    #[error("--jwks-file / REALTIME_JWKS_FILE is not supported yet; use --jwt-secret")]
-    JwksUnsupported,
+    #[error("--jwks-file / REALTIME_JWKS_FILE: {0}")]
+    Jwks(#[from] crate::auth::JwksError),
     #[error(
         "--roles / REALTIME_ROLES: '{0}' is not a valid role name (letters, digits, '_'; at most 63 bytes)"
     )]
@@ -133,7 +139,8 @@ pub enum ConfigError {
 pub struct Config {
     pub database_url: String,
     pub bind: SocketAddr,
-    pub jwt_secret: String,
+    pub jwt_secret: Option<String>,
+    pub public_keys: crate::auth::PublicKeys,
     pub roles: Vec<String>,
     pub allow_anon: bool,
     pub relay_id: String,
@@ -144,6 +151,8 @@ pub struct Config {
     pub service_role: String,
     pub publish_check_ttl: std::time::Duration,
     pub max_batch: usize,
+    pub replay_window: std::time::Duration,
+    pub max_replay: usize,
     pub log_json: bool,
 }
 
@@ -171,12 +180,15 @@ impl TryFrom<ServeArgs> for Config {
             .parse::<tokio_postgres::Config>()
             .map_err(|e| ConfigError::BadDatabaseUrl(e.to_string()))?;
         let bind = a.bind.parse().map_err(|_| ConfigError::BadBind(a.bind.clone()))?;
-        if a.jwks_file.is_some() {
-            return Err(ConfigError::JwksUnsupported);
-        }
-        let jwt_secret = a.jwt_secret.ok_or(ConfigError::MissingJwtSecret)?;
-        if jwt_secret.len() < 16 {
-            return Err(ConfigError::ShortJwtSecret(jwt_secret.len()));
+        let public_keys = match &a.jwks_file {
+            Some(path) => crate::auth::PublicKeys::from_file(path)?,
+            None => crate::auth::PublicKeys::default(),
+        };
+        let jwt_secret = a.jwt_secret.filter(|s| !s.is_empty());
+        match &jwt_secret {
+            Some(s) if s.len() < 16 => return Err(ConfigError::ShortJwtSecret(s.len())),
+            None if public_keys.is_empty() => return Err(ConfigError::MissingJwtSecret),
+            _ => {}
         }
         let roles: Vec<String> =
             a.roles.split(',').map(str::trim).filter(|r| !r.is_empty()).map(String::from).collect();
@@ -206,6 +218,8 @@ impl TryFrom<ServeArgs> for Config {
             ("max-frame-bytes", a.max_frame_bytes),
             ("max-subscriptions", a.max_subscriptions),
             ("max-batch", a.max_batch),
+            ("replay-window-secs", a.replay_window_secs as usize),
+            ("max-replay", a.max_replay),
         ] {
             if v == 0 {
                 return Err(ConfigError::Zero(name));
@@ -215,6 +229,7 @@ impl TryFrom<ServeArgs> for Config {
             database_url,
             bind,
             jwt_secret,
+            public_keys,
             roles,
             allow_anon,
             relay_id: a.relay_id,
@@ -225,6 +240,8 @@ impl TryFrom<ServeArgs> for Config {
             service_role: a.service_role,
             publish_check_ttl: std::time::Duration::from_secs(a.publish_check_ttl_secs),
             max_batch: a.max_batch,
+            replay_window: std::time::Duration::from_secs(a.replay_window_secs),
+            max_replay: a.max_replay,
             log_json: a.log_json,
         })
     }
@@ -278,6 +295,23 @@ mod tests {
     }
 
     #[test]
+    fn jwks_file_replaces_the_secret_and_a_bad_one_is_named() {
+        let jwks = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jwks.json");
+        let v = ["realtime-relay", "--database-url", "postgres://p@h/d", "--jwks-file", jwks];
+        let c = Config::try_from(Cli::try_parse_from(v).unwrap().serve).unwrap();
+        assert_eq!((c.jwt_secret, c.public_keys.len()), (None, 2));
+        let v = ["realtime-relay", "--database-url", "postgres://p@h/d", "--jwks-file", "/nonexistent.json"];
+        let e = Config::try_from(Cli::try_parse_from(v).unwrap().serve).unwrap_err();
+        assert!(
+            e.to_string().starts_with("--jwks-file / REALTIME_JWKS_FILE: cannot read /nonexistent.json"),
+            "{e}"
+        );
+        let v = ["realtime-relay", "--database-url", "postgres://p@h/d"];
+        let e = Config::try_from(Cli::try_parse_from(v).unwrap().serve).unwrap_err();
+        assert!(matches!(e, ConfigError::MissingJwtSecret));
+    }
+
+    #[test]
     fn bad_database_url_is_refused() {
         let v = [
             "realtime-relay",
@@ -288,5 +322,19 @@ mod tests {
         ];
         let e = Config::try_from(Cli::try_parse_from(v).unwrap().serve).unwrap_err();
         assert!(e.to_string().contains("DATABASE_URL"), "{e}");
+    }
+
+    #[test]
+    fn replay_window_and_max_replay_default_and_must_be_positive() {
+        let c = args(&[]).unwrap();
+        assert_eq!(c.replay_window, std::time::Duration::from_secs(600));
+        assert_eq!(c.max_replay, 10_000);
+        let c = args(&["--replay-window-secs", "5", "--max-replay", "3"]).unwrap();
+        assert_eq!((c.replay_window.as_secs(), c.max_replay), (5, 3));
+        assert!(args(&["--replay-window-secs", "0"])
+            .unwrap_err()
+            .to_string()
+            .contains("--replay-window-secs"));
+        assert!(args(&["--max-replay", "0"]).unwrap_err().to_string().contains("--max-replay"));
     }
 }

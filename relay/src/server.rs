@@ -46,7 +46,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
         .map_err(|source| ServerError::Bind { addr: config.bind, source })?;
     let status = Arc::new(ReplicationStatus::default());
     let app = Arc::new(App {
-        auth: Authenticator::new(&config.jwt_secret, config.roles.clone(), config.allow_anon),
+        auth: Authenticator::with_keys(
+            config.jwt_secret.as_deref(),
+            config.public_keys.clone(),
+            config.roles.clone(),
+            config.allow_anon,
+        ),
         hub: Hub::new(),
         pool,
         replication: status.clone(),

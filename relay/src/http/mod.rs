@@ -10,6 +10,7 @@ use axum::Router;
 
 use crate::server::App;
 
+pub mod history;
 pub mod publish;
 
 /// The relay's router.
@@ -19,6 +20,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/v1/publish", axum::routing::post(publish::handler))
+        .route("/v1/channels/{channel}/history", get(history::handler))
         .with_state(app)
 }
 

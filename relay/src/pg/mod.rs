@@ -3,6 +3,7 @@
 
 pub mod authz;
 pub mod cursor;
+pub mod history;
 pub mod pgoutput;
 pub mod pool;
 pub mod positions;

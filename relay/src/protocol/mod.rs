@@ -6,6 +6,7 @@
 //! per message and shared by every subscriber.
 
 mod codes;
+pub mod history;
 mod parse;
 pub mod server;
 

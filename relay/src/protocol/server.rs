@@ -59,6 +59,12 @@ pub fn reply_error(reference: Option<&Value>, code: ErrorCode, message: &str) ->
     serde_json::to_string(&r).expect("reply serialises")
 }
 
+/// `{"type":"unsubscribed","channel":..,"reason":{"code":..,"message":..}}`
+pub fn unsubscribed(channel: &str, code: ErrorCode, message: &str) -> String {
+    serde_json::json!({"type": "unsubscribed", "channel": channel, "reason": ErrorBody { code, message }})
+        .to_string()
+}
+
 /// `{"type":"pong","ref":..}`
 pub fn pong(reference: Option<&Value>) -> String {
     match reference {
@@ -163,6 +169,16 @@ mod tests {
         assert_eq!(v, json!({"type":"reply","ref":3,"ok":true,"channel":"c","id":"u","cursor":"0f"}));
         let v: Value = serde_json::from_str(&reply_published(None, "c", None, None)).unwrap();
         assert_eq!(v, json!({"type":"reply","ok":true,"channel":"c"}));
+    }
+
+    #[test]
+    fn unsubscribed_names_channel_and_reason() {
+        let v: Value =
+            serde_json::from_str(&unsubscribed("c", ErrorCode::Unauthorized, "access revoked")).unwrap();
+        assert_eq!(
+            v,
+            json!({"type":"unsubscribed","channel":"c","reason":{"code":"REALTIME_UNAUTHORIZED","message":"access revoked"}})
+        );
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! WebSocket endpoint `/v1/socket`: authenticates the upgrade request, then hands the socket to
 //! a [`session`].
 
+pub mod auth;
 pub mod publish;
+pub mod resume;
 pub mod session;
 
 use std::sync::Arc;

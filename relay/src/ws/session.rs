@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::Identity;
 use crate::hub::{Frame, SessionHandle};
 use crate::pg::authz::{check_subscribe, Access};
+use crate::pg::cursor::Cursor;
 use crate::protocol::{close, parse_client_frame, server, ErrorCode, Request};
 use crate::server::App;
 
@@ -61,6 +62,8 @@ struct Session {
     handle: SessionHandle,
     channels: HashSet<String>,
     publish_checks: super::publish::PublishChecks,
+    /// When the token expires (close 4001), if it has an `exp`.
+    expires_at: Option<tokio::time::Instant>,
 }
 
 impl Session {
@@ -97,12 +100,39 @@ impl Session {
                         .await;
                 self.send(reply);
             }
+            Request::History { channel, limit, before } => {
+                let fetched = crate::http::history::fetch(
+                    &self.app,
+                    &self.identity,
+                    &channel,
+                    limit,
+                    before.as_deref(),
+                )
+                .await;
+                match fetched {
+                    Ok(messages) => self.send(crate::protocol::history::history_reply(r, &messages)),
+                    Err(e) => self.error(r, e.code(), &e.to_string()),
+                }
+            }
+            Request::Auth { token } => {
+                let app = self.app.clone();
+                let id = self.handle.id;
+                match super::auth::reauthenticate(&app, &token, &mut self.identity, &mut self.channels, id)
+                    .await
+                {
+                    Ok(revoked) => {
+                        self.publish_checks.clear();
+                        self.expires_at = expiry_instant(self.identity.exp);
+                        self.send(server::reply_ok(r, None, None));
+                        revoked.into_iter().for_each(|f| self.send(f));
+                    }
+                    Err(e) => self.error(r, ErrorCode::Unauthorized, &e.to_string()),
+                }
+            }
             other => {
                 let kind = match other {
                     Request::Track { .. } => "track",
-                    Request::Untrack { .. } => "untrack",
-                    Request::History { .. } => "history",
-                    _ => "auth",
+                    _ => "untrack",
                 };
                 self.error(
                     r,
@@ -114,9 +144,10 @@ impl Session {
     }
 
     async fn subscribe(&mut self, r: Option<&Value>, channel: String, resume_cursor: Option<String>) {
-        if resume_cursor.is_some() {
-            tracing::debug!(%channel, "resume requested; replay is not implemented yet, subscribing live");
-        }
+        let resume = match resume_cursor.as_deref().map(str::parse::<Cursor>).transpose() {
+            Ok(c) => c,
+            Err(e) => return self.error(r, ErrorCode::InvalidRequest, &format!("'resume.cursor': {e}")),
+        };
         if self.channels.contains(&channel) {
             let pos = self.app.hub.position();
             return self.send(server::reply_ok(r, Some(&channel), pos.as_deref()));
@@ -131,9 +162,20 @@ impl Session {
         }
         match check_subscribe(&self.app.pool, &self.identity, &channel).await {
             Ok(Access::Allowed) => {
-                let registered = self.app.hub.subscribe(&channel, &self.handle, |pos| {
-                    Frame::from(server::reply_ok(r, Some(&channel), pos))
-                });
+                let registered = match resume {
+                    Some(cursor) => {
+                        match super::resume::subscribe(&self.app, &self.handle, r, &channel, cursor).await {
+                            Ok(registered) => registered,
+                            Err(e) => {
+                                self.error(r, e.code(), &e.to_string());
+                                false
+                            }
+                        }
+                    }
+                    None => self.app.hub.subscribe(&channel, &self.handle, |pos| {
+                        Frame::from(server::reply_ok(r, Some(&channel), pos))
+                    }),
+                };
                 if registered {
                     self.channels.insert(channel);
                 }
@@ -154,10 +196,19 @@ impl Session {
     }
 }
 
-fn seconds_until(exp: u64) -> Duration {
+/// The instant a token with expiry `exp` (seconds since the epoch) runs out.
+fn expiry_instant(exp: Option<u64>) -> Option<tokio::time::Instant> {
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    Duration::from_secs(exp.saturating_sub(now))
+    exp.map(|exp| tokio::time::Instant::now() + Duration::from_secs(exp.saturating_sub(now)))
+}
+
+/// Sleeps until `at`, or forever.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Runs one connection to its end.
@@ -168,28 +219,22 @@ pub async fn run(app: Arc<App>, socket: WebSocket, identity: Identity) {
     let (close_tx, close_rx) = oneshot::channel();
     let (sink, mut stream) = socket.split();
     let mut writer_task = tokio::spawn(writer(sink, rx, close_rx));
-    let expiry = identity.exp.map(seconds_until);
+    let expires_at = expiry_instant(identity.exp);
     let mut session = Session {
         handle: SessionHandle::new(id, tx, slow.clone()),
         app,
         identity,
         channels: HashSet::new(),
         publish_checks: Default::default(),
+        expires_at,
     };
     tracing::debug!(session = id, role = %session.identity.role, "session started");
 
-    let expired = async {
-        match expiry {
-            Some(d) => tokio::time::sleep(d).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::pin!(expired);
     let close_with: Option<(u16, &str)> = loop {
         tokio::select! {
             _ = session.app.shutdown.cancelled() => break Some((close::GOING_AWAY, "server shutting down")),
             _ = slow.cancelled() => break Some((close::TOO_SLOW, "too slow: send queue full")),
-            _ = &mut expired => break Some((close::UNAUTHENTICATED, "token expired")),
+            _ = sleep_until(session.expires_at) => break Some((close::UNAUTHENTICATED, "token expired")),
             msg = stream.next() => match msg {
                 None | Some(Ok(Message::Close(_))) => break None,
                 Some(Ok(Message::Text(t))) => session.on_text(t.as_str()).await,
