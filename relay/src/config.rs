@@ -82,6 +82,13 @@ pub struct ServeArgs {
     /// Most subscriptions one connection may hold.
     #[arg(long, env = "REALTIME_MAX_SUBSCRIPTIONS", default_value_t = 100)]
     pub max_subscriptions: usize,
+    /// Publishes per second one connection may send (bursts up to the same number); more get
+    /// REALTIME_RATE_LIMITED, and twice that many refusals within 10 s close it with 4008.
+    #[arg(long, env = "REALTIME_MAX_PUBLISH_RATE", default_value_t = 100)]
+    pub max_publish_rate: u32,
+    /// Most WebSocket connections at once; more are refused with HTTP 503.
+    #[arg(long, env = "REALTIME_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
     /// Role whose tokens publish as the system (through `realtime.publish()`, no RLS).
     #[arg(long, env = "REALTIME_SERVICE_ROLE", default_value = "service_role")]
     pub service_role: String,
@@ -148,6 +155,8 @@ pub struct Config {
     pub send_queue: usize,
     pub max_frame_bytes: usize,
     pub max_subscriptions: usize,
+    pub max_publish_rate: u32,
+    pub max_connections: usize,
     pub service_role: String,
     pub publish_check_ttl: std::time::Duration,
     pub max_batch: usize,
@@ -217,6 +226,8 @@ impl TryFrom<ServeArgs> for Config {
             ("send-queue", a.send_queue),
             ("max-frame-bytes", a.max_frame_bytes),
             ("max-subscriptions", a.max_subscriptions),
+            ("max-publish-rate", a.max_publish_rate as usize),
+            ("max-connections", a.max_connections),
             ("max-batch", a.max_batch),
             ("replay-window-secs", a.replay_window_secs as usize),
             ("max-replay", a.max_replay),
@@ -237,6 +248,8 @@ impl TryFrom<ServeArgs> for Config {
             send_queue: a.send_queue,
             max_frame_bytes: a.max_frame_bytes,
             max_subscriptions: a.max_subscriptions,
+            max_publish_rate: a.max_publish_rate,
+            max_connections: a.max_connections,
             service_role: a.service_role,
             publish_check_ttl: std::time::Duration::from_secs(a.publish_check_ttl_secs),
             max_batch: a.max_batch,

@@ -25,6 +25,8 @@ pub struct App {
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
     pub acks: crate::publish::Acks,
+    /// Open WebSocket connections.
+    pub connections: std::sync::atomic::AtomicUsize,
 }
 
 /// Why the server could not run.
@@ -58,6 +60,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
         shutdown: shutdown.clone(),
         tracker: TaskTracker::new(),
         acks: crate::publish::Acks::default(),
+        connections: Default::default(),
         config,
     });
 

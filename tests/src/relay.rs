@@ -128,6 +128,18 @@ impl Relay {
         self.port
     }
 
+    /// The relay's resident memory in KiB (`VmRSS` of /proc/<pid>/status).
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid)).expect("read relay status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .expect("VmRSS in /proc/<pid>/status")
+    }
+
     /// `ws://127.0.0.1:PORT/v1/socket`.
     pub fn ws_url(&self) -> String {
         format!("ws://127.0.0.1:{}/v1/socket", self.port)

@@ -45,6 +45,11 @@ impl SessionHandle {
     /// Queues a frame without waiting. A full queue marks the session too slow; returns whether
     /// the frame was queued.
     pub fn send(&self, frame: Frame) -> bool {
+        // Once a frame was dropped, nothing more may follow it: the client must see a clean
+        // prefix of the stream and then its close (4009), never a gap followed by later frames.
+        if self.slow.is_cancelled() {
+            return false;
+        }
         match self.tx.try_send(frame) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -392,6 +397,7 @@ mod tests {
         hub.dispatch(&batch(vec![stored("c", 2, 1), stored("c", 2, 2), stored("c", 2, 3)]));
         assert!(slow_flag.is_cancelled());
         assert!(!ok_flag.is_cancelled());
+        assert!(!slow_s.send(Frame::from("later")), "nothing is queued after a drop");
         assert_eq!(ok_rx.try_recv().unwrap().as_str(), "r");
         for seq in 1..=3 {
             assert_eq!(json(&ok_rx.try_recv().unwrap())["payload"]["n"], seq);

@@ -2,10 +2,12 @@
 //! a [`session`].
 
 pub mod auth;
+pub mod limits;
 pub mod publish;
 pub mod resume;
 pub mod session;
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::{Query, State, WebSocketUpgrade};
@@ -15,6 +17,27 @@ use serde::Deserialize;
 
 use crate::protocol::ErrorCode;
 use crate::server::App;
+
+/// One of the `--max-connections` places, held from the upgrade request until the session ends
+/// (or the upgrade fails), so concurrent handshakes cannot overshoot the cap.
+pub struct ConnectionSlot(Arc<App>);
+
+impl ConnectionSlot {
+    fn acquire(app: &Arc<App>) -> Option<Self> {
+        let before = app.connections.fetch_add(1, Ordering::AcqRel);
+        if before >= app.config.max_connections {
+            app.connections.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Self(app.clone()))
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 #[derive(Deserialize)]
 pub struct SocketParams {
@@ -46,9 +69,14 @@ pub async fn handler(
             return (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
         }
     };
+    let Some(slot) = ConnectionSlot::acquire(&app) else {
+        let message = format!("too many connections (limit {})", app.config.max_connections);
+        let body = serde_json::json!({"error": {"code": ErrorCode::RateLimited, "message": message}});
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    };
     let max = app.config.max_frame_bytes;
     ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| {
         let tracker = app.tracker.clone();
-        tracker.track_future(session::run(app, socket, identity))
+        tracker.track_future(session::run(app, socket, identity, slot))
     })
 }

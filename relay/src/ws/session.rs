@@ -64,6 +64,9 @@ struct Session {
     publish_checks: super::publish::PublishChecks,
     /// When the token expires (close 4001), if it has an `exp`.
     expires_at: Option<tokio::time::Instant>,
+    limiter: super::limits::RateLimiter,
+    /// Set when a request must end the connection with this close code.
+    close_request: Option<(u16, &'static str)>,
 }
 
 impl Session {
@@ -73,6 +76,20 @@ impl Session {
 
     fn error(&self, reference: Option<&Value>, code: ErrorCode, message: &str) {
         self.send(server::reply_error(reference, code, message));
+    }
+
+    /// Applies the publish rate limit: true when this publish was refused (and answered).
+    fn rate_limited(&mut self, r: Option<&Value>) -> bool {
+        use super::limits::Verdict;
+        let verdict = self.limiter.check(std::time::Instant::now());
+        if verdict != Verdict::Allow {
+            let rate = self.app.config.max_publish_rate;
+            self.error(r, ErrorCode::RateLimited, &format!("more than {rate} publishes per second"));
+        }
+        if verdict == Verdict::Abusive {
+            self.close_request = Some((close::RATE_LIMITED, "rate limit exceeded repeatedly"));
+        }
+        verdict != Verdict::Allow
     }
 
     async fn on_text(&mut self, text: &str) {
@@ -92,6 +109,7 @@ impl Session {
                     self.error(r, ErrorCode::NotSubscribed, &format!("not subscribed to '{channel}'"));
                 }
             }
+            Request::Publish { .. } if self.rate_limited(r) => {}
             Request::Publish { channel, event, payload, persist } => {
                 let m = crate::publish::Outgoing { channel, event, payload };
                 let app = self.app.clone();
@@ -212,7 +230,7 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 }
 
 /// Runs one connection to its end.
-pub async fn run(app: Arc<App>, socket: WebSocket, identity: Identity) {
+pub async fn run(app: Arc<App>, socket: WebSocket, identity: Identity, _slot: super::ConnectionSlot) {
     let id = app.hub.next_session_id();
     let (tx, rx) = mpsc::channel(app.config.send_queue);
     let slow = CancellationToken::new();
@@ -220,6 +238,7 @@ pub async fn run(app: Arc<App>, socket: WebSocket, identity: Identity) {
     let (sink, mut stream) = socket.split();
     let mut writer_task = tokio::spawn(writer(sink, rx, close_rx));
     let expires_at = expiry_instant(identity.exp);
+    let app_rate = app.config.max_publish_rate;
     let mut session = Session {
         handle: SessionHandle::new(id, tx, slow.clone()),
         app,
@@ -227,6 +246,8 @@ pub async fn run(app: Arc<App>, socket: WebSocket, identity: Identity) {
         channels: HashSet::new(),
         publish_checks: Default::default(),
         expires_at,
+        limiter: super::limits::RateLimiter::new(app_rate, std::time::Instant::now()),
+        close_request: None,
     };
     tracing::debug!(session = id, role = %session.identity.role, "session started");
 
@@ -237,7 +258,12 @@ pub async fn run(app: Arc<App>, socket: WebSocket, identity: Identity) {
             _ = sleep_until(session.expires_at) => break Some((close::UNAUTHENTICATED, "token expired")),
             msg = stream.next() => match msg {
                 None | Some(Ok(Message::Close(_))) => break None,
-                Some(Ok(Message::Text(t))) => session.on_text(t.as_str()).await,
+                Some(Ok(Message::Text(t))) => {
+                    session.on_text(t.as_str()).await;
+                    if let Some(close) = session.close_request {
+                        break Some(close);
+                    }
+                }
                 Some(Ok(Message::Binary(_))) => break Some((close::UNSUPPORTED_DATA, "binary frames are not supported")),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {

@@ -1,0 +1,121 @@
+//! Limits and slow consumers: publish rate (REALTIME_RATE_LIMITED, then close 4008), the
+//! connection cap (HTTP 503), and a subscriber that stops reading (closed, while everyone else
+//! gets every message and the relay's memory stays bounded).
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use realtime_e2e::{exec, open_channel, start_stack_with, Connect, Refusal, RelayOptions, Ws};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+fn flags(args: &[&str]) -> RelayOptions {
+    RelayOptions { extra_args: args.iter().map(|s| s.to_string()).collect(), ..Default::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_past_the_rate_limit_is_refused_then_closed_with_4008() {
+    let (cluster, relay) = start_stack_with(flags(&["--max-publish-rate", "2"])).await;
+    open_channel(&cluster.client().await, "room").await;
+    let mut ws = Ws::connect(&relay.ws_url(), Connect::Anonymous).await;
+    let frame = json!({"type":"publish","channel":"room","event":"e","persist":false});
+    let mut codes = Vec::new();
+    let close = loop {
+        ws.send_json(&frame).await;
+        match ws.next_frame_or_close().await {
+            Ok(reply) => codes.push(reply["error"]["code"].as_str().unwrap_or("ok").to_string()),
+            Err(code) => break code,
+        }
+        assert!(codes.len() < 50, "never closed: {codes:?}");
+    };
+    assert_eq!(close, Some(4008), "replies before the close: {codes:?}");
+    assert!(codes.iter().any(|c| c == "REALTIME_RATE_LIMITED"), "{codes:?}");
+    assert!(
+        codes.iter().take(2).all(|c| c != "REALTIME_RATE_LIMITED"),
+        "the first two (the burst) pass the limiter: {codes:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_cap_are_refused_with_503() {
+    let (_cluster, relay) = start_stack_with(flags(&["--max-connections", "2"])).await;
+    let mut a = Ws::connect(&relay.ws_url(), Connect::Anonymous).await;
+    let _b = Ws::connect(&relay.ws_url(), Connect::Anonymous).await;
+    assert_eq!(a.ping().await["type"], "pong");
+    let refusal = Ws::connect_expecting_refusal(&relay.ws_url(), Connect::Anonymous).await;
+    assert!(matches!(refusal, Refusal::Http(503)), "{refusal:?}");
+    drop(a);
+    // The freed slot is released when the relay notices the close; retry briefly.
+    let mut accepted = false;
+    for _ in 0..50 {
+        if let Ok(mut c) = Ws::try_connect(&relay.ws_url(), Connect::Anonymous).await {
+            assert_eq!(c.ping().await["type"], "pong");
+            accepted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(accepted, "a slot frees up when a connection closes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_subscriber_is_closed_while_others_get_everything_and_memory_stays_bounded() {
+    let (cluster, relay) = start_stack_with(flags(&["--send-queue", "64"])).await;
+    let db = cluster.client().await;
+    open_channel(&db, "firehose").await;
+    // Messages are published in bursts of 50 commits, each read by the fast subscriber before
+    // the next: fewer than its 64-frame queue, so it is never cut off, while the stalled one is.
+
+    // The stalled client subscribes, then never reads again.
+    let url = format!("{}?", relay.ws_url());
+    let (mut stalled, _) = tokio_tungstenite::connect_async(url.as_str()).await.expect("connect");
+    futures_util::SinkExt::send(
+        &mut stalled,
+        Message::text(r#"{"type":"subscribe","ref":1,"channel":"firehose"}"#),
+    )
+    .await
+    .unwrap();
+    let mut fast = Ws::connect(&relay.ws_url(), Connect::Anonymous).await;
+    fast.subscribe_ok("firehose").await;
+    let rss_before = relay.rss_kib();
+
+    const N: usize = 600;
+    for chunk in 0..(N / 50) {
+        let first = chunk * 50;
+        exec(
+            &db,
+            &format!(
+                "DO $$ BEGIN FOR i IN {first} .. {} LOOP
+                   PERFORM realtime.publish('firehose', 'blob',
+                     jsonb_build_object('n', i, 'blob', repeat(md5(i::text), 3200)));
+                   COMMIT; END LOOP; END $$;",
+                first + 49
+            ),
+        )
+        .await;
+        for n in first..first + 50 {
+            let m = fast.expect_message("firehose").await;
+            assert_eq!(m["payload"]["n"], n, "in order, none missing");
+        }
+    }
+    let rss_growth_mib = relay.rss_kib().saturating_sub(rss_before) / 1024;
+    let flood_mib = N * 100 / 1024;
+    assert!(
+        rss_growth_mib < 48,
+        "relay memory grew {rss_growth_mib} MiB while {flood_mib} MiB went to a stalled client"
+    );
+
+    // Now drain what the stalled client's socket holds: it ends before all N messages.
+    let mut received = 0;
+    let ended = loop {
+        match tokio::time::timeout(Duration::from_secs(10), stalled.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) if t.contains(r#""type":"message""#) => received += 1,
+            Ok(Some(Ok(Message::Close(frame)))) => break frame.map(|f| u16::from(f.code)),
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(_))) | Ok(None) => break None,
+            Err(_) => panic!("the stalled connection was neither closed nor ended ({received} received)"),
+        }
+    };
+    assert!(received < N, "the stalled client was cut off, not buffered for: {received} of {N}");
+    assert!(ended.is_none() || ended == Some(4009), "closed as too slow (4009) or dropped: {ended:?}");
+}
