@@ -187,3 +187,29 @@ async fn http_publish_batch_returns_ids_in_order_and_is_all_or_nothing() {
         http_post_json(relay.port(), "/v1/publish", Some(&service), &json!({"event":"x"})).await.unwrap();
     assert_eq!((status, &body["error"]["code"]), (400, &json!("REALTIME_INVALID_REQUEST")), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ephemeral_and_persisted_publishes_reach_subscribers_on_every_relay() {
+    let (cluster, relay_a) = start_stack().await;
+    let relay_b = realtime_e2e::Relay::start(&cluster, Default::default()).await;
+    relay_b.wait_ready().await;
+    let db = cluster.client().await;
+    open_channel(&db, "chat").await;
+    allow_chat_publish(&db).await;
+    let mut on_a = Ws::connect(&relay_a.ws_url(), Connect::Anonymous).await;
+    let mut on_b = Ws::connect(&relay_b.ws_url(), Connect::Anonymous).await;
+    on_a.subscribe_ok("chat").await;
+    on_b.subscribe_ok("chat").await;
+    let mut alice =
+        Ws::connect(&relay_a.ws_url(), Connect::Bearer(relay_a.token(Some("alice"), "authenticated"))).await;
+
+    alice.request(json!({"type":"publish","channel":"chat","event":"typing","persist":false})).await;
+    let reply =
+        alice.request(json!({"type":"publish","channel":"chat","event":"said","payload":{"t":1}})).await;
+    for ws in [&mut on_a, &mut on_b] {
+        let typing = ws.expect_message("chat").await;
+        assert_eq!(typing["event"], "typing", "{typing}");
+        let said = ws.expect_message("chat").await;
+        assert_eq!((said["event"].as_str(), &said["cursor"]), (Some("said"), &reply["cursor"]), "{said}");
+    }
+}
