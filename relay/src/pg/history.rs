@@ -6,7 +6,10 @@
 //! Index use: the bounds are on `commits.commit_lsn` (index `commits_commit_lsn_idx`) and the
 //! join is on `messages.xid` (index `messages_xid_idx`), while `messages(channel, seq)` serves
 //! channel-heavy plans; ordering is `(commit_lsn, seq)`, which a backward or forward scan of the
-//! `commit_lsn` index yields up to an incremental sort on `seq`. Cursor bounds are split into an
+//! `commit_lsn` index yields up to an incremental sort on `seq`. A channel with few stored
+//! messages is read from its own rows instead (`messages(channel, seq)` then the `commits`
+//! primary key): walking every commit of a busy database backwards to find a rare channel's
+//! messages took 1.5 s on 100k commits, the channel-driven read a millisecond. Cursor bounds are split into an
 //! indexable `commit_lsn` range plus a residual `seq` test, never a cross-table row comparison.
 //!
 //! A read is only complete up to commit LSN `X` once positions up to `X` are durable (see
@@ -42,6 +45,21 @@ const BEFORE_SQL: &str = concat!(
        AND (c.commit_lsn < $2::text::pg_lsn OR m.seq < $3) \
      ORDER BY c.commit_lsn DESC, m.seq DESC LIMIT $4"
 );
+
+/// [`BEFORE_SQL`] driven by the channel's own rows: for channels with few stored messages,
+/// where walking every commit of the database backwards would be the slow way round.
+const BEFORE_SMALL_SQL: &str = concat!(
+    "WITH m AS MATERIALIZED (SELECT * FROM realtime.messages WHERE channel = $1) SELECT ",
+    columns!(),
+    " FROM m JOIN realtime.commits c ON c.xid = m.xid \
+     WHERE c.commit_lsn <= $2::text::pg_lsn AND (c.commit_lsn < $2::text::pg_lsn OR m.seq < $3) \
+     ORDER BY c.commit_lsn DESC, m.seq DESC LIMIT $4"
+);
+
+/// Channels with at most this many stored messages are read with [`BEFORE_SMALL_SQL`].
+const SMALL_CHANNEL: i64 = 5000;
+const SMALL_CHANNEL_SQL: &str =
+    "SELECT count(*) FROM (SELECT 1 FROM realtime.messages WHERE channel = $1 LIMIT $2) t";
 
 /// Oldest first, strictly after `($2, $3)` and at or before `($4, $5)`.
 const AFTER_SQL: &str = concat!(
@@ -172,7 +190,10 @@ pub async fn page_before(
     limit: i64,
 ) -> Result<Vec<HistoryRow>, PgError> {
     let (lsn, seq) = sql_bound(before);
-    let stmt = client.prepare_cached(BEFORE_SQL).await?;
+    let small = client.prepare_cached(SMALL_CHANNEL_SQL).await?;
+    let count: i64 = client.query_one(&small, &[&channel, &(SMALL_CHANNEL + 1)]).await?.get(0);
+    let sql = if count <= SMALL_CHANNEL { BEFORE_SMALL_SQL } else { BEFORE_SQL };
+    let stmt = client.prepare_cached(sql).await?;
     let rows = client.query(&stmt, &[&channel, &lsn, &seq, &limit]).await?;
     Ok(rows.iter().map(HistoryRow::from_row).collect())
 }
