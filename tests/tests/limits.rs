@@ -119,3 +119,28 @@ async fn stalled_subscriber_is_closed_while_others_get_everything_and_memory_sta
     assert!(received < N, "the stalled client was cut off, not buffered for: {received} of {N}");
     assert!(ended.is_none() || ended == Some(4009), "closed as too slow (4009) or dropped: {ended:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frame_over_the_size_limit_is_closed_with_1009() {
+    let (_cluster, relay) = start_stack_with(flags(&["--max-frame-bytes", "1024"])).await;
+    let mut ws = Ws::connect(&relay.ws_url(), Connect::Anonymous).await;
+    let big = json!({"type":"publish","channel":"room","event":"e","payload":{"s":"x".repeat(2000)}});
+    ws.send_json(&big).await;
+    assert_eq!(ws.expect_close().await, Some(1009));
+    let mut again = Ws::connect(&relay.ws_url(), Connect::Anonymous).await;
+    assert_eq!(again.ping().await["type"], "pong", "the relay keeps serving others");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_past_the_per_connection_cap_are_refused() {
+    let (cluster, relay) = start_stack_with(flags(&["--max-subscriptions", "2"])).await;
+    open_channel(&cluster.client().await, "room:%").await;
+    let mut ws = Ws::connect(&relay.ws_url(), Connect::Anonymous).await;
+    ws.subscribe_ok("room:1").await;
+    ws.subscribe_ok("room:2").await;
+    let reply = ws.subscribe("room:3").await;
+    assert_eq!(reply["error"]["code"], "REALTIME_INVALID_REQUEST", "{reply}");
+    assert!(reply["error"]["message"].as_str().unwrap().contains("limit 2"), "{reply}");
+    ws.unsubscribe("room:1").await;
+    ws.subscribe_ok("room:3").await;
+}

@@ -213,3 +213,22 @@ async fn ephemeral_and_persisted_publishes_reach_subscribers_on_every_relay() {
         assert_eq!((said["event"].as_str(), &said["cursor"]), (Some("said"), &reply["cursor"]), "{said}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_broadcast_is_delivered_at_commit_and_never_stored() {
+    let (cluster, relay) = start_stack().await;
+    let db = cluster.client().await;
+    open_channel(&db, "room").await;
+    let mut ws = Ws::connect(&relay.ws_url(), Connect::Anonymous).await;
+    ws.subscribe_ok("room").await;
+
+    exec(&db, "BEGIN; SELECT realtime.broadcast('room', 'rolled_back', '{}'); ROLLBACK;").await;
+    exec(&db, r#"SELECT realtime.broadcast('room', 'cursor_moved', '{"x": 3}')"#).await;
+    let msg = ws.expect_message("room").await;
+    assert_eq!((msg["event"].as_str(), &msg["payload"]), (Some("cursor_moved"), &json!({"x": 3})), "{msg}");
+    assert!(msg.get("cursor").is_none() && msg.get("id").is_none(), "ephemeral: {msg}");
+    assert_eq!(msg["sender"], json!({"type": "system"}));
+    assert_eq!(stored_count(&db, "room").await, 0, "broadcasts are never stored");
+    realtime_e2e::publish(&db, "room", "marker", &json!({})).await;
+    assert_eq!(ws.expect_message("room").await["event"], "marker", "the rolled-back broadcast never came");
+}
