@@ -1,34 +1,43 @@
-//! A minimal HTTP/1.1 GET over a plain TCP socket, enough for `/healthz` and `/readyz`.
+//! Minimal HTTP/1.1 over a plain TCP socket: enough for `/healthz`, `/readyz`, history and
+//! `POST /v1/publish` in tests.
 
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// `GET http://127.0.0.1:{port}{path}`: returns the status code and the body (as text).
-/// Errors (connection refused, timeout after 5 s, unparsable response) come back as `Err`.
-pub async fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
+/// Sends one request (`head` without the blank line, then `body`) with `Connection: close` and
+/// returns the status code and the body as text. Errors (connection refused, no answer within
+/// `limit`, unparsable response) come back as `Err`.
+async fn exchange(port: u16, head: &str, body: &[u8], limit: Duration) -> Result<(u16, String), String> {
+    let what = head.lines().next().unwrap_or_default().to_string();
     let request = async {
         let mut stream =
             TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| format!("connect: {e}"))?;
-        let head = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+        let head = format!("{head}\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
         stream.write_all(head.as_bytes()).await.map_err(|e| format!("write: {e}"))?;
+        stream.write_all(body).await.map_err(|e| format!("write: {e}"))?;
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).await.map_err(|e| format!("read: {e}"))?;
         Ok::<_, String>(raw)
     };
-    let raw = tokio::time::timeout(Duration::from_secs(5), request)
+    let raw = tokio::time::timeout(limit, request)
         .await
-        .map_err(|_| format!("GET {path}: no response within 5 s"))??;
+        .map_err(|_| format!("{what}: no response within {limit:?}"))??;
     let text = String::from_utf8_lossy(&raw).into_owned();
     let status_line = text.lines().next().unwrap_or_default();
     let status = status_line
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse::<u16>().ok())
-        .ok_or_else(|| format!("GET {path}: unparsable status line {status_line:?}"))?;
+        .ok_or_else(|| format!("{what}: unparsable status line {status_line:?}"))?;
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     Ok((status, body))
+}
+
+/// `GET http://127.0.0.1:{port}{path}`: returns the status code and the body (as text).
+pub async fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
+    exchange(port, &format!("GET {path} HTTP/1.1"), b"", Duration::from_secs(5)).await
 }
 
 /// `POST http://127.0.0.1:{port}{path}` with a JSON body and an optional bearer token: returns
@@ -39,32 +48,12 @@ pub async fn http_post_json(
     token: Option<&str>,
     body: &serde_json::Value,
 ) -> Result<(u16, serde_json::Value), String> {
-    let request = async {
-        let mut stream =
-            TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| format!("connect: {e}"))?;
-        let body = body.to_string();
-        let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-        let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n{auth}\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        stream.write_all(head.as_bytes()).await.map_err(|e| format!("write: {e}"))?;
-        stream.write_all(body.as_bytes()).await.map_err(|e| format!("write: {e}"))?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await.map_err(|e| format!("read: {e}"))?;
-        Ok::<_, String>(raw)
-    };
-    let raw = tokio::time::timeout(Duration::from_secs(10), request)
-        .await
-        .map_err(|_| format!("POST {path}: no response within 10 s"))??;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status_line = text.lines().next().unwrap_or_default();
-    let status = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse::<u16>().ok())
-        .ok_or_else(|| format!("POST {path}: unparsable status line {status_line:?}"))?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
-    Ok((status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null)))
+    let body = body.to_string();
+    let auth = token.map(|t| format!("\r\nAuthorization: Bearer {t}")).unwrap_or_default();
+    let head = format!(
+        "POST {path} HTTP/1.1{auth}\r\nContent-Type: application/json\r\nContent-Length: {}",
+        body.len()
+    );
+    let (status, text) = exchange(port, &head, body.as_bytes(), Duration::from_secs(10)).await?;
+    Ok((status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)))
 }

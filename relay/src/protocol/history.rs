@@ -21,21 +21,13 @@ struct Entry<'a> {
 /// One history message object: exactly the body of the live `message` frame of the same
 /// message (without `type`), so clients can merge the two.
 pub fn history_entry(m: &MessageFields<'_>) -> Box<RawValue> {
-    let quoted;
-    let payload: &RawValue = match serde_json::from_str::<&RawValue>(m.payload) {
-        Ok(raw) => raw,
-        Err(_) => {
-            quoted = RawValue::from_string(Value::String(m.payload.to_string()).to_string())
-                .expect("a JSON string is valid JSON");
-            &quoted
-        }
-    };
+    let payload = super::server::payload_json(m.payload);
     let e = Entry {
         channel: m.channel,
         id: m.id,
         cursor: m.cursor,
         event: m.event,
-        payload,
+        payload: &payload,
         sender: &m.sender,
         created_at: m.created_at,
     };

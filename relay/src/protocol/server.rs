@@ -113,25 +113,28 @@ struct MessageFrame<'a> {
     replayed: bool,
 }
 
+/// The payload as raw JSON: verbatim when it is valid JSON, else as a JSON string.
+pub(crate) fn payload_json(payload: &str) -> std::borrow::Cow<'_, RawValue> {
+    match serde_json::from_str::<&RawValue>(payload) {
+        Ok(raw) => std::borrow::Cow::Borrowed(raw),
+        Err(_) => std::borrow::Cow::Owned(
+            RawValue::from_string(Value::String(payload.to_string()).to_string())
+                .expect("a JSON string is valid JSON"),
+        ),
+    }
+}
+
 /// Encodes a `message` frame. A payload that is not valid JSON is sent as a JSON string
 /// rather than dropped.
 pub fn message(m: &MessageFields<'_>) -> String {
-    let quoted;
-    let payload: &RawValue = match serde_json::from_str::<&RawValue>(m.payload) {
-        Ok(raw) => raw,
-        Err(_) => {
-            quoted = RawValue::from_string(Value::String(m.payload.to_string()).to_string())
-                .expect("a JSON string is valid JSON");
-            &quoted
-        }
-    };
+    let payload = payload_json(m.payload);
     let frame = MessageFrame {
         kind: "message",
         channel: m.channel,
         id: m.id,
         cursor: m.cursor,
         event: m.event,
-        payload,
+        payload: &payload,
         sender: &m.sender,
         created_at: m.created_at,
         replayed: m.replayed,
