@@ -23,12 +23,22 @@ GRANT EXECUTE ON FUNCTION
     realtime.match_channel(text),
     realtime.validate_pattern(text),
     realtime.validate_channel(text),
-    realtime.validate_event(text)
+    realtime.validate_event(text),
+    realtime.channel_template_columns(text)
 TO PUBLIC;
 
 REVOKE EXECUTE ON FUNCTION
     realtime.publish(text, text, jsonb),
     realtime.broadcast(text, text, jsonb),
     realtime.cleanup_messages(integer),
-    realtime.match_channel_invoker(text)
+    realtime.match_channel_invoker(text),
+    realtime.broadcast_changes(),
+    realtime.watch_table(regclass, text, text[], text, boolean, text[]),
+    realtime.unwatch_table(regclass)
 FROM PUBLIC;
+
+-- Table change events: whoever may attach realtime.broadcast_changes to a table (EXECUTE on it,
+-- plus the TRIGGER privilege on the table) decides what that table publishes, so it is granted
+-- like publish. Firing needs no grant: any role that may write a watched table triggers it, and
+-- the trigger calls publish / broadcast (SECURITY DEFINER) directly through fmgr, where no
+-- EXECUTE check applies (see extension/src/api/changes.rs).

@@ -5,13 +5,16 @@
 //! RLS hooks. This file only wires the pieces together:
 //!
 //! - [`pattern`]: pure Rust rules for channel patterns, names and matching (plain unit tests);
+//! - [`changes`]: pure Rust channel templates and trigger arguments of table change events;
 //! - [`api`]: the `#[pg_extern]` functions written in Rust;
 //! - `guc`: the `realtime.strict_publish` setting;
-//! - `sql/schema.sql`, `sql/api.sql`, `sql/finalize.sql`: the hand-written SQL, in install order.
+//! - `sql/schema.sql`, `sql/api.sql`, `sql/changes.sql`, `sql/finalize.sql`: the hand-written
+//!   SQL, in install order.
 
 use pgrx::prelude::*;
 
 pub mod api;
+pub mod changes;
 mod guc;
 pub mod pattern;
 
@@ -32,6 +35,12 @@ extension_sql_file!(
     ]
 );
 
+extension_sql_file!(
+    "../../sql/changes.sql",
+    name = "changes",
+    requires = ["api", api::changes::broadcast_changes, api::changes::channel_template_columns]
+);
+
 extension_sql_file!("../../sql/finalize.sql", name = "finalize", finalize);
 
 /// Called when Postgres loads the library: registers the GUCs.
@@ -42,6 +51,9 @@ pub extern "C-unwind" fn _PG_init() {
 
 #[cfg(any(test, feature = "pg_test"))]
 mod pg_tests;
+
+#[cfg(any(test, feature = "pg_test"))]
+mod pg_tests_changes;
 
 /// Required by `cargo pgrx test`; must be visible at the crate root.
 #[cfg(test)]

@@ -3,8 +3,10 @@
 //! Most of the SQL API (`publish`, `broadcast`, the claim helpers, `can_subscribe`,
 //! `cleanup_messages`) is hand-written SQL/PL/pgSQL in `sql/api.sql`, so the `jsonb` payload is
 //! never converted through Rust and Postgres caches the plans. The Rust functions here are the
-//! pieces that need the pure logic of [`crate::pattern`].
+//! pieces that need the pure logic of [`crate::pattern`], and the trigger `broadcast_changes`
+//! ([`changes`]), which needs fmgr-level access to the changed rows.
 
+pub mod changes;
 pub mod channels;
 pub mod validate;
 

@@ -1,0 +1,2 @@
+\set id random(1, :rows)
+UPDATE bench_plain SET balance = balance + 1, updated_at = now() WHERE id = :id;
