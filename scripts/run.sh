@@ -50,6 +50,13 @@ secret_file="$data/jwt-secret"
 [ -s "$secret_file" ] || head -c 32 /dev/urandom | base64 | tr -d '=+/\n' > "$secret_file"
 secret="$(cat "$secret_file")"
 relay="$root/target/debug/realtime-relay"
+relay_args=(--database-url "$db_url" --bind "$RELAY_BIND" --jwt-secret "$secret" --relay-id demo)
+
+log "checking the setup (realtime-relay check)"
+if ! "$relay" check "${relay_args[@]}"; then
+    die "realtime-relay check failed: fix the FAIL lines above, then run 'make run' again"
+fi
+
 anon_jwt="$("$relay" token --jwt-secret "$secret" --role anon)"
 alice_jwt="$("$relay" token --jwt-secret "$secret" --role authenticated --sub alice)"
 service_jwt="$("$relay" token --jwt-secret "$secret" --role service_role --sub backend)"
@@ -81,6 +88,6 @@ cat <<INFO
 
 INFO
 
-"$relay" --database-url "$db_url" --bind "$RELAY_BIND" --jwt-secret "$secret" --relay-id demo &
+"$relay" "${relay_args[@]}" &
 relay_pid=$!
 wait "$relay_pid"

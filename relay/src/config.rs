@@ -26,6 +26,22 @@ pub struct Cli {
 pub enum Command {
     /// Print an HS256 JWT signed with the relay's secret (for development and tests).
     Token(TokenArgs),
+    /// Check the database, the login and the settings the relay would run with (same flags as the
+    /// server); one line per item, with a fix for each failure. Exit code 0 when none failed.
+    Check(ServeArgs),
+    /// GET http://<bind>/healthz of a running relay; exit 0 when it answers 200 (for containers).
+    Healthcheck(HealthcheckArgs),
+}
+
+/// Flags of `realtime-relay healthcheck`.
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// Address the relay listens on (a wildcard address is reached through loopback).
+    #[arg(long, env = "REALTIME_BIND", default_value = "127.0.0.1:4000")]
+    pub bind: String,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 3)]
+    pub timeout_secs: u64,
 }
 
 /// Flags of `realtime-relay token`.
@@ -271,6 +287,14 @@ mod tests {
         }
         v.extend_from_slice(extra);
         Config::try_from(Cli::try_parse_from(v).expect("parse").serve)
+    }
+
+    #[test]
+    fn check_subcommand_takes_the_server_flags() {
+        let v = ["realtime-relay", "check", "--database-url", "postgres://p@h/d", "--relay-id", "r2"];
+        let Some(Command::Check(a)) = Cli::try_parse_from(v).unwrap().command else { panic!("not check") };
+        let c = Config::try_from(ServeArgs { jwt_secret: Some("0123456789abcdef".into()), ..a }).unwrap();
+        assert_eq!((c.database_url.as_str(), c.slot_name().as_str()), ("postgres://p@h/d", "realtime_r2"));
     }
 
     #[test]

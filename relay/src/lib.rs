@@ -2,12 +2,17 @@
 //!
 //! Layout: [`config`] (flags), [`auth`] (JWT), [`protocol`] (sans-IO frames), [`hub`]
 //! (channels and subscribers, no sockets), [`pg`] (pool, permission checks, replication),
-//! [`ws`] (sessions), [`http`] (routes), [`server`] (wiring), [`shutdown`] (signals).
+//! [`ws`] (sessions), [`http`] (routes), [`server`] (wiring), [`shutdown`] (signals);
+//! operations: [`check`] (`realtime-relay check`), [`metrics`] (`GET /metrics`),
+//! [`healthcheck`] (`realtime-relay healthcheck`).
 
 pub mod auth;
+pub mod check;
 pub mod config;
+pub mod healthcheck;
 pub mod http;
 pub mod hub;
+pub mod metrics;
 pub mod pg;
 pub mod protocol;
 pub mod publish;

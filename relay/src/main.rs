@@ -1,14 +1,30 @@
 //! `realtime-relay`: parse flags, set up logging, run the server until SIGINT/SIGTERM.
+//! Subcommands: `token` (mint a development JWT), `check` (self-check of the database, login and
+//! settings), `healthcheck` (GET /healthz of a running relay, for containers).
 
 use clap::Parser;
-use realtime_relay::config::{Cli, Command, Config};
+use realtime_relay::config::{Cli, Command, Config, ServeArgs};
 use tokio_util::sync::CancellationToken;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Some(Command::Token(t)) = cli.command {
-        println!("{}", realtime_relay::auth::mint(&t.jwt_secret, &t.role, t.sub.as_deref(), t.ttl_secs));
-        return Ok(());
+    match cli.command {
+        Some(Command::Token(t)) => {
+            println!("{}", realtime_relay::auth::mint(&t.jwt_secret, &t.role, t.sub.as_deref(), t.ttl_secs));
+            return Ok(());
+        }
+        Some(Command::Check(args)) => std::process::exit(check(args)?),
+        Some(Command::Healthcheck(h)) => {
+            let timeout = std::time::Duration::from_secs(h.timeout_secs.max(1));
+            match realtime_relay::healthcheck::check(&h.bind, timeout) {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    eprintln!("realtime-relay healthcheck: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+        None => {}
     }
     let config = match Config::try_from(cli.serve) {
         Ok(c) => c,
@@ -33,4 +49,26 @@ fn main() -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// `realtime-relay check`: prints one line per item and returns the exit code (0: nothing
+/// failed, 1: something failed, 2: the settings themselves are invalid).
+fn check(args: ServeArgs) -> anyhow::Result<i32> {
+    use realtime_relay::check;
+    let config = match Config::try_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            println!(
+                "FAIL configuration: {e} — fix: correct that setting (realtime-relay --help lists them)"
+            );
+            return Ok(2);
+        }
+    };
+    let items =
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(check::run(&config));
+    for item in &items {
+        println!("{item}");
+    }
+    println!("{}", check::summary(&items));
+    Ok(if check::passed(&items) { 0 } else { 1 })
 }

@@ -27,6 +27,8 @@ pub struct App {
     pub acks: crate::publish::Acks,
     /// Open WebSocket connections.
     pub connections: std::sync::atomic::AtomicUsize,
+    /// Counters only `/metrics` reads (subscribe checks, publishes by outcome).
+    pub metrics: crate::metrics::Counters,
 }
 
 /// Why the server could not run.
@@ -61,6 +63,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
         tracker: TaskTracker::new(),
         acks: crate::publish::Acks::default(),
         connections: Default::default(),
+        metrics: Default::default(),
         config,
     });
 

@@ -1,4 +1,4 @@
-//! HTTP routes on the relay's port: health, readiness and the WebSocket endpoint.
+//! HTTP routes on the relay's port: health, readiness, metrics and the WebSocket endpoint.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -19,6 +19,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/socket", get(crate::ws::handler))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(crate::metrics::handler))
         .route("/v1/publish", axum::routing::post(publish::handler))
         .route("/v1/channels/{channel}/history", get(history::handler))
         .with_state(app)

@@ -16,7 +16,7 @@
 //! commit's last message and everything newer arrives live.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock};
 
 use tokio::sync::mpsc;
@@ -120,9 +120,20 @@ struct State {
 /// Counters the hub keeps for health and metrics.
 #[derive(Default, Debug)]
 pub struct HubStats {
+    /// Frames queued to sessions by dispatch.
     pub delivered: AtomicU64,
+    /// Frames not queued because the session's queue was full (or it was already too slow).
     pub dropped_slow: AtomicU64,
+    /// Events dispatched (stored + ephemeral).
     pub messages: AtomicU64,
+    /// Ephemeral events dispatched (the rest of `messages` were stored messages).
+    pub ephemeral: AtomicU64,
+    /// Sessions closed with 4009 because their queue overflowed (counted by the session).
+    pub slow_closes: AtomicU64,
+    /// Channels with at least one subscription (kept under the hub's write lock).
+    pub channels: AtomicUsize,
+    /// Subscriptions (channel × session), live or held.
+    pub subscriptions: AtomicUsize,
 }
 
 /// Channel → subscribed sessions, plus the position (cursor) of the last dispatched message.
@@ -172,8 +183,19 @@ impl Hub {
         if !session.send(reply(position.as_deref())) {
             return false;
         }
-        state.channels.entry(channel.to_string()).or_default().insert(session.id, Sub::Live(session.clone()));
+        self.insert(&mut state, channel, session.id, Sub::Live(session.clone()));
         true
+    }
+
+    /// Registers `sub` and keeps the channel and subscription gauges in step (write lock held).
+    fn insert(&self, state: &mut State, channel: &str, id: u64, sub: Sub) {
+        let subs = state.channels.entry(channel.to_string()).or_insert_with(|| {
+            self.stats.channels.fetch_add(1, Ordering::Relaxed);
+            HashMap::new()
+        });
+        if subs.insert(id, sub).is_none() {
+            self.stats.subscriptions.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Adds `session` to `channel` in the held state (see the module docs) and returns the
@@ -189,11 +211,7 @@ impl Hub {
             cap,
             overflowed: false,
         };
-        state
-            .channels
-            .entry(channel.to_string())
-            .or_default()
-            .insert(session.id, Sub::Held(Mutex::new(held)));
+        self.insert(&mut state, channel, session.id, Sub::Held(Mutex::new(held)));
         position
     }
 
@@ -229,8 +247,12 @@ impl Hub {
         let mut state = self.state.write().expect("hub lock");
         let Some(subs) = state.channels.get_mut(channel) else { return false };
         let removed = subs.remove(&session_id).is_some();
+        if removed {
+            self.stats.subscriptions.fetch_sub(1, Ordering::Relaxed);
+        }
         if subs.is_empty() {
             state.channels.remove(channel);
+            self.stats.channels.fetch_sub(1, Ordering::Relaxed);
         }
         removed
     }
@@ -283,7 +305,10 @@ impl Hub {
                     last_commit = Some(m.cursor.commit_lsn);
                     Some(m.cursor.to_string())
                 }
-                LogEvent::Ephemeral(_) => None,
+                LogEvent::Ephemeral(_) => {
+                    self.stats.ephemeral.fetch_add(1, Ordering::Relaxed);
+                    None
+                }
             };
             if let Some(subs) = state.channels.get(channel) {
                 let frame = Frame::from(message(&MessageFields { cursor: cursor.as_deref(), ..fields }));
@@ -410,9 +435,13 @@ mod tests {
         let hub = Hub::new();
         let (s, mut rx, _) = session(&hub, 8);
         hub.subscribe("c", &s, |_| Frame::from("r"));
+        assert_eq!(hub.stats.channels.load(Ordering::Relaxed), 1);
+        assert_eq!(hub.stats.subscriptions.load(Ordering::Relaxed), 1);
         assert!(hub.unsubscribe("c", s.id));
         assert!(!hub.unsubscribe("c", s.id));
         assert_eq!(hub.subscriber_count("c"), 0);
+        assert_eq!(hub.stats.channels.load(Ordering::Relaxed), 0, "empty channels are not counted");
+        assert_eq!(hub.stats.subscriptions.load(Ordering::Relaxed), 0);
         hub.dispatch(&batch(vec![stored("c", 2, 1)]));
         assert_eq!(rx.try_recv().unwrap().as_str(), "r");
         assert!(rx.try_recv().is_err());

@@ -13,6 +13,7 @@ use serde_json::Value;
 pub use acks::Acks;
 
 use crate::auth::Identity;
+use crate::metrics::Kind;
 use crate::pg::publish::{emit_ephemeral, insert_as, publish_as_service, NewMessage, PublishError};
 use crate::server::App;
 
@@ -63,14 +64,14 @@ pub async fn persist(
                 .await;
         if let Err(e) = result {
             waits.iter().for_each(|(id, _)| app.acks.forget(id));
-            return Err(e);
+            return Err(app.metrics.publish_failed(Kind::Stored, e));
         }
         waits
     } else {
         let waits: Vec<_> = msgs.iter().map(|m| (m.id.clone(), app.acks.expect(&m.id))).collect();
         if let Err(e) = insert_as(&app.pool, who, &msgs, false).await {
             waits.iter().for_each(|(id, _)| app.acks.forget(id));
-            return Err(e);
+            return Err(app.metrics.publish_failed(Kind::Stored, e));
         }
         waits
     };
@@ -84,6 +85,7 @@ pub async fn persist(
         }
         out.push(Published { id, cursor });
     }
+    app.metrics.published(Kind::Stored, crate::metrics::PublishOutcome::Ok);
     Ok(out)
 }
 
@@ -95,13 +97,14 @@ pub async fn check(app: &App, who: &Identity, m: &Outgoing) -> Result<(), Publis
         event: m.event.clone(),
         payload: m.payload.clone(),
     };
-    insert_as(&app.pool, who, std::slice::from_ref(&probe), true).await
+    let r = insert_as(&app.pool, who, std::slice::from_ref(&probe), true).await;
+    r.map_err(|e| app.metrics.publish_failed(Kind::Ephemeral, e))
 }
 
 /// Sends an ephemeral message to subscribers on every relay; never stored.
 pub async fn ephemeral(app: &App, who: &Identity, m: Outgoing) -> Result<(), PublishError> {
     let msg = NewMessage { id: String::new(), channel: m.channel, event: m.event, payload: m.payload };
-    emit_ephemeral(&app.pool, &msg, who.user_id.as_deref()).await
+    app.metrics.record(Kind::Ephemeral, emit_ephemeral(&app.pool, &msg, who.user_id.as_deref()).await)
 }
 
 #[cfg(test)]

@@ -79,12 +79,14 @@ impl Session {
     }
 
     /// Applies the publish rate limit: true when this publish was refused (and answered).
-    fn rate_limited(&mut self, r: Option<&Value>) -> bool {
+    fn rate_limited(&mut self, r: Option<&Value>, persist: bool) -> bool {
         use super::limits::Verdict;
         let verdict = self.limiter.check(std::time::Instant::now());
         if verdict != Verdict::Allow {
             let rate = self.app.config.max_publish_rate;
             self.error(r, ErrorCode::RateLimited, &format!("more than {rate} publishes per second"));
+            let kind = crate::metrics::Kind::of_persist(persist);
+            self.app.metrics.published(kind, crate::metrics::PublishOutcome::RateLimited);
         }
         if verdict == Verdict::Abusive {
             self.close_request = Some((close::RATE_LIMITED, "rate limit exceeded repeatedly"));
@@ -109,7 +111,7 @@ impl Session {
                     self.error(r, ErrorCode::NotSubscribed, &format!("not subscribed to '{channel}'"));
                 }
             }
-            Request::Publish { .. } if self.rate_limited(r) => {}
+            Request::Publish { persist, .. } if self.rate_limited(r, persist) => {}
             Request::Publish { channel, event, payload, persist } => {
                 let m = crate::publish::Outgoing { channel, event, payload };
                 let app = self.app.clone();
@@ -178,7 +180,9 @@ impl Session {
                 &format!("too many subscriptions on this connection (limit {limit})"),
             );
         }
-        match check_subscribe(&self.app.pool, &self.identity, &channel).await {
+        let checked = check_subscribe(&self.app.pool, &self.identity, &channel).await;
+        self.app.metrics.subscribe_checked(checked.as_ref().ok().copied());
+        match checked {
             Ok(Access::Allowed) => {
                 let registered = match resume {
                     Some(cursor) => {
@@ -254,7 +258,10 @@ pub async fn run(app: Arc<App>, socket: WebSocket, identity: Identity, _slot: su
     let close_with: Option<(u16, &str)> = loop {
         tokio::select! {
             _ = session.app.shutdown.cancelled() => break Some((close::GOING_AWAY, "server shutting down")),
-            _ = slow.cancelled() => break Some((close::TOO_SLOW, "too slow: send queue full")),
+            _ = slow.cancelled() => {
+                session.app.hub.stats.slow_closes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                break Some((close::TOO_SLOW, "too slow: send queue full"));
+            }
             _ = sleep_until(session.expires_at) => break Some((close::UNAUTHENTICATED, "token expired")),
             msg = stream.next() => match msg {
                 None | Some(Ok(Message::Close(_))) => break None,

@@ -1,0 +1,97 @@
+//! `realtime-relay check`: the self-check passes on a prepared cluster, and on a broken one it
+//! fails with a `FAIL` line that names what is wrong and how to fix it.
+
+use std::process::Command;
+
+use realtime_e2e::relay::relay_bin;
+use realtime_e2e::{unique_id, Cluster, JWT_SECRET};
+
+/// Runs `realtime-relay check` against `cluster` (database `postgres`, superuser login) with
+/// `extra` flags; returns the exit code and stdout.
+fn run_check(cluster: &Cluster, extra: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(relay_bin())
+        .arg("check")
+        .args(["--database-url", &cluster.url("postgres"), "--jwt-secret", JWT_SECRET])
+        .args(["--relay-id", &unique_id("check")])
+        .args(extra)
+        .output()
+        .expect("run realtime-relay check");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    (out.status.code(), format!("{stdout}{stderr}"))
+}
+
+fn fail_lines(output: &str) -> Vec<&str> {
+    output.lines().filter(|l| l.starts_with("FAIL ")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_passes_on_a_prepared_cluster_with_ok_lines() {
+    let cluster = Cluster::start().await;
+    cluster.setup_db().await;
+    let (code, out) = run_check(&cluster, &[]);
+    eprintln!("{out}");
+    assert_eq!(code, Some(0), "check should pass:\n{out}");
+    assert!(fail_lines(&out).is_empty(), "{out}");
+    for item in [
+        "ok   connection:",
+        "ok   server version: PostgreSQL 15",
+        "ok   extension: realtime 0.1.0 installed",
+        "ok   wal_level: logical",
+        "ok   max_replication_slots:",
+        "ok   max_wal_senders:",
+        "ok   publication: realtime_messages publishes realtime.messages",
+        "ok   replication privilege:",
+        "ok   role anon:",
+        "ok   role authenticated:",
+        "ok   role service_role:",
+        "ok   grants:",
+        "ok   jwt: HS256 secret of",
+    ] {
+        assert!(out.lines().any(|l| l.starts_with(item)), "no line starting with {item:?} in\n{out}");
+    }
+    assert!(out.contains("does not exist yet; the relay creates it"), "slot line:\n{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_without_the_extension_fails_naming_it_with_a_fix() {
+    let cluster = Cluster::start().await;
+    let (code, out) = run_check(&cluster, &[]);
+    assert_ne!(code, Some(0), "check should fail without the extension:\n{out}");
+    let line = fail_lines(&out)
+        .into_iter()
+        .find(|l| l.starts_with("FAIL extension:"))
+        .unwrap_or_else(|| panic!("no FAIL extension line in\n{out}"));
+    assert!(line.contains("realtime is not installed"), "{line}");
+    assert!(line.contains("— fix: CREATE EXTENSION realtime;"), "{line}");
+    assert!(out.contains("ok   wal_level: logical"), "what is fine is still reported as ok:\n{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_with_an_unknown_role_in_roles_fails_naming_the_role() {
+    let cluster = Cluster::start().await;
+    cluster.setup_db().await;
+    let (code, out) = run_check(&cluster, &["--roles", "anon,authenticated,no_such_role"]);
+    assert_ne!(code, Some(0), "check should fail:\n{out}");
+    let fails = fail_lines(&out);
+    assert_eq!(fails.len(), 1, "only the role fails:\n{out}");
+    assert!(
+        fails[0].starts_with("FAIL role no_such_role: role 'no_such_role' (in --roles) does not exist"),
+        "{out}"
+    );
+    assert!(fails[0].contains("— fix: CREATE ROLE \"no_such_role\" NOLOGIN;"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_against_an_unreachable_database_fails_on_the_connection() {
+    let port = realtime_e2e::free_port();
+    let out = Command::new(relay_bin())
+        .args(["check", "--jwt-secret", JWT_SECRET, "--database-url"])
+        .arg(format!("postgres://postgres@127.0.0.1:{port}/postgres"))
+        .output()
+        .expect("run realtime-relay check");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.starts_with("FAIL connection: database 'postgres' on 127.0.0.1:"), "{text}");
+    assert!(text.contains("— fix: check --database-url"), "{text}");
+}

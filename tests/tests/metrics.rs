@@ -1,0 +1,65 @@
+//! `GET /metrics` (Prometheus text) after real traffic, and `realtime-relay healthcheck`.
+
+use std::process::Command;
+
+use realtime_e2e::relay::relay_bin;
+use realtime_e2e::{free_port, http_get, http_post_json, open_channel, publish, start_stack, Connect, Ws};
+use serde_json::json;
+
+/// The value of the sample line `series value` (series with its labels, exactly as rendered).
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no sample {series} in\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_connections_dispatch_and_streaming_after_traffic() {
+    let (cluster, relay) = start_stack().await;
+    let client = cluster.client().await;
+    open_channel(&client, "metrics:room").await;
+    let mut ws = Ws::connect(&relay.ws_url(), Connect::Anonymous).await;
+    ws.subscribe_ok("metrics:room").await;
+    let denied = ws.subscribe("no:such:channel").await;
+    assert_eq!(denied["ok"], false, "{denied}");
+    publish(&client, "metrics:room", "hello", &json!({"n": 1})).await;
+    ws.expect_message("metrics:room").await;
+    let service = relay.token(None, "service_role");
+    let body = json!({"channel": "metrics:room", "event": "http", "payload": {}});
+    let (status, reply) = http_post_json(relay.port(), "/v1/publish", Some(&service), &body).await.unwrap();
+    assert_eq!(status, 200, "{reply}");
+    ws.expect_message("metrics:room").await;
+
+    let (status, text) = http_get(relay.port(), "/metrics").await.expect("GET /metrics");
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("# TYPE realtime_connections gauge"), "{text}");
+    assert!(sample(&text, "realtime_connections") >= 1.0);
+    assert!(sample(&text, "realtime_channels") >= 1.0);
+    assert!(sample(&text, "realtime_subscriptions") >= 1.0);
+    assert!(sample(&text, "realtime_messages_dispatched_total{kind=\"stored\"}") >= 2.0);
+    assert!(sample(&text, "realtime_frames_queued_total") >= 2.0);
+    assert_eq!(sample(&text, "realtime_replication_streaming"), 1.0);
+    assert!(sample(&text, "realtime_replication_last_commit_lsn") > 0.0);
+    assert!(sample(&text, "realtime_subscribe_checks_total{outcome=\"allowed\"}") >= 1.0);
+    assert!(sample(&text, "realtime_subscribe_checks_total{outcome=\"not_found\"}") >= 1.0);
+    assert!(sample(&text, "realtime_publishes_total{kind=\"stored\",outcome=\"ok\"}") >= 1.0);
+    assert_eq!(sample(&text, "realtime_replication_decode_errors_total"), 0.0);
+    assert_eq!(sample(&text, "realtime_slow_consumer_closes_total"), 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthcheck_subcommand_exits_0_for_a_running_relay_and_1_otherwise() {
+    let (_cluster, relay) = start_stack().await;
+    let status = Command::new(relay_bin())
+        .args(["healthcheck", "--bind", &format!("0.0.0.0:{}", relay.port())])
+        .status()
+        .expect("run realtime-relay healthcheck");
+    assert_eq!(status.code(), Some(0), "a running relay is healthy (wildcard bind goes to loopback)");
+    let out = Command::new(relay_bin())
+        .args(["healthcheck", "--bind", &format!("127.0.0.1:{}", free_port())])
+        .output()
+        .expect("run realtime-relay healthcheck");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("realtime-relay healthcheck: 127.0.0.1:"));
+}
