@@ -7,7 +7,7 @@ PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 # On a non-root machine, let pgrx use sudo to write into the system Postgres.
 PGRX_SUDO := $(if $(filter 0,$(shell id -u)),,--sudo)
 
-.PHONY: run test deps build install-ext lint test-unit test-ext test-e2e fmt
+.PHONY: run test deps build install-ext lint test-unit test-ext test-e2e fmt bench bench-ingest bench-changes
 
 run: install-ext build
 	@scripts/run.sh
@@ -40,3 +40,14 @@ test-e2e: install-ext build
 
 fmt:
 	cargo fmt --all
+
+# Benchmarks (never part of `make test`). Results are appended to bench/RESULTS.md.
+bench-ingest: install-ext
+	bench/ingest/run.sh
+
+bench-changes: install-ext
+	bench/changes/run.sh
+
+# A short smoke run of every scenario, to keep the harness working.
+bench: install-ext build
+	bench/ingest/run.sh --smoke

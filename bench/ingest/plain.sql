@@ -1,0 +1,2 @@
+-- The same row as publish.sql, inserted directly into a table shaped like realtime.messages.
+INSERT INTO bench_plain (channel, channel_id, event, payload) VALUES ('bench:' || :client_id, 1, 'e', '{"type": "order_update", "order_id": "ord_0000012345", "status": "shipped", "items": [{"sku": "SKU-000123", "qty": 2}, {"sku": "SKU-000456", "qty": 1}], "note": "ingest benchmark payload, about 200 bytes of JSON"}'::jsonb);
