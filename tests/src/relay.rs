@@ -40,11 +40,17 @@ pub struct Relay {
     secret: String,
 }
 
-/// Path of the relay binary; panics with instructions when it does not exist.
+/// Path of the relay binary (`REALTIME_RELAY_BIN`, else `debug/realtime-relay` in `CARGO_TARGET_DIR` or
+/// the workspace's `target/`); panics with instructions when it does not exist.
 pub fn relay_bin() -> PathBuf {
     let path = match std::env::var_os("REALTIME_RELAY_BIN") {
         Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("target/debug/realtime-relay"),
+        None => {
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("target"));
+            target.join("debug/realtime-relay")
+        }
     };
     if !path.is_file() {
         panic!(
