@@ -1,14 +1,16 @@
 -- realtime: the SQL API written in SQL and PL/pgSQL.
 --
 -- Runs after schema.sql and after the Rust functions (realtime.match_channel,
--- realtime.validate_pattern / validate_channel / validate_event) exist. Grants are in
--- finalize.sql.
+-- realtime.validate_pattern / validate_channel / validate_event, realtime.publish,
+-- realtime.invalidate_publish_cache) exist. Grants are in finalize.sql.
 --
--- Conventions: every SECURITY DEFINER function pins `search_path = pg_catalog, pg_temp` and
--- qualifies every object. The claim helpers stay plain SECURITY INVOKER SQL functions without a
--- SET clause so the planner can inline them into RLS policies; they qualify operators instead.
+-- Conventions: every SECURITY DEFINER function written here pins
+-- `search_path = pg_catalog, pg_temp` and qualifies every object (realtime.publish, in Rust,
+-- has no SET clause and resolves nothing through the search path: docs/ARCHITECTURE.md). The
+-- claim helpers stay plain SECURITY INVOKER SQL functions without a SET clause so the planner
+-- can inline them into RLS policies; they qualify operators instead.
 --
--- SQLSTATEs raised here:
+-- SQLSTATEs raised here (and, with the same texts, by realtime.publish):
 --   22023 invalid_parameter_value  bad channel / event / pattern / batch (from the validators)
 --   54000 program_limit_exceeded   payload over realtime.config.max_payload_bytes
 --   42704 undefined_object         no enabled channel matches and realtime.strict_publish is on
@@ -85,64 +87,24 @@ COMMENT ON FUNCTION realtime.can_subscribe(text) IS
     'True when the best enabled channel row matching the name is visible to the caller under RLS';
 
 ------------------------------------------------------------------------------------------------
--- publish: one INSERT into realtime.messages in the caller's transaction. No NOTIFY, no locks
--- beyond the insert: relays follow the table through logical replication.
+-- publish: Rust (extension/src/api/publish.rs), SECURITY DEFINER: one INSERT into
+-- realtime.messages in the caller's transaction, no NOTIFY, no locks beyond the insert; relays
+-- follow the table through logical replication. It keeps the matched channel and the payload
+-- limit in a per-backend cache (extension/src/api/cache.rs), dropped by these statement
+-- triggers: the relcache invalidation they queue reaches this transaction at its next command,
+-- this backend again on rollback, and every other backend at commit. ENABLE ALWAYS: they fire
+-- under session_replication_role = replica too.
 
-CREATE FUNCTION realtime.publish(channel text, event text, payload jsonb DEFAULT '{}')
-RETURNS uuid
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-#variable_conflict use_variable
-DECLARE
-    v_limit   integer;
-    v_size    integer;
-    v_chan_id bigint;
-    v_id      uuid;
-BEGIN
-    -- plain assignments are PL/pgSQL "simple expressions": no executor round trip
-    channel := realtime.validate_channel(channel);
-    event := realtime.validate_event(event);
-    payload := COALESCE(payload, '{}'::jsonb);
-    v_size := pg_catalog.octet_length(payload::text);
-    v_chan_id := realtime.match_channel_invoker(channel);
+CREATE TRIGGER channels_invalidate_publish_cache
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON realtime.channels
+    FOR EACH STATEMENT EXECUTE FUNCTION realtime.invalidate_publish_cache();
+ALTER TABLE realtime.channels ENABLE ALWAYS TRIGGER channels_invalidate_publish_cache;
 
-    IF v_chan_id IS NOT NULL THEN
-        -- The hot path is this one statement. It also reads the size limit, checked just
-        -- below: an over-limit ERROR aborts the caller's (sub)transaction, row included.
-        INSERT INTO realtime.messages
-               (channel, channel_id, event, payload, sender_type, wh_audience_count)
-        VALUES (channel, v_chan_id, event, payload, 'system',
-                COALESCE((SELECT pg_catalog.cardinality(c.webhook_urls)
-                            FROM realtime.channels c WHERE c.id = v_chan_id), 0))
-        RETURNING id, (SELECT cfg.max_payload_bytes FROM realtime.config cfg)
-             INTO v_id, v_limit;
-    ELSE
-        SELECT cfg.max_payload_bytes INTO v_limit FROM realtime.config cfg;
-    END IF;
+CREATE TRIGGER config_invalidate_publish_cache
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON realtime.config
+    FOR EACH STATEMENT EXECUTE FUNCTION realtime.invalidate_publish_cache();
+ALTER TABLE realtime.config ENABLE ALWAYS TRIGGER config_invalidate_publish_cache;
 
-    IF v_size > v_limit THEN
-        RAISE EXCEPTION 'realtime: payload is % bytes, over the limit of % bytes (realtime.config.max_payload_bytes)',
-                        v_size, v_limit
-              USING ERRCODE = 'program_limit_exceeded',
-                    HINT = 'Send a smaller payload, or raise realtime.config.max_payload_bytes.';
-    END IF;
-
-    IF v_chan_id IS NULL THEN
-        IF COALESCE(pg_catalog.current_setting('realtime.strict_publish', true), 'off')
-           IN ('on', 'true', 'yes', '1') THEN
-            RAISE EXCEPTION 'realtime: no enabled channel matches ''%''', channel
-                  USING ERRCODE = 'undefined_object',
-                        HINT = 'Add a realtime.channels row whose pattern matches it, or enable the matching one.';
-        END IF;
-        RAISE WARNING 'realtime: no enabled channel matches ''%''; message not published', channel
-              USING HINT = 'Add a realtime.channels row whose pattern matches it, or enable the matching one.';
-        RETURN NULL;
-    END IF;
-
-    RETURN v_id;
-END;
-$$;
 COMMENT ON FUNCTION realtime.publish(text, text, jsonb) IS
     'Persist a message to the best matching enabled channel; delivered if the transaction commits';
 

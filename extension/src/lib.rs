@@ -32,6 +32,8 @@ extension_sql_file!(
         api::validate::validate_pattern,
         api::validate::validate_channel,
         api::validate::validate_event,
+        api::publish::publish,
+        api::cache::invalidate_publish_cache,
     ]
 );
 
@@ -43,10 +45,12 @@ extension_sql_file!(
 
 extension_sql_file!("../../sql/finalize.sql", name = "finalize", finalize);
 
-/// Called when Postgres loads the library: registers the GUCs.
+/// Called when Postgres loads the library: registers the GUCs and the publish cache's relcache
+/// callback.
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     guc::register();
+    api::cache::register();
 }
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -54,6 +58,9 @@ mod pg_tests;
 
 #[cfg(any(test, feature = "pg_test"))]
 mod pg_tests_changes;
+
+#[cfg(any(test, feature = "pg_test"))]
+mod pg_tests_publish;
 
 /// Required by `cargo pgrx test`; must be visible at the crate root.
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! `realtime.match_channel(name)`: the id of the best enabled channel row for a channel name,
-//! and its twin `realtime.match_channel_invoker(name)` for `publish` / `broadcast`.
+//! and its twin `realtime.match_channel_invoker(name)` for `broadcast` (`publish` matches from
+//! its own cache, `super::cache`, with the same rule).
 //!
 //! Two cached SPI plans (prepared once per backend, kept with `SPI_keepplan`):
 //! an exact lookup through the unique index on `pattern`, and, only when that finds nothing, a
@@ -66,9 +67,8 @@ pub fn match_channel(name: &str) -> Option<i64> {
 /// [`match_channel`] run as the calling role, without the SECURITY DEFINER / `SET search_path`
 /// wrapper, whose GUC save/restore costs about as much as the lookup itself.
 ///
-/// Only for `publish` and `broadcast`, which already run as the owner with a pinned
-/// `search_path`; EXECUTE is revoked from PUBLIC (for anyone else it would see only the rows
-/// RLS lets them see).
+/// Only for `broadcast`, which already runs as the owner with a pinned `search_path`; EXECUTE
+/// is revoked from PUBLIC (for anyone else it would see only the rows RLS lets them see).
 #[pg_extern(stable, strict, parallel_safe)]
 pub fn match_channel_invoker(name: &str) -> Option<i64> {
     best_channel(name)

@@ -1,13 +1,16 @@
 //! The SQL-facing functions written in Rust (`#[pg_extern]`), one file per area.
 //!
-//! Most of the SQL API (`publish`, `broadcast`, the claim helpers, `can_subscribe`,
-//! `cleanup_messages`) is hand-written SQL/PL/pgSQL in `sql/api.sql`, so the `jsonb` payload is
-//! never converted through Rust and Postgres caches the plans. The Rust functions here are the
-//! pieces that need the pure logic of [`crate::pattern`], and the trigger `broadcast_changes`
-//! ([`changes`]), which needs fmgr-level access to the changed rows.
+//! `publish` is Rust ([`publish`]): the hot path, with a per-backend channel/config cache
+//! ([`cache`]) and the `jsonb` payload kept a Postgres datum. The rest of the SQL API
+//! (`broadcast`, the claim helpers, `can_subscribe`, `cleanup_messages`) is hand-written
+//! SQL/PL/pgSQL in `sql/api.sql`. The other Rust functions here are the pieces that need the pure
+//! logic of [`crate::pattern`], and the trigger `broadcast_changes` ([`changes`]), which needs
+//! fmgr-level access to the changed rows.
 
+pub mod cache;
 pub mod changes;
 pub mod channels;
+pub mod publish;
 pub mod validate;
 
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
