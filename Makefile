@@ -7,7 +7,7 @@ PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 # On a non-root machine, let pgrx use sudo to write into the system Postgres.
 PGRX_SUDO := $(if $(filter 0,$(shell id -u)),,--sudo)
 
-.PHONY: run test deps build install-ext lint test-unit test-ext test-e2e fmt bench bench-ingest bench-changes
+.PHONY: run test deps build install-ext lint test-unit test-ext test-e2e fmt bench bench-ingest bench-changes bench-latency bench-fanout
 
 run: install-ext build
 	@scripts/run.sh
@@ -48,6 +48,14 @@ bench-ingest: install-ext
 bench-changes: install-ext
 	bench/changes/run.sh
 
-# A short smoke run of every scenario, to keep the harness working.
+bench-latency: install-ext
+	bench/latency/run.sh
+
+bench-fanout: install-ext
+	bench/fanout/run.sh
+
+# A short smoke run of every scenario, to keep the harness working (needs jq and curl).
 bench: install-ext build
 	bench/ingest/run.sh --smoke
+	bench/latency/run.sh --smoke
+	bench/fanout/run.sh --smoke

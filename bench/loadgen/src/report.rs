@@ -125,7 +125,7 @@ impl Report<'_> {
         );
         let _ = writeln!(
             s,
-            "  published    {} of {} msgs  errors {:?}  call p50 {:.2} ms p99 {:.2} ms  max lag {:.1} ms ({} late calls)",
+            "  published    {} of {} msgs  errors {:?}  call p50 {:.2} ms p99 {:.2} ms  max lag {:.1} ms ({} calls > 5 ms late)",
             self.outcome.published,
             self.measured_msgs + (self.warmup * self.rate).round() as u64,
             self.outcome.errors.snapshot(),
