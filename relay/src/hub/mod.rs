@@ -303,7 +303,7 @@ impl Hub {
             let cursor = match event {
                 LogEvent::Stored(m) => {
                     last_commit = Some(m.cursor.commit_lsn);
-                    Some(m.cursor.to_string())
+                    Some(m.cursor)
                 }
                 LogEvent::Ephemeral(_) => {
                     self.stats.ephemeral.fetch_add(1, Ordering::Relaxed);
@@ -311,6 +311,7 @@ impl Hub {
                 }
             };
             if let Some(subs) = state.channels.get(channel) {
+                let cursor = cursor.map(|c| c.to_string());
                 let frame = Frame::from(message(&MessageFields { cursor: cursor.as_deref(), ..fields }));
                 for s in subs.values() {
                     match s {
@@ -325,10 +326,9 @@ impl Hub {
                     }
                 }
             }
-            if let Some(c) = &cursor {
-                self.advance_position(c);
-            }
         }
+        // One advance per batch: the end of the commit sorts after every cursor in it, and
+        // subscribers only read the position under the write lock, never mid-batch.
         if let Some(lsn) = last_commit {
             self.advance_position(&Cursor::end_of_commit(lsn).to_string());
         }

@@ -64,11 +64,10 @@ pub async fn insert_as(
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let limit: i32 = tx.query_one("SELECT max_payload_bytes FROM realtime.config", &[]).await?.get(0);
-    for m in messages {
-        let size = m.payload.to_string().len();
-        if size > limit as usize {
-            return Err(PublishError::TooLarge { size, limit: limit as usize });
-        }
+    // Serialised once: the text is both what the limit measures and what Postgres receives.
+    let payloads: Vec<String> = messages.iter().map(|m| m.payload.to_string()).collect();
+    if let Some(size) = payloads.iter().map(String::len).find(|size| *size > limit as usize) {
+        return Err(PublishError::TooLarge { size, limit: limit as usize });
     }
     tx.batch_execute(&set_role_sql(&who.role)?).await?;
     tx.execute("SELECT set_config('request.jwt.claims', $1, true)", &[&who.claims]).await?;
@@ -78,16 +77,16 @@ pub async fn insert_as(
     let insert = tx
         .prepare_cached(
             "INSERT INTO realtime.messages (id, channel, channel_id, event, payload, sender_type, sender_id) \
-             VALUES ($1::text::uuid, $2, $3, $4, $5, 'user', $6)",
+             VALUES ($1::text::uuid, $2, $3, $4, $5::text::jsonb, 'user', $6)",
         )
         .await?;
-    for m in messages {
+    for (m, payload) in messages.iter().zip(&payloads) {
         let channel_id: Option<i64> = tx.query_one(&set_channel, &[&m.channel]).await?.get(0);
         let Some(channel_id) = channel_id else {
             return Err(PublishError::NotFound(m.channel.clone()));
         };
         let inserted =
-            tx.execute(&insert, &[&m.id, &m.channel, &channel_id, &m.event, &m.payload, &who.user_id]).await;
+            tx.execute(&insert, &[&m.id, &m.channel, &channel_id, &m.event, payload, &who.user_id]).await;
         if let Err(e) = inserted {
             return Err(match sqlstate(&e) {
                 Some("42501") => {

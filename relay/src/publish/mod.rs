@@ -57,24 +57,21 @@ pub async fn persist(
         .into_iter()
         .map(|m| NewMessage { id: new_uuid(), channel: m.channel, event: m.event, payload: m.payload })
         .collect();
-    let waits = if who.role == app.config.service_role {
-        let mut waits = Vec::new();
-        let result =
-            publish_as_service(&app.pool, &msgs, |id| waits.push((id.to_string(), app.acks.expect(id))))
-                .await;
-        if let Err(e) = result {
-            waits.iter().for_each(|(id, _)| app.acks.forget(id));
-            return Err(app.metrics.publish_failed(Kind::Stored, e));
-        }
-        waits
+    // Waiters are registered before the commit, so the dispatcher cannot resolve an id first.
+    let mut waits = Vec::with_capacity(msgs.len());
+    let result = if who.role == app.config.service_role {
+        // realtime.publish() assigns the ids; the relay's are unused on this path.
+        publish_as_service(&app.pool, &msgs, |id| waits.push((id.to_string(), app.acks.expect(id))))
+            .await
+            .map(drop)
     } else {
-        let waits: Vec<_> = msgs.iter().map(|m| (m.id.clone(), app.acks.expect(&m.id))).collect();
-        if let Err(e) = insert_as(&app.pool, who, &msgs, false).await {
-            waits.iter().for_each(|(id, _)| app.acks.forget(id));
-            return Err(app.metrics.publish_failed(Kind::Stored, e));
-        }
-        waits
+        waits.extend(msgs.iter().map(|m| (m.id.clone(), app.acks.expect(&m.id))));
+        insert_as(&app.pool, who, &msgs, false).await
     };
+    if let Err(e) = result {
+        waits.iter().for_each(|(id, _)| app.acks.forget(id));
+        return Err(app.metrics.publish_failed(Kind::Stored, e));
+    }
     let deadline = tokio::time::Instant::now() + CURSOR_WAIT;
     let mut out = Vec::with_capacity(waits.len());
     for (id, rx) in waits {
