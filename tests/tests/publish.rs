@@ -2,7 +2,9 @@
 //! client's role and claims (RLS `WITH CHECK` decides); `persist:false` is delivered live and
 //! never stored; `POST /v1/publish` publishes one message or an all-or-nothing batch.
 
-use realtime_e2e::{create_channel, exec, http_post_json, open_channel, start_stack, Connect, Ws};
+use realtime_e2e::{
+    create_channel, exec, http_post_json, open_channel, start_stack, Cluster, Connect, Relay, Ws,
+};
 use serde_json::json;
 use tokio_postgres::Client;
 
@@ -13,26 +15,32 @@ async fn stored_count(db: &Client, channel: &str) -> i64 {
         .get(0)
 }
 
-/// Authenticated users may publish to `chat` as themselves.
-async fn allow_chat_publish(db: &Client) {
+/// A stack with channel `chat` open to every subscriber, where authenticated users may publish
+/// as themselves.
+async fn chat_stack() -> (Cluster, Relay, Client) {
+    let (cluster, relay) = start_stack().await;
+    let db = cluster.client().await;
+    open_channel(&db, "chat").await;
     exec(
-        db,
+        &db,
         "CREATE POLICY chat_publish ON realtime.messages FOR INSERT TO authenticated
            WITH CHECK (channel = 'chat' AND sender_id = realtime.user_id())",
     )
     .await;
+    (cluster, relay, db)
+}
+
+/// A connection as the authenticated user `alice`.
+async fn alice(relay: &Relay) -> Ws {
+    Ws::connect(&relay.ws_url(), Connect::Bearer(relay.token(Some("alice"), "authenticated"))).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_publish_allowed_by_rls_is_stored_and_delivered_with_id_and_cursor() {
-    let (cluster, relay) = start_stack().await;
-    let db = cluster.client().await;
-    open_channel(&db, "chat").await;
-    allow_chat_publish(&db).await;
+    let (_cluster, relay, db) = chat_stack().await;
     let mut listener = Ws::connect(&relay.ws_url(), Connect::Anonymous).await;
     listener.subscribe_ok("chat").await;
-    let mut alice =
-        Ws::connect(&relay.ws_url(), Connect::Bearer(relay.token(Some("alice"), "authenticated"))).await;
+    let mut alice = alice(&relay).await;
 
     let reply = alice
         .request(json!({"type":"publish","channel":"chat","event":"message","payload":{"text":"hi"}}))
@@ -57,17 +65,13 @@ async fn client_publish_allowed_by_rls_is_stored_and_delivered_with_id_and_curso
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_publish_without_insert_policy_is_unauthorized_and_not_stored() {
-    let (cluster, relay) = start_stack().await;
-    let db = cluster.client().await;
-    open_channel(&db, "chat").await;
-    allow_chat_publish(&db).await;
+    let (_cluster, relay, db) = chat_stack().await;
     create_channel(&db, "news").await;
 
     let mut anon = Ws::connect(&relay.ws_url(), Connect::Anonymous).await;
     let reply = anon.request(json!({"type":"publish","channel":"chat","event":"m","payload":{}})).await;
     assert_eq!(reply["error"]["code"], "REALTIME_UNAUTHORIZED", "anon has no insert policy: {reply}");
-    let mut alice =
-        Ws::connect(&relay.ws_url(), Connect::Bearer(relay.token(Some("alice"), "authenticated"))).await;
+    let mut alice = alice(&relay).await;
     let reply = alice.request(json!({"type":"publish","channel":"news","event":"m"})).await;
     assert_eq!(reply["error"]["code"], "REALTIME_UNAUTHORIZED", "policy covers chat only: {reply}");
     let reply = alice.request(json!({"type":"publish","channel":"nomatch:1","event":"m"})).await;
@@ -77,14 +81,10 @@ async fn client_publish_without_insert_policy_is_unauthorized_and_not_stored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ephemeral_publish_is_delivered_but_never_stored() {
-    let (cluster, relay) = start_stack().await;
-    let db = cluster.client().await;
-    open_channel(&db, "chat").await;
-    allow_chat_publish(&db).await;
+    let (_cluster, relay, db) = chat_stack().await;
     let mut listener = Ws::connect(&relay.ws_url(), Connect::Anonymous).await;
     listener.subscribe_ok("chat").await;
-    let mut alice =
-        Ws::connect(&relay.ws_url(), Connect::Bearer(relay.token(Some("alice"), "authenticated"))).await;
+    let mut alice = alice(&relay).await;
 
     let reply = alice
         .request(
@@ -110,13 +110,9 @@ async fn ephemeral_publish_is_delivered_but_never_stored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payload_over_configured_limit_is_payload_too_large() {
-    let (cluster, relay) = start_stack().await;
-    let db = cluster.client().await;
-    open_channel(&db, "chat").await;
-    allow_chat_publish(&db).await;
+    let (_cluster, relay, db) = chat_stack().await;
     exec(&db, "UPDATE realtime.config SET max_payload_bytes = 100").await;
-    let mut alice =
-        Ws::connect(&relay.ws_url(), Connect::Bearer(relay.token(Some("alice"), "authenticated"))).await;
+    let mut alice = alice(&relay).await;
     let big = "x".repeat(200);
     let reply =
         alice.request(json!({"type":"publish","channel":"chat","event":"m","payload":{"s": big}})).await;
@@ -190,18 +186,14 @@ async fn http_publish_batch_returns_ids_in_order_and_is_all_or_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ephemeral_and_persisted_publishes_reach_subscribers_on_every_relay() {
-    let (cluster, relay_a) = start_stack().await;
-    let relay_b = realtime_e2e::Relay::start(&cluster, Default::default()).await;
+    let (cluster, relay_a, _db) = chat_stack().await;
+    let relay_b = Relay::start(&cluster, Default::default()).await;
     relay_b.wait_ready().await;
-    let db = cluster.client().await;
-    open_channel(&db, "chat").await;
-    allow_chat_publish(&db).await;
     let mut on_a = Ws::connect(&relay_a.ws_url(), Connect::Anonymous).await;
     let mut on_b = Ws::connect(&relay_b.ws_url(), Connect::Anonymous).await;
     on_a.subscribe_ok("chat").await;
     on_b.subscribe_ok("chat").await;
-    let mut alice =
-        Ws::connect(&relay_a.ws_url(), Connect::Bearer(relay_a.token(Some("alice"), "authenticated"))).await;
+    let mut alice = alice(&relay_a).await;
 
     alice.request(json!({"type":"publish","channel":"chat","event":"typing","persist":false})).await;
     let reply =
