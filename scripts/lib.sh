@@ -5,6 +5,8 @@ export PATH="$HOME/.cargo/bin:$PATH"
 PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
 PG_CONFIG="${PG_CONFIG:-$PG_BIN/pg_config}"
 export PG_BIN PG_CONFIG
+# Where cargo puts binaries: CARGO_TARGET_DIR when set, else the workspace's target/.
+TARGET_DIR="${CARGO_TARGET_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target}"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

@@ -49,7 +49,7 @@ PGOPTIONS="-c client_min_messages=warning" psql -q -v ON_ERROR_STOP=1 "$db_url" 
 secret_file="$data/jwt-secret"
 [ -s "$secret_file" ] || head -c 32 /dev/urandom | base64 | tr -d '=+/\n' > "$secret_file"
 secret="$(cat "$secret_file")"
-relay="$root/target/debug/realtime-relay"
+relay="$TARGET_DIR/debug/realtime-relay"
 relay_args=(--database-url "$db_url" --bind "$RELAY_BIND" --jwt-secret "$secret" --relay-id demo)
 
 log "checking the setup (realtime-relay check)"

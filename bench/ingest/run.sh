@@ -17,6 +17,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
@@ -92,17 +93,17 @@ if [ -n "${BENCH_RELAY_BIN:-}" ]; then
 elif [ "$MODE" = full ]; then
     log "building the relay (cargo build --release -p realtime-relay)"
     if (cd "$ROOT" && cargo build --release -q -p realtime-relay); then
-        RELAY_BIN=$ROOT/target/release/realtime-relay RELAY_BUILD="release build"
+        RELAY_BIN=$TARGET/release/realtime-relay RELAY_BUILD="release build"
     else
         log "WARNING: the release build failed; falling back to the debug build"
         (cd "$ROOT" && cargo build -q -p realtime-relay) || die "cannot build the relay"
-        RELAY_BIN=$ROOT/target/debug/realtime-relay RELAY_BUILD="debug build (the release build failed)"
+        RELAY_BIN=$TARGET/debug/realtime-relay RELAY_BUILD="debug build (the release build failed)"
     fi
-elif [ -x "$ROOT/target/release/realtime-relay" ]; then
-    RELAY_BIN=$ROOT/target/release/realtime-relay RELAY_BUILD="release build (existing)"
+elif [ -x "$TARGET/release/realtime-relay" ]; then
+    RELAY_BIN=$TARGET/release/realtime-relay RELAY_BUILD="release build (existing)"
 else
     (cd "$ROOT" && cargo build -q -p realtime-relay) || die "cannot build the relay"
-    RELAY_BIN=$ROOT/target/debug/realtime-relay RELAY_BUILD="debug build"
+    RELAY_BIN=$TARGET/debug/realtime-relay RELAY_BUILD="debug build"
 fi
 [ -x "$RELAY_BIN" ] || die "relay binary $RELAY_BIN not found"
 

@@ -41,7 +41,8 @@ build_binaries() {
         log "cargo build --release -p realtime-relay -p realtime-loadgen"
         (cd "$ROOT" && cargo build --release -q -p realtime-relay -p realtime-loadgen) ||
             die "release build failed"
-        RELAY_BIN=$ROOT/target/release/realtime-relay LOADGEN=$ROOT/target/release/realtime-loadgen
+        local target=${CARGO_TARGET_DIR:-$ROOT/target}
+        RELAY_BIN=$target/release/realtime-relay LOADGEN=$target/release/realtime-loadgen
         RELAY_BUILD="release build"
     fi
     [ -x "$RELAY_BIN" ] && [ -x "$LOADGEN" ] || die "binaries not found: $RELAY_BIN $LOADGEN"
