@@ -135,6 +135,15 @@ impl Cluster {
         }
     }
 
+    /// Starts a stopped server again (same data, port and settings).
+    pub async fn start_again(&self) {
+        if let Err(e) =
+            self.try_pg_ctl(&["start", "-w", "-t", "60", "-D", "data", "-l", "postgres.log"]).await
+        {
+            panic!("pg_ctl start failed: {e}\n{}", self.log_tail(60));
+        }
+    }
+
     /// The last `lines` lines of the server log.
     pub fn log_tail(&self, lines: usize) -> String {
         let text = fs::read_to_string(self.dir.join("postgres.log")).unwrap_or_default();

@@ -224,3 +224,34 @@ async fn sql_broadcast_is_delivered_at_commit_and_never_stored() {
     realtime_e2e::publish(&db, "room", "marker", &json!({})).await;
     assert_eq!(ws.expect_message("room").await["event"], "marker", "the rolled-back broadcast never came");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ephemeral_publish_permission_is_remembered_per_connection_for_the_configured_time() {
+    let (cluster, relay, db) = chat_stack().await;
+    let options = realtime_e2e::RelayOptions {
+        extra_args: vec!["--publish-check-ttl-secs".into(), "0".into()],
+        ..Default::default()
+    };
+    let uncached = Relay::start(&cluster, options).await;
+    uncached.wait_ready().await;
+    let typing = json!({"type":"publish","channel":"chat","event":"typing","persist":false});
+    let (mut cached_alice, mut uncached_alice) = (alice(&relay).await, alice(&uncached).await);
+    assert_eq!(cached_alice.request(typing.clone()).await["ok"], true);
+    assert_eq!(uncached_alice.request(typing.clone()).await["ok"], true);
+
+    exec(&db, "DROP POLICY chat_publish ON realtime.messages").await;
+    let reply = cached_alice.request(typing.clone()).await;
+    assert_eq!(reply["ok"], true, "within the 10 s default the allowed decision is reused: {reply}");
+    let reply = uncached_alice.request(typing.clone()).await;
+    assert_eq!(
+        reply["error"]["code"], "REALTIME_UNAUTHORIZED",
+        "with a 0 s cache it is checked again: {reply}"
+    );
+    let reply = cached_alice.request(json!({"type":"publish","channel":"chat","event":"said"})).await;
+    assert_eq!(
+        reply["error"]["code"], "REALTIME_UNAUTHORIZED",
+        "persisted publishes are never cached: {reply}"
+    );
+    let reply = alice(&relay).await.request(typing).await;
+    assert_eq!(reply["error"]["code"], "REALTIME_UNAUTHORIZED", "the cache is per connection: {reply}");
+}

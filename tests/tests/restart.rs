@@ -177,3 +177,46 @@ async fn postgres_restart_mid_stream_loses_nothing() {
     ws.expect_no_message(Duration::from_millis(500)).await;
     assert!(relay.try_exit_status().is_none(), "the relay survived the restart");
 }
+
+/// Polls `/readyz` until it answers `want`, for at most `limit`; returns the last status seen.
+async fn readyz_becomes(port: u16, want: u16, limit: Duration) -> Option<u16> {
+    let deadline = Instant::now() + limit;
+    let mut last = None;
+    while Instant::now() < deadline {
+        last = realtime_e2e::http_get(port, "/readyz").await.ok().map(|(status, _)| status);
+        if last == Some(want) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    last
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_not_ready_while_postgres_is_down_and_ready_again_after() {
+    let (cluster, relay) = start_stack().await;
+    assert_eq!(readyz_becomes(relay.port(), 200, Duration::from_secs(5)).await, Some(200));
+    cluster.stop().await;
+    assert_eq!(
+        readyz_becomes(relay.port(), 503, Duration::from_secs(30)).await,
+        Some(503),
+        "not ready once the replication stream is gone"
+    );
+    assert_eq!(
+        realtime_e2e::http_get(relay.port(), "/healthz").await.map(|(s, _)| s),
+        Ok(200),
+        "the process is up"
+    );
+    cluster.start_again().await;
+    assert_eq!(
+        readyz_becomes(relay.port(), 200, Duration::from_secs(60)).await,
+        Some(200),
+        "ready again after reconnecting"
+    );
+    let db = cluster.client().await;
+    open_channel(&db, "after").await;
+    let mut ws = Ws::connect(&relay.ws_url(), Connect::Anonymous).await;
+    ws.subscribe_ok("after").await;
+    realtime_e2e::publish(&db, "after", "back", &json!({})).await;
+    assert_eq!(ws.expect_message("after").await["event"], "back");
+}
