@@ -3,7 +3,16 @@
 
 SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
+# PG_PREFIX (optional): install and test the extension in a private copy of Postgres made by
+# scripts/pg-prefix.sh, instead of the system one (for several checkouts on one machine).
+export PG_PREFIX ?=
+ifneq ($(PG_PREFIX),)
+PG_CONFIG := $(PG_PREFIX)/usr/lib/postgresql/15/bin/pg_config
+export PGRX_HOME ?= $(PG_PREFIX)/pgrx-home
+endif
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
+# The e2e harness and the scripts start Postgres from here.
+export PG_BIN := $(patsubst %/,%,$(dir $(PG_CONFIG)))
 # On a non-root machine, let pgrx use sudo to write into the system Postgres.
 PGRX_SUDO := $(if $(filter 0,$(shell id -u)),,--sudo)
 

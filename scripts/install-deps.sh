@@ -20,7 +20,15 @@ if ! cargo pgrx --version 2>/dev/null | grep -q ' 0\.18\.0'; then
     cargo install cargo-pgrx --version 0.18.0 --locked
 fi
 
-if ! grep -q '^pg15' "${PGRX_HOME:-$HOME/.pgrx}/config.toml" 2>/dev/null; then
+if [ -n "${PG_PREFIX:-}" ]; then
+    # A private Postgres copy (see pg-prefix.sh) with its own pgrx config and its own test port,
+    # so `cargo pgrx test` here never meets another checkout's test server.
+    "$(dirname "$0")/pg-prefix.sh" "$PG_PREFIX"
+    mkdir -p "$PGRX_HOME"
+    port=$((30000 + $(printf '%s' "$PG_PREFIX" | cksum | cut -d' ' -f1) % 20000))
+    printf 'base_testing_port = %s\n\n[configs]\npg15 = "%s"\n' "$port" "$PG_CONFIG" >"$PGRX_HOME/config.toml.new"
+    mv "$PGRX_HOME/config.toml.new" "$PGRX_HOME/config.toml"
+elif ! grep -q '^pg15' "${PGRX_HOME:-$HOME/.pgrx}/config.toml" 2>/dev/null; then
     log "cargo pgrx init --pg15 $PG_CONFIG"
     cargo pgrx init --pg15 "$PG_CONFIG" >/dev/null
 fi

@@ -2,6 +2,14 @@
 # shellcheck shell=bash
 
 export PATH="$HOME/.cargo/bin:$PATH"
+# PG_PREFIX (optional): a private copy of Postgres made by scripts/pg-prefix.sh; when set, the
+# extension is installed and tested there instead of in the system Postgres.
+if [ -n "${PG_PREFIX:-}" ]; then
+    PG_BIN="$PG_PREFIX/usr/lib/postgresql/15/bin"
+    PG_CONFIG="$PG_BIN/pg_config"
+    # cargo pgrx reads its Postgres list from PGRX_HOME: keep a private one beside the prefix.
+    export PGRX_HOME="${PGRX_HOME:-$PG_PREFIX/pgrx-home}"
+fi
 PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
 PG_CONFIG="${PG_CONFIG:-$PG_BIN/pg_config}"
 export PG_BIN PG_CONFIG

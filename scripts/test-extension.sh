@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../extension"
 
 if is_root; then
-    root="${PGRX_TEST_ROOT:-/tmp/realtime-pgrx-test}"
+    root="${PGRX_TEST_ROOT:-${PG_PREFIX:+$PG_PREFIX/pgrx-test}}"
+    root="${root:-/tmp/realtime-pgrx-test}"
     pg_owned_dir "$root"
     exec cargo pgrx test pg15 --runas postgres --pgdata "$root/data"
 else

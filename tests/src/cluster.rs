@@ -15,8 +15,11 @@ use tokio_postgres::{Client, NoTls};
 
 use crate::{exec, free_port, pg_error_text, unique_id};
 
-/// Directory of the Postgres 15 server binaries.
-pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+/// Directory of the Postgres 15 server binaries: `$PG_BIN` when set (the Makefile sets it, and
+/// points it at a private copy when `PG_PREFIX` is set), else the system Postgres 15.
+pub fn pg_bin() -> String {
+    std::env::var("PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".to_string())
+}
 
 /// A running (or stopped) throwaway cluster. See the module docs.
 pub struct Cluster {
@@ -99,10 +102,10 @@ impl Cluster {
             .expect("query pg_available_extensions");
         if available.is_none() {
             panic!(
-                "the `realtime` extension is not installed into the system Postgres 15 \
-                 (no {}/realtime.control). Install it first: `cargo pgrx install --pg-config \
-                 {PG_BIN}/pg_config` in extension/ (`make test` does this).",
-                "/usr/share/postgresql/15/extension"
+                "the `realtime` extension is not installed into the Postgres 15 in {bin} \
+                 (no realtime.control). Install it first: `cargo pgrx install --pg-config \
+                 {bin}/pg_config` in extension/ (`make test` does this).",
+                bin = pg_bin()
             );
         }
         exec(
@@ -178,7 +181,7 @@ impl Cluster {
     }
 
     fn command(&self, tool: &str, args: &[&str]) -> Command {
-        let bin = format!("{PG_BIN}/{tool}");
+        let bin = format!("{}/{tool}", pg_bin());
         let mut cmd = if self.run_as_postgres {
             let mut c = Command::new("runuser");
             c.args(["-u", "postgres", "--", &bin]);
@@ -194,7 +197,10 @@ impl Cluster {
     async fn run_tool(&self, tool: &str, args: &[&str]) {
         let out =
             tokio::process::Command::from(self.command(tool, args)).output().await.unwrap_or_else(|e| {
-                panic!("run {tool}: {e} (is runuser installed? are the Postgres 15 binaries in {PG_BIN}?)")
+                panic!(
+                    "run {tool}: {e} (is runuser installed? are the Postgres 15 binaries in {}?)",
+                    pg_bin()
+                )
             });
         if !out.status.success() {
             panic!(
