@@ -30,8 +30,11 @@ deps:
 build: deps
 	cargo build -p realtime-relay
 
+# pgrx writes only the current version's script; scripts/install-sql.sh adds the frozen 0.1.0
+# install script and every upgrade script from sql/ (CREATE EXTENSION ... VERSION, ALTER ... UPDATE).
 install-ext: deps
 	cd extension && cargo pgrx install $(PGRX_SUDO) --pg-config $(PG_CONFIG)
+	PG_CONFIG=$(PG_CONFIG) scripts/install-sql.sh
 
 lint: deps
 	cargo fmt --all -- --check

@@ -17,8 +17,12 @@ COPY sql/ sql/
 COPY relay/ relay/
 COPY tests/ tests/
 COPY bench/loadgen/ bench/loadgen/
+COPY scripts/ scripts/
+# pgrx packages the current version's script; install-sql.sh adds sql/'s frozen 0.1.0 install
+# script and the upgrade scripts, so ALTER EXTENSION realtime UPDATE works on an older database.
 RUN cd extension \
-    && cargo pgrx package --pg-config /usr/lib/postgresql/15/bin/pg_config --out-dir /out
+    && cargo pgrx package --pg-config /usr/lib/postgresql/15/bin/pg_config --out-dir /out \
+    && PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config ../scripts/install-sql.sh /out/usr/share/postgresql/15/extension
 
 FROM postgres:15-bookworm
 # The package tree mirrors pg_config's paths (/usr/lib/postgresql/15/lib, /usr/share/postgresql/15/extension).

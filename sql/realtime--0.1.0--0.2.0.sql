@@ -1,0 +1,26 @@
+-- Upgrade realtime 0.1.0 → 0.2.0 (`ALTER EXTENSION realtime UPDATE TO '0.2.0'`).
+--
+-- Until 0.2.0 is released this file may still change; once released it is frozen like every
+-- released script (its checksum goes into sql/released.sha256, and later changes go into
+-- realtime--0.2.0--<next>.sql).
+--
+-- What belongs here: every object that a fresh 0.2.0 install (the script pgrx generates from
+-- extension/src and sql/*.sql) has and 0.1.0 lacks, or has differently, written so that the
+-- result is identical to a fresh install. tests/tests/upgrade.rs proves it by comparing catalog
+-- snapshots of `CREATE EXTENSION realtime VERSION '0.1.0'; ALTER EXTENSION realtime UPDATE` and
+-- `CREATE EXTENSION realtime`. The simplest way to get the statements right: copy them from the
+-- generated script (`cargo pgrx schema` in extension/, or the realtime--0.2.0.sql that
+-- `make install-ext` writes), in that script's order, keeping the grants/revokes of
+-- sql/finalize.sql that apply to the new objects.
+--
+-- Rules for upgrade scripts:
+-- - It runs as one transaction, inside the extension's script context: new objects become
+--   extension members automatically; use `ALTER EXTENSION realtime DROP ...` before dropping one.
+-- - C functions are served by the newly installed realtime.so: a Rust `#[pg_extern]` that was
+--   renamed, removed or got a new signature needs `CREATE OR REPLACE FUNCTION` / `DROP FUNCTION`
+--   here; symbols (`<name>_wrapper`) used by 0.1.0's functions must stay exported.
+-- - Tables keep their data: `ALTER TABLE ... ADD COLUMN`, never drop-and-recreate.
+-- - Do not use `\echo`, psql variables or `CREATE EXTENSION` here; `@extschema@` is `realtime`.
+--
+-- 0.2.0 so far (branch ops): no schema change from 0.1.0. The relay's new metrics and the docs
+-- need nothing from the extension; the same C symbols are exported.
