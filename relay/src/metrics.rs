@@ -15,7 +15,15 @@
 //! `replication_last_commit_lsn`, `replication_acked_lsn` (gauges, LSN as a number),
 //! `replication_decode_errors_total`; `subscribe_checks_total{outcome}` (denials are
 //! `outcome="denied"`); `publishes_total{kind,outcome}` (one per publish request; a batch
-//! counts once).
+//! counts once); `messages_delivered_total{path="persisted|ephemeral|replay"}` (frames queued
+//! to subscribers: live stored messages, live ephemeral ones, resume replays);
+//! `replication_lag_bytes` (WAL the server has that the relay has not handled yet).
+//!
+//! Histograms (seconds, buckets [`LATENCY_BUCKETS`], see `metrics_histogram.rs`):
+//! `commit_to_send_seconds` (the transaction's commit timestamp on the primary to the frame
+//! being queued to a subscriber, one observation per queued frame; see
+//! [`crate::hub::HubStats::commit_to_send`]) and `subscribe_check_seconds` (the RLS permission
+//! check of a subscribe request, one round trip to Postgres).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -29,6 +37,10 @@ use crate::pg::authz::Access;
 use crate::pg::publish::PublishError;
 use crate::pg::replication::ReplicationStatus;
 use crate::server::App;
+
+#[path = "metrics_histogram.rs"]
+mod histogram;
+pub use histogram::{since_pg_timestamp, Histogram, HistogramSnapshot, LATENCY_BUCKETS};
 
 /// Why the metrics could not be rendered (a programming error: a bad name or a duplicate).
 #[derive(Debug, thiserror::Error)]
@@ -90,11 +102,17 @@ impl From<&PublishError> for PublishOutcome {
 pub struct Counters {
     subscribe_checks: [AtomicU64; 4],
     publishes: [[AtomicU64; 6]; 2],
+    /// Duration of subscribe permission (RLS) checks.
+    subscribe_check_time: Histogram,
+    /// Frames queued to subscribers by resume replays.
+    replayed: AtomicU64,
 }
 
 impl Counters {
-    /// Counts one subscribe permission check by its result (`None`: the check itself failed).
-    pub fn subscribe_checked(&self, access: Option<Access>) {
+    /// Counts one subscribe permission check by its result (`None`: the check itself failed)
+    /// and how long it took.
+    pub fn subscribe_checked(&self, access: Option<Access>, took: std::time::Duration) {
+        self.subscribe_check_time.observe(took);
         let i = match access {
             Some(Access::Allowed) => 0,
             Some(Access::Denied) => 1,
@@ -102,6 +120,11 @@ impl Counters {
             None => 3,
         };
         self.subscribe_checks[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one frame queued by a resume replay.
+    pub fn replayed(&self) {
+        self.replayed.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one publish request.
@@ -136,6 +159,13 @@ pub struct Snapshot {
     pub stored_dispatched: u64,
     pub ephemeral_dispatched: u64,
     pub frames_queued: u64,
+    /// Of `frames_queued`, frames of ephemeral messages.
+    pub frames_queued_ephemeral: u64,
+    /// Frames queued by resume replays.
+    pub frames_replayed: u64,
+    pub lag_bytes: u64,
+    pub commit_to_send: HistogramSnapshot,
+    pub subscribe_check_time: HistogramSnapshot,
     pub frames_dropped_slow: u64,
     pub slow_closes: u64,
     pub streaming: bool,
@@ -163,6 +193,10 @@ impl Snapshot {
             stored_dispatched: messages.saturating_sub(ephemeral),
             ephemeral_dispatched: ephemeral,
             frames_queued: load(&hub.delivered),
+            frames_queued_ephemeral: load(&hub.delivered_ephemeral),
+            frames_replayed: load(&app.metrics.replayed),
+            commit_to_send: hub.commit_to_send.snapshot(),
+            subscribe_check_time: app.metrics.subscribe_check_time.snapshot(),
             frames_dropped_slow: load(&hub.dropped_slow),
             slow_closes: load(&hub.slow_closes),
             ..Snapshot::default()
@@ -185,6 +219,7 @@ impl Snapshot {
         self.last_commit_lsn = r.last_commit_lsn();
         self.acked_lsn = r.acked_lsn.load(Ordering::Relaxed);
         self.decode_errors = r.decode_errors.load(Ordering::Relaxed);
+        self.lag_bytes = r.lag_bytes();
     }
 }
 
@@ -214,6 +249,19 @@ pub fn render(s: &Snapshot) -> Result<String, MetricsError> {
     dispatched.with_label_values(&["ephemeral"]).inc_by(s.ephemeral_dispatched);
     registry.register(Box::new(dispatched))?;
     counter("frames_queued_total", "Message frames queued to subscribers.", s.frames_queued)?;
+    let delivered = IntCounterVec::new(
+        Opts::new(
+            "messages_delivered_total",
+            "Message frames queued to subscribers by path (persisted and ephemeral: live; replay: resume).",
+        ),
+        &["path"],
+    )?;
+    delivered
+        .with_label_values(&["persisted"])
+        .inc_by(s.frames_queued.saturating_sub(s.frames_queued_ephemeral));
+    delivered.with_label_values(&["ephemeral"]).inc_by(s.frames_queued_ephemeral);
+    delivered.with_label_values(&["replay"]).inc_by(s.frames_replayed);
+    registry.register(Box::new(delivered))?;
     counter(
         "slow_consumer_frames_dropped_total",
         "Frames not queued because the subscriber's send queue was full.",
@@ -232,6 +280,11 @@ pub fn render(s: &Snapshot) -> Result<String, MetricsError> {
         s.last_commit_lsn,
     )?;
     gauge("replication_acked_lsn", "Highest LSN acknowledged to the replication slot.", s.acked_lsn)?;
+    gauge(
+        "replication_lag_bytes",
+        "WAL bytes the server reported that this relay has not handled yet (0 when caught up).",
+        s.lag_bytes,
+    )?;
     counter(
         "replication_decode_errors_total",
         "Rows or logical messages that could not be decoded and were skipped.",
@@ -255,7 +308,18 @@ pub fn render(s: &Snapshot) -> Result<String, MetricsError> {
         }
     }
     registry.register(Box::new(publishes))?;
-    Ok(TextEncoder::new().encode_to_string(&registry.gather())?)
+    let mut text = TextEncoder::new().encode_to_string(&registry.gather())?;
+    s.commit_to_send.render(
+        &mut text,
+        "commit_to_send_seconds",
+        "Commit timestamp of the transaction (primary's clock) to its frame queued to a subscriber (per frame).",
+    );
+    s.subscribe_check_time.render(
+        &mut text,
+        "subscribe_check_seconds",
+        "Duration of subscribe permission (RLS) checks in Postgres.",
+    );
+    Ok(text)
 }
 
 /// `GET /metrics`.
@@ -292,6 +356,13 @@ mod tests {
             ..Snapshot::default()
         };
         s.subscribe_checks[1] = 4;
+        s.frames_queued = 9;
+        s.frames_queued_ephemeral = 2;
+        s.frames_replayed = 5;
+        s.lag_bytes = 64;
+        let h = Histogram::default();
+        h.observe_n(std::time::Duration::from_millis(4), 3);
+        s.commit_to_send = h.snapshot();
         s.publishes[Kind::Stored as usize][PublishOutcome::TooLarge as usize] = 2;
         let text = render(&s).unwrap();
         for (series, value) in [
@@ -307,19 +378,29 @@ mod tests {
             ("realtime_publishes_total{kind=\"stored\",outcome=\"too_large\"}", "2"),
             ("realtime_publishes_total{kind=\"ephemeral\",outcome=\"ok\"}", "0"),
             ("realtime_slow_consumer_closes_total", "0"),
+            ("realtime_messages_delivered_total{path=\"persisted\"}", "7"),
+            ("realtime_messages_delivered_total{path=\"ephemeral\"}", "2"),
+            ("realtime_messages_delivered_total{path=\"replay\"}", "5"),
+            ("realtime_replication_lag_bytes", "64"),
+            ("realtime_commit_to_send_seconds_bucket{le=\"0.0025\"}", "0"),
+            ("realtime_commit_to_send_seconds_bucket{le=\"0.005\"}", "3"),
+            ("realtime_commit_to_send_seconds_count", "3"),
+            ("realtime_subscribe_check_seconds_count", "0"),
         ] {
             let l = line(&text, series).unwrap_or_else(|| panic!("{series} missing in\n{text}"));
             assert_eq!(l, format!("{series} {value}"));
         }
         assert!(text.contains("# TYPE realtime_connections gauge"));
         assert!(text.contains("# TYPE realtime_frames_queued_total counter"));
+        assert!(text.contains("# TYPE realtime_commit_to_send_seconds histogram"));
+        assert!(text.contains("# TYPE realtime_subscribe_check_seconds histogram"));
     }
 
     #[test]
     fn counters_count_publishes_and_checks_by_label() {
         let c = Counters::default();
-        c.subscribe_checked(Some(Access::Denied));
-        c.subscribe_checked(None);
+        c.subscribe_checked(Some(Access::Denied), std::time::Duration::from_millis(3));
+        c.subscribe_checked(None, std::time::Duration::from_millis(3));
         let r: Result<(), _> = c.record(Kind::Ephemeral, Err(PublishError::NotFound("x".into())));
         assert!(r.is_err());
         c.record(Kind::Stored, Ok(())).unwrap();
@@ -329,6 +410,7 @@ mod tests {
         assert_eq!(c.publishes[1][PublishOutcome::NotFound as usize].load(Ordering::Relaxed), 1);
         assert_eq!(c.publishes[0][0].load(Ordering::Relaxed), 1);
         assert_eq!(c.publishes[0][4].load(Ordering::Relaxed), 1);
+        assert_eq!(c.subscribe_check_time.snapshot().count(), 2);
     }
 
     #[test]

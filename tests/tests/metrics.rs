@@ -46,6 +46,64 @@ async fn metrics_show_connections_dispatch_and_streaming_after_traffic() {
     assert!(sample(&text, "realtime_publishes_total{kind=\"stored\",outcome=\"ok\"}") >= 1.0);
     assert_eq!(sample(&text, "realtime_replication_decode_errors_total"), 0.0);
     assert_eq!(sample(&text, "realtime_slow_consumer_closes_total"), 0.0);
+    assert!(sample(&text, "realtime_messages_delivered_total{path=\"persisted\"}") >= 2.0);
+    assert!(
+        sample(&text, "realtime_subscribe_check_seconds_count") >= 2.0,
+        "allowed + not_found checks timed"
+    );
+    assert!(sample(&text, "realtime_replication_lag_bytes") >= 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_to_send_histogram_counts_every_delivered_frame_and_replays_are_counted_by_path() {
+    let (cluster, relay) = start_stack().await;
+    let client = cluster.client().await;
+    open_channel(&client, "latency:room").await;
+    let scrape = || async {
+        let (status, text) = http_get(relay.port(), "/metrics").await.expect("GET /metrics");
+        assert_eq!(status, 200, "{text}");
+        text
+    };
+    let before = scrape().await;
+    assert!(before.contains("# TYPE realtime_commit_to_send_seconds histogram"), "{before}");
+    assert_eq!(sample(&before, "realtime_commit_to_send_seconds_count"), 0.0, "nothing delivered yet");
+
+    let mut a = Ws::connect(&relay.ws_url(), Connect::Anonymous).await;
+    let mut b = Ws::connect(&relay.ws_url(), Connect::Anonymous).await;
+    a.subscribe_ok("latency:room").await;
+    b.subscribe_ok("latency:room").await;
+    publish(&client, "latency:room", "one", &json!({"n": 1})).await;
+    let first = a.expect_message("latency:room").await;
+    b.expect_message("latency:room").await;
+    publish(&client, "latency:room", "two", &json!({"n": 2})).await;
+    a.expect_message("latency:room").await;
+    b.expect_message("latency:room").await;
+
+    let after = scrape().await;
+    // two messages, each queued to two subscribers: four observations, all within the +Inf
+    // bucket, with a positive sum (the commit happened before the frame was queued)
+    assert_eq!(sample(&after, "realtime_commit_to_send_seconds_count"), 4.0, "{after}");
+    assert_eq!(sample(&after, "realtime_commit_to_send_seconds_bucket{le=\"+Inf\"}"), 4.0);
+    assert!(sample(&after, "realtime_commit_to_send_seconds_sum") > 0.0);
+    assert!(
+        sample(&after, "realtime_commit_to_send_seconds_bucket{le=\"60\"}") >= 4.0,
+        "local delivery under 60 s"
+    );
+    assert_eq!(sample(&after, "realtime_messages_delivered_total{path=\"persisted\"}"), 4.0);
+    assert_eq!(sample(&after, "realtime_messages_delivered_total{path=\"replay\"}"), 0.0);
+
+    // a client resuming from the first cursor gets the second message replayed from the table
+    let cursor = first["cursor"].as_str().expect("stored messages carry a cursor").to_string();
+    let mut c = Ws::connect(&relay.ws_url(), Connect::Anonymous).await;
+    let reply = c
+        .request(json!({"type": "subscribe", "channel": "latency:room", "resume": {"cursor": cursor}}))
+        .await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    let replayed = c.expect_message("latency:room").await;
+    assert_eq!(replayed["replayed"], true, "{replayed}");
+    let text = scrape().await;
+    assert_eq!(sample(&text, "realtime_messages_delivered_total{path=\"replay\"}"), 1.0, "{text}");
+    assert_eq!(sample(&text, "realtime_commit_to_send_seconds_count"), 4.0, "replays are not live sends");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

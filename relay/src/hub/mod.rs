@@ -22,6 +22,7 @@ use std::sync::{Mutex, RwLock};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::{since_pg_timestamp, Histogram};
 use crate::pg::cursor::Cursor;
 use crate::pg::replication::{CommitBatch, LogEvent};
 use crate::protocol::server::{message, MessageFields, Sender};
@@ -122,6 +123,14 @@ struct State {
 pub struct HubStats {
     /// Frames queued to sessions by dispatch.
     pub delivered: AtomicU64,
+    /// Of `delivered`, frames of ephemeral messages.
+    pub delivered_ephemeral: AtomicU64,
+    /// Commit-to-send latency: from the transaction's commit timestamp (pgoutput Commit, the
+    /// primary's clock) to the moment its frame was queued to a subscriber's send queue (this
+    /// host's clock), one observation per queued frame. Read once per message, after the frame
+    /// went to every local subscriber. Messages without a commit timestamp (non-transactional
+    /// logical messages) and held frames of resuming subscriptions are not observed.
+    pub commit_to_send: Histogram,
     /// Frames not queued because the session's queue was full (or it was already too slow).
     pub dropped_slow: AtomicU64,
     /// Events dispatched (stored + ephemeral).
@@ -313,11 +322,12 @@ impl Hub {
             if let Some(subs) = state.channels.get(channel) {
                 let cursor = cursor.map(|c| c.to_string());
                 let frame = Frame::from(message(&MessageFields { cursor: cursor.as_deref(), ..fields }));
+                let mut sent = 0u64;
                 for s in subs.values() {
                     match s {
                         Sub::Live(s) => {
                             if s.send(frame.clone()) {
-                                queued += 1;
+                                sent += 1;
                             } else {
                                 self.stats.dropped_slow.fetch_add(1, Ordering::Relaxed);
                             }
@@ -325,6 +335,15 @@ impl Hub {
                         Sub::Held(h) => hold(&mut h.lock().expect("held lock"), cursor.as_deref(), &frame),
                     }
                 }
+                if sent > 0 {
+                    if let Some(latency) = since_pg_timestamp(batch.commit_time_micros) {
+                        self.stats.commit_to_send.observe_n(latency, sent);
+                    }
+                    if cursor.is_none() {
+                        self.stats.delivered_ephemeral.fetch_add(sent, Ordering::Relaxed);
+                    }
+                }
+                queued += sent as usize;
             }
         }
         // One advance per batch: the end of the commit sorts after every cursor in it, and
@@ -377,7 +396,7 @@ mod tests {
     }
 
     fn batch(events: Vec<LogEvent>) -> CommitBatch {
-        CommitBatch { commit_lsn: 1, events }
+        CommitBatch { commit_lsn: 1, events, commit_time_micros: 0 }
     }
 
     fn json(f: &Frame) -> serde_json::Value {
@@ -464,6 +483,25 @@ mod tests {
         assert_eq!(m["event"], "typing");
         assert!(m.get("cursor").is_none());
         assert_eq!(hub.position(), None);
+    }
+
+    #[test]
+    fn commit_to_send_latency_is_observed_once_per_queued_frame() {
+        let hub = Hub::new();
+        let (a, _ra, _) = session(&hub, 8);
+        let (b, _rb, _) = session(&hub, 8);
+        hub.subscribe("c", &a, |_| Frame::from("r"));
+        hub.subscribe("c", &b, |_| Frame::from("r"));
+        let mut timed = batch(vec![stored("c", 2, 1), stored("nobody", 2, 2)]);
+        // committed "now" by the Postgres epoch (2000-01-01), give or take the test's own run time
+        let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+        timed.commit_time_micros = unix.as_micros() as i64 - 946_684_800_000_000;
+        hub.dispatch(&timed);
+        hub.dispatch(&batch(vec![stored("c", 3, 3)])); // no commit time: not observed
+        let s = hub.stats.commit_to_send.snapshot();
+        assert_eq!(s.count(), 2, "two subscribers got the one timed frame");
+        assert_eq!(hub.stats.delivered.load(Ordering::Relaxed), 4);
+        assert_eq!(hub.stats.delivered_ephemeral.load(Ordering::Relaxed), 0);
     }
 
     #[test]

@@ -58,6 +58,10 @@ pub enum LogEvent {
 pub struct CommitBatch {
     pub commit_lsn: u64,
     pub events: Vec<LogEvent>,
+    /// The transaction's commit timestamp from pgoutput Commit (microseconds since 2000-01-01,
+    /// the primary's clock); 0 when unknown (a non-transactional logical message). Feeds the
+    /// commit-to-send latency histogram.
+    pub commit_time_micros: i64,
 }
 
 /// A row or logical message that cannot be turned into an event.

@@ -102,7 +102,7 @@ impl Assembler {
             return None;
         }
         self.last_nontx_lsn = lsn;
-        Some(CommitBatch { commit_lsn: lsn, events: vec![LogEvent::Ephemeral(e)] })
+        Some(CommitBatch { commit_lsn: lsn, events: vec![LogEvent::Ephemeral(e)], commit_time_micros: 0 })
     }
 
     /// Closes the open transaction at its commit record's LSN.
@@ -126,7 +126,11 @@ impl Assembler {
             (true, Some(xid)) => Some(CommitPosition { xid, commit_lsn }),
             _ => None,
         };
-        let batch = (!txn.events.is_empty()).then_some(CommitBatch { commit_lsn, events: txn.events });
+        let batch = (!txn.events.is_empty()).then_some(CommitBatch {
+            commit_lsn,
+            events: txn.events,
+            commit_time_micros: 0,
+        });
         CommitOutcome::Fresh { batch, position }
     }
 }

@@ -86,6 +86,11 @@ pub struct ReplicationStatus {
     pub reconnects: AtomicU64,
     /// Rows or messages that could not be decoded and were skipped.
     pub decode_errors: AtomicU64,
+    /// The server's WAL end as last reported (XLogData and keepalive headers).
+    pub server_wal_end: AtomicU64,
+    /// WAL handled up to here: the end of the last commit, or a keepalive's WAL end between
+    /// transactions. `server_wal_end - handled_lsn` is the catch-up lag in bytes.
+    pub handled_lsn: AtomicU64,
     /// The slot position the first session of this process streamed from (0 before it
     /// started): every commit below it was dispatched by an earlier run, every commit above
     /// it comes through this process. Seeds the hub position.
@@ -107,6 +112,12 @@ impl ReplicationStatus {
 
     pub fn last_commit_lsn(&self) -> u64 {
         self.last_commit_lsn.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of WAL the server has and this relay has not handled yet (0 when caught up).
+    pub fn lag_bytes(&self) -> u64 {
+        let end = self.server_wal_end.load(Ordering::Relaxed);
+        end.saturating_sub(self.handled_lsn.load(Ordering::Relaxed))
     }
 
     pub fn reconnects(&self) -> u64 {
@@ -327,16 +338,21 @@ impl Stream {
     ) -> Result<Step, ReplicationError> {
         match ev {
             ReplicationEvent::Begin { .. } => self.asm.begin(),
-            ReplicationEvent::XLogData { data, .. } => return self.xlog(data, relations, client).await,
+            ReplicationEvent::XLogData { data, wal_end, .. } => {
+                self.status.server_wal_end.fetch_max(wal_end.as_u64(), Ordering::Relaxed);
+                return self.xlog(data, relations, client).await;
+            }
             ReplicationEvent::Message { transactional, lsn, prefix, content } => {
                 return self.message(transactional, lsn.as_u64(), &prefix, &content).await
             }
-            ReplicationEvent::Commit { lsn, end_lsn, .. } => {
-                return self.commit(lsn.as_u64(), end_lsn.as_u64(), client).await
+            ReplicationEvent::Commit { lsn, end_lsn, commit_time_micros } => {
+                return self.commit(lsn.as_u64(), end_lsn.as_u64(), commit_time_micros, client).await
             }
             ReplicationEvent::KeepAlive { wal_end, .. } => {
+                self.status.server_wal_end.fetch_max(wal_end.as_u64(), Ordering::Relaxed);
                 // Outside a transaction everything before wal_end has been handled.
                 if !self.asm.in_txn() {
+                    self.status.handled_lsn.fetch_max(wal_end.as_u64(), Ordering::Relaxed);
                     self.acks.push(self.positions.last_submitted(), wal_end.as_u64());
                     self.apply_acks(client);
                 }
@@ -394,8 +410,8 @@ impl Stream {
             }
             // pgwire-replication normally emits these as its own events; accept them anyway.
             PgOutputMessage::Begin { .. } => self.asm.begin(),
-            PgOutputMessage::Commit { commit_lsn, end_lsn, .. } => {
-                return self.commit(commit_lsn, end_lsn, client).await
+            PgOutputMessage::Commit { commit_lsn, end_lsn, commit_time_micros, .. } => {
+                return self.commit(commit_lsn, end_lsn, commit_time_micros, client).await
             }
             PgOutputMessage::Message { transactional, lsn, prefix, content } => {
                 return self.message(transactional, lsn, &prefix, &content).await
@@ -449,6 +465,7 @@ impl Stream {
         &mut self,
         commit_lsn: u64,
         end_lsn: u64,
+        commit_time_micros: i64,
         client: &ReplicationClient,
     ) -> Result<Step, ReplicationError> {
         match self.asm.commit(commit_lsn) {
@@ -456,7 +473,8 @@ impl Stream {
                 debug!(commit_lsn = %format_pg_lsn(commit_lsn), "replayed commit skipped");
             }
             CommitOutcome::Fresh { batch, position } => {
-                if let Some(batch) = batch {
+                if let Some(mut batch) = batch {
+                    batch.commit_time_micros = commit_time_micros;
                     if let Step::Shutdown = self.send(batch).await? {
                         return Ok(Step::Shutdown);
                     }
@@ -470,6 +488,8 @@ impl Stream {
                 }
             }
         }
+        // dispatched (or skipped as a duplicate): the stream is caught up to the commit's end
+        self.status.handled_lsn.fetch_max(end_lsn, Ordering::Relaxed);
         self.acks.push(self.positions.last_submitted(), end_lsn);
         self.apply_acks(client);
         Ok(Step::Continue)

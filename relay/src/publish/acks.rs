@@ -74,9 +74,9 @@ mod tests {
     fn waiting_id_gets_its_cursor_and_others_are_ignored() {
         let acks = Acks::default();
         let mut rx = acks.expect("a");
-        acks.resolve(&CommitBatch { commit_lsn: 7, events: vec![stored("b", 7)] });
+        acks.resolve(&CommitBatch { commit_lsn: 7, events: vec![stored("b", 7)], commit_time_micros: 0 });
         assert!(rx.try_recv().is_err());
-        acks.resolve(&CommitBatch { commit_lsn: 9, events: vec![stored("a", 9)] });
+        acks.resolve(&CommitBatch { commit_lsn: 9, events: vec![stored("a", 9)], commit_time_micros: 0 });
         assert_eq!(rx.try_recv().unwrap(), Cursor::new(9, 1).to_string());
         assert_eq!(acks.len.load(Ordering::Relaxed), 0);
     }

@@ -159,6 +159,7 @@ async fn replay(
         let rows = sql::page_after(&client, channel, after, to, REPLAY_PAGE).await?;
         for row in &rows {
             send_paced(app, session, Frame::from(message(&row.fields(channel, true)))).await?;
+            app.metrics.replayed();
         }
         match rows.last() {
             Some(last) if rows.len() as i64 == REPLAY_PAGE => {

@@ -180,8 +180,9 @@ impl Session {
                 &format!("too many subscriptions on this connection (limit {limit})"),
             );
         }
+        let started = std::time::Instant::now();
         let checked = check_subscribe(&self.app.pool, &self.identity, &channel).await;
-        self.app.metrics.subscribe_checked(checked.as_ref().ok().copied());
+        self.app.metrics.subscribe_checked(checked.as_ref().ok().copied(), started.elapsed());
         match checked {
             Ok(Access::Allowed) => {
                 let registered = match resume {
