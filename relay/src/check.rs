@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! ok   wal_level: logical
-//! FAIL extension: realtime is not installed in database 'app' (0.1.0 is available) — fix: CREATE EXTENSION realtime;
+//! FAIL extension: realtime is not installed in database 'app' (0.2.0 is available) — fix: CREATE EXTENSION realtime;
 //! warn jwt: HS256 secret of 20 bytes — fix: use at least 32 random bytes
 //! ```
 //!
@@ -19,8 +19,9 @@ use tokio_postgres::NoTls;
 use crate::config::Config;
 use crate::pg::replication::describe_pg_error;
 
-/// The extension version this relay is built for (`pg_extension.extversion`).
-pub const EXPECTED_EXTENSION_VERSION: &str = "0.1.0";
+/// The extension version this relay is built for (`pg_extension.extversion`): the version of
+/// extension/Cargo.toml (a unit test keeps the two equal; bump both together).
+pub const EXPECTED_EXTENSION_VERSION: &str = "0.2.0";
 /// The publication the replication stream follows.
 pub const PUBLICATION: &str = "realtime_messages";
 /// Oldest supported server (`server_version_num`).

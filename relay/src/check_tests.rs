@@ -95,7 +95,8 @@ fn older_extension_version_fails_with_alter_extension_update() {
     let items = evaluate(&f, &jwt());
     let e = item(&items, "extension");
     assert_eq!(e.status, Status::Fail);
-    assert!(e.fix.as_deref().unwrap().starts_with("ALTER EXTENSION realtime UPDATE TO '0.1.0'"), "{e}");
+    let want = format!("ALTER EXTENSION realtime UPDATE TO '{EXPECTED_EXTENSION_VERSION}'");
+    assert!(e.fix.as_deref().unwrap().starts_with(&want), "{e}");
     f.extension_version = Some("0.10.0".into());
     let items = evaluate(&f, &jwt());
     assert!(item(&items, "extension").fix.as_deref().unwrap().contains("built for extension 0.10.0"));
@@ -209,4 +210,13 @@ fn target_description_hides_the_password() {
     let d = describe_target("postgres://relay:s3cret@db.example:6543/app");
     assert_eq!(d, "database 'app' on db.example:6543");
     assert_eq!(describe_target("host=/tmp port=5433 user=u dbname=d"), "database 'd' on /tmp:5433");
+}
+
+#[test]
+fn expected_extension_version_is_the_extension_crates_version() {
+    // The relay and the extension are released together: `check` must expect the version the
+    // extension build installs (realtime.control's default_version is @CARGO_VERSION@).
+    let manifest = include_str!("../../extension/Cargo.toml");
+    let line = format!("version = \"{EXPECTED_EXTENSION_VERSION}\"");
+    assert!(manifest.lines().any(|l| l.trim() == line), "extension/Cargo.toml does not say {line}");
 }

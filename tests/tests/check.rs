@@ -21,6 +21,13 @@ fn run_check(cluster: &Cluster, extra: &[&str]) -> (Option<i32>, String) {
     (out.status.code(), format!("{stdout}{stderr}"))
 }
 
+/// The extension crate's version (what `make install-ext` installs as the default version).
+fn extension_version() -> String {
+    let manifest = include_str!("../../extension/Cargo.toml");
+    let v = manifest.lines().find_map(|l| l.strip_prefix("version = \"")).expect("extension version");
+    v.trim_end_matches('"').to_string()
+}
+
 fn fail_lines(output: &str) -> Vec<&str> {
     output.lines().filter(|l| l.starts_with("FAIL ")).collect()
 }
@@ -36,7 +43,7 @@ async fn check_passes_on_a_prepared_cluster_with_ok_lines() {
     for item in [
         "ok   connection:",
         "ok   server version: PostgreSQL 15",
-        "ok   extension: realtime 0.1.0 installed",
+        format!("ok   extension: realtime {} installed", extension_version()).as_str(),
         "ok   wal_level: logical",
         "ok   max_replication_slots:",
         "ok   max_wal_senders:",
