@@ -7,7 +7,10 @@
 //!   subcommands) is in `docs/configuration.md`;
 //! - every error code and close code of `relay/src/protocol/codes.rs` is in `docs/protocol.md`;
 //! - every function and table of a fresh `CREATE EXTENSION realtime` is in `docs/sql.md` (or in
-//!   `docs/webhooks.md` / `docs/presence.md`, which document their own objects).
+//!   `docs/webhooks.md` / `docs/presence.md`, which document their own objects);
+//! - every test a page cites as evidence (a backticked `snake_case_name_of_a_test`) exists;
+//! - every `/metrics` series of `relay/src/metrics.rs` is in `docs/operations.md` (or in
+//!   `docs/webhooks.md` / `docs/presence.md`).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -265,4 +268,63 @@ async fn every_extension_function_and_table_is_in_the_sql_reference() {
     assert!(names.iter().any(|n| n == "publish") && names.iter().any(|n| n == "messages"), "{names:?}");
     let missing: Vec<&String> = names.iter().filter(|n| !docs.contains(&format!("realtime.{n}"))).collect();
     assert!(missing.is_empty(), "not documented in docs/sql.md (or webhooks.md / presence.md): {missing:?}");
+}
+
+#[test]
+fn every_test_the_docs_cite_as_evidence_exists() {
+    let mut tests = String::new();
+    for entry in std::fs::read_dir(repo().join("tests/tests")).expect("tests/tests") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "rs") {
+            tests.push_str(&std::fs::read_to_string(&path).expect("read test file"));
+        }
+    }
+    let mut cited = 0;
+    let mut missing = Vec::new();
+    for page in ["docs/comparison.md", "docs/concepts.md"] {
+        let doc = read(page);
+        for (i, part) in doc.split('`').enumerate() {
+            // odd parts are inside backticks; test names are long snake_case identifiers
+            let is_name = i % 2 == 1
+                && part.matches('_').count() >= 3
+                && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if is_name {
+                cited += 1;
+                if !tests.contains(&format!("fn {part}(")) {
+                    missing.push(format!("{page}: {part}"));
+                }
+            }
+        }
+    }
+    assert!(cited >= 20, "found only {cited} cited tests");
+    assert!(missing.is_empty(), "the docs cite tests that do not exist: {missing:?}");
+}
+
+/// The string literal right after each occurrence of `opener` (whitespace allowed in between).
+fn literals_after<'a>(code: &'a str, opener: &str) -> Vec<&'a str> {
+    code.match_indices(opener)
+        .filter_map(|(at, _)| {
+            let rest = code[at + opener.len()..].trim_start().strip_prefix('"')?;
+            rest.split_once('"').map(|(lit, _)| lit)
+        })
+        .collect()
+}
+
+#[test]
+fn every_metrics_series_is_in_the_operations_guide() {
+    let code = read("relay/src/metrics.rs");
+    let docs = format!(
+        "{}\n{}\n{}",
+        read("docs/operations.md"),
+        read_optional("docs/webhooks.md"),
+        read_optional("docs/presence.md")
+    );
+    let mut series: Vec<&str> = Vec::new();
+    for opener in ["gauge(", "counter(", "Opts::new(", "&mut text,"] {
+        series.extend(literals_after(&code, opener));
+    }
+    assert!(series.len() >= 15, "parsed only {series:?} from metrics.rs");
+    assert!(series.contains(&"commit_to_send_seconds"), "{series:?}");
+    let missing: Vec<&&str> = series.iter().filter(|s| !docs.contains(&format!("`{s}"))).collect();
+    assert!(missing.is_empty(), "metrics not documented in docs/operations.md: {missing:?}");
 }
