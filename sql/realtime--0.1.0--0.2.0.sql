@@ -19,7 +19,15 @@
 -- - C functions are served by the newly installed realtime.so: a Rust `#[pg_extern]` that was
 --   renamed, removed or got a new signature needs `CREATE OR REPLACE FUNCTION` / `DROP FUNCTION`
 --   here; symbols (`<name>_wrapper`) used by 0.1.0's functions must stay exported.
--- - Tables keep their data: `ALTER TABLE ... ADD COLUMN`, never drop-and-recreate.
+-- - Tables keep their data: `ALTER TABLE ... ADD COLUMN`, never drop-and-recreate. The test
+--   compares column positions, so a new column goes at the END of its CREATE TABLE in
+--   sql/schema.sql (or wherever the fresh install creates it), matching where ADD COLUMN puts it.
+-- - Everything the fresh install does must be repeated: new tables with their indexes, RLS,
+--   policies, COMMENTs, `pg_extension_config_dump(...)` calls (extconfig is compared), seed rows,
+--   publication changes, and the GRANT/REVOKE lines of sql/finalize.sql for new objects.
+-- - A changed function body (SQL, PL/pgSQL or a Rust #[pg_extern]'s attributes) needs
+--   `CREATE OR REPLACE FUNCTION` with the text of the generated script: bodies are compared
+--   character for character (pg_get_functiondef).
 -- - Do not use `\echo`, psql variables or `CREATE EXTENSION` here; `@extschema@` is `realtime`.
 --
 -- 0.2.0 so far (branch ops): no schema change from 0.1.0. The relay's new metrics and the docs
