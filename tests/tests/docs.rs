@@ -4,8 +4,9 @@
 //!   runs on a real database, and every row of its `<!-- expect: NAME -->` table is performed over
 //!   a real WebSocket against a real relay, with the documented result;
 //! - every flag and environment variable `realtime-relay --help` lists (and those of its
-//!   subcommands) is in `docs/configuration.md`;
-//! - every error code and close code of `relay/src/protocol/codes.rs` is in `docs/protocol.md`;
+//!   subcommands) is in `docs/configuration.md` (webhook and presence ones may be in their pages);
+//! - every error code and close code of `relay/src/protocol/codes.rs` is in `docs/protocol.md`
+//!   (or `docs/presence.md`);
 //! - every function and table of a fresh `CREATE EXTENSION realtime` is in `docs/sql.md` (or in
 //!   `docs/webhooks.md` / `docs/presence.md`, which document their own objects);
 //! - every test a page cites as evidence (a backticked `snake_case_name_of_a_test`) exists;
@@ -207,7 +208,13 @@ fn flags_and_env(help: &str) -> BTreeSet<String> {
 
 #[test]
 fn every_relay_flag_and_variable_is_in_the_configuration_reference() {
-    let doc = read("docs/configuration.md");
+    // webhook and presence settings may be documented on their own pages
+    let doc = format!(
+        "{}\n{}\n{}",
+        read("docs/configuration.md"),
+        read_optional("docs/webhooks.md"),
+        read_optional("docs/presence.md")
+    );
     let mut missing = Vec::new();
     let mut seen = 0;
     for sub in [None, Some("check"), Some("token"), Some("healthcheck")] {
@@ -227,7 +234,7 @@ fn every_relay_flag_and_variable_is_in_the_configuration_reference() {
 
 #[test]
 fn every_error_and_close_code_is_in_the_protocol_reference() {
-    let doc = read("docs/protocol.md");
+    let doc = format!("{}\n{}", read("docs/protocol.md"), read_optional("docs/presence.md"));
     let codes = read("relay/src/protocol/codes.rs");
     let mut wanted: Vec<String> =
         codes.split('"').filter(|s| s.starts_with("REALTIME_")).map(|s| format!("`{s}`")).collect();
