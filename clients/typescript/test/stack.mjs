@@ -136,6 +136,7 @@ export async function startStack({ relayArgs = [], sqlFiles = [] } = {}) {
     dir,
     dbUrl,
     sql,
+    sqlFile,
     relayPort: 0,
     relay: null,
     relayId: `js_${randomBytes(4).toString('hex')}`,
