@@ -16,6 +16,8 @@ log "npm ci (clients/typescript)"
 npm ci --no-audit --no-fund --loglevel=error
 log "building the SDK (tsc)"
 npm run --silent build
+log "type checks of typed channels (tsc --noEmit)"
+npm run --silent typecheck
 if [ "${REALTIME_TEST_PRESENCE:-}" != 1 ]; then
     log "presence tests are skipped: set REALTIME_TEST_PRESENCE=1 once the relay supports track/untrack"
 fi

@@ -81,7 +81,7 @@ export class RealtimeClient implements ChannelHost {
   private heartbeatTimer: ReturnType<typeof setInterval> | null = null;
   private handshakeTimer: ReturnType<typeof setTimeout> | null = null;
   private lastSeen = 0;
-  private connectWaiters: Array<() => void> = [];
+  private connectWaiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
 
   constructor(options: ClientOptions) {
     this.url = socketUrl(options.url);
@@ -140,10 +140,10 @@ export class RealtimeClient implements ChannelHost {
     return () => this.errorListeners.delete(cb);
   }
 
-  /** Opens the connection (and keeps reconnecting). Resolves once connected. */
+  /** Opens the connection (and keeps reconnecting). Resolves once connected; rejects with `REALTIME_DISCONNECTED` if `disconnect()` comes first. */
   connect(): Promise<void> {
     if (this.statusValue === 'connected') return Promise.resolve();
-    const p = new Promise<void>((resolve) => this.connectWaiters.push(resolve));
+    const p = new Promise<void>((resolve, reject) => this.connectWaiters.push({ resolve, reject }));
     if (!this.wantOpen) {
       this.wantOpen = true;
       this.hasConnected = false;
@@ -175,6 +175,9 @@ export class RealtimeClient implements ChannelHost {
     const queued = this.queue;
     this.queue = [];
     queued.forEach((q) => q.reject(err()));
+    const waiters = this.connectWaiters;
+    this.connectWaiters = [];
+    waiters.forEach((w) => w.reject(err()));
     this.setStatus('disconnected');
   }
 
@@ -231,7 +234,7 @@ export class RealtimeClient implements ChannelHost {
   // ---- socket ----
 
   private ensureConnecting(): void {
-    if (!this.wantOpen && this.opts.autoConnect) void this.connect();
+    if (!this.wantOpen && this.opts.autoConnect) this.connect().catch(() => {});
   }
 
   private setStatus(s: Status): void {
@@ -295,7 +298,7 @@ export class RealtimeClient implements ChannelHost {
     for (const q of queued) this.send(q.frame, q.ack).then(q.resolve, q.reject);
     const waiters = this.connectWaiters;
     this.connectWaiters = [];
-    waiters.forEach((w) => w());
+    waiters.forEach((w) => w.resolve());
   }
 
   private onData(ws: WebSocketLike, data: unknown): void {
