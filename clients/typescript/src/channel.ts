@@ -110,7 +110,11 @@ export class Channel<E extends EventMap = EventMap, S = Record<string, unknown>>
     this.trackState = null;
     this.cursorValue = undefined;
     this.members.clear();
-    this.rejectTrackWaiters(new RealtimeError('REALTIME_NOT_SUBSCRIBED', `unsubscribed from '${this.name}'`));
+    const gone = new RealtimeError('REALTIME_NOT_SUBSCRIBED', `unsubscribed from '${this.name}'`);
+    this.rejectTrackWaiters(gone);
+    const waiters = this.subscribeWaiters;
+    this.subscribeWaiters = [];
+    waiters.forEach((w) => w({ ok: false, error: gone }));
     if (!wasJoined) return;
     try {
       await this.host.request({ type: 'unsubscribe', channel: this.name }, { queue: false });
@@ -187,7 +191,11 @@ export class Channel<E extends EventMap = EventMap, S = Record<string, unknown>>
   /** @internal the reply to our subscribe frame. */
   _onSubscribeReply(reply: any): void {
     this.joining = false;
-    if (!this.wanted) return; // unsubscribed meanwhile; the server side ends with the socket or a later unsubscribe
+    if (!this.wanted) {
+      // unsubscribe() came while the subscribe was in flight: end it on the server too.
+      if (reply.ok) this.host.request({ type: 'unsubscribe', channel: this.name }, { queue: false }).catch(() => {});
+      return;
+    }
     let result: SubscribeResult<S>;
     if (reply.ok) {
       this.joined = true;

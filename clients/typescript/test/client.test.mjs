@@ -114,7 +114,7 @@ test('publish persisted resolves with id and cursor and reaches another client; 
   assert.deepEqual(got[2].payload, { text: 'fire and forget' });
 });
 
-test('typed channel payloads compile and round-trip', async () => {
+test('a typed channel round-trips its payload (its compile-time checks are in test/types)', async () => {
   /** @type {import('../dist/index.js').Channel<{message: {text: string}}>} */
   const ch = client({ token: stack.token('alice') }).channel('chat:typed');
   const got = collect(ch, 'message');
@@ -167,4 +167,25 @@ test('setToken revoking access ends the subscription with an unsubscribed event'
 test('track without a subscription is refused with REALTIME_NOT_SUBSCRIBED before anything is sent', async () => {
   const c = client({ token: stack.token('alice') });
   await assert.rejects(c.channel('chat:nosub').track({ name: 'A' }), (e) => e.code === 'REALTIME_NOT_SUBSCRIBED');
+});
+
+test('unsubscribe while the subscribe is in flight resolves it {ok:false} and leaves no subscription on the relay', async () => {
+  const subscriptions = async () => {
+    const text = await (await fetch(`${stack.httpUrl}/metrics`)).text();
+    return Number(/^realtime_subscriptions (\d+)/m.exec(text)?.[1]);
+  };
+  const c = client();
+  await c.connect();
+  const baseline = await subscriptions();
+  const ch = c.channel('chat:inflight');
+  const pending = ch.subscribe();
+  await ch.unsubscribe();
+  const reply = await pending;
+  assert.equal(reply.ok, false);
+  assert.equal(reply.error.code, 'REALTIME_NOT_SUBSCRIBED');
+  // The relay answered the subscribe; the client then ends it there too.
+  const probe = client();
+  await probe.channel('chat:inflight-probe').subscribe(); // a round trip on another connection
+  await waitFor(async () => (await subscriptions()) === baseline + 1, 'only the probe subscription remains');
+  assert.equal(ch.state, 'closed');
 });
