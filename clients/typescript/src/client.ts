@@ -34,10 +34,16 @@ export interface ClientOptions {
   queueOffline?: boolean;
   /** Most requests queued while offline (default 100); beyond it they fail with `REALTIME_QUEUE_FULL`. */
   maxQueue?: number;
+  /**
+   * Largest frame sent, in bytes (default 1 MiB, the relay's `--max-frame-bytes` default). A bigger
+   * request fails with `REALTIME_PAYLOAD_TOO_LARGE` before it is sent, instead of the relay
+   * closing the connection (1009).
+   */
+  maxFrameBytes?: number;
 }
 
 type Pending = { onReply: (frame: any) => void; onLost: () => void; timer?: ReturnType<typeof setTimeout> };
-type Queued = { frame: Record<string, unknown>; ack: boolean; resolve: (v: any) => void; reject: (e: unknown) => void };
+type Queued = { body: string; type: string; ack: boolean; resolve: (v: any) => void; reject: (e: unknown) => void };
 
 const OPEN = 1;
 
@@ -97,6 +103,7 @@ export class RealtimeClient implements ChannelHost {
       requestTimeoutMs: options.requestTimeoutMs ?? 10_000,
       queueOffline: options.queueOffline ?? true,
       maxQueue: options.maxQueue ?? 100,
+      maxFrameBytes: options.maxFrameBytes ?? 1_048_576,
     };
     if (!this.Ws) {
       throw new RealtimeError(
@@ -214,7 +221,19 @@ export class RealtimeClient implements ChannelHost {
   /** @internal */
   request(frame: Record<string, unknown>, opts: { queue?: boolean; ack?: boolean } = {}): Promise<any> {
     const ack = opts.ack ?? true;
-    if (this.isConnected()) return this.send(frame, ack);
+    const type = String(frame.type);
+    // Encoded once: the queue and the socket get this text (the ref is spliced in at send time).
+    const body = JSON.stringify(frame);
+    const max = this.opts.maxFrameBytes;
+    if (body.length * 3 + 32 > max) {
+      const bytes = new TextEncoder().encode(body).length + 32;
+      if (bytes > max) {
+        return Promise.reject(
+          new RealtimeError('REALTIME_PAYLOAD_TOO_LARGE', `'${type}' frame is about ${bytes} bytes; the limit (maxFrameBytes) is ${max}`),
+        );
+      }
+    }
+    if (this.isConnected()) return this.send(body, type, ack);
     if (!opts.queue) {
       return Promise.reject(new RealtimeError('REALTIME_OFFLINE', `not connected: cannot send '${String(frame.type)}' now`));
     }
@@ -226,7 +245,7 @@ export class RealtimeClient implements ChannelHost {
         new RealtimeError('REALTIME_QUEUE_FULL', `offline send queue is full (${this.opts.maxQueue} requests); '${String(frame.type)}' was not queued`),
       );
     }
-    const p = new Promise<any>((resolve, reject) => this.queue.push({ frame, ack, resolve, reject }));
+    const p = new Promise<any>((resolve, reject) => this.queue.push({ body, type, ack, resolve, reject }));
     this.ensureConnecting();
     return p;
   }
@@ -272,8 +291,10 @@ export class RealtimeClient implements ChannelHost {
     ws.onopen = () => this.onOpen(ws);
     ws.onmessage = (ev: { data: unknown }) => this.onData(ws, ev.data);
     ws.onclose = (ev: { code?: number; reason?: string }) => this.onClose(ws, ev?.code, ev?.reason);
-    ws.onerror = () => {
-      /* a close event follows */
+    ws.onerror = (ev: { message?: string; error?: { message?: string } }) => {
+      // A close event follows. Node's `ws` says why a handshake failed; browsers do not.
+      const why = ev?.message ?? ev?.error?.message ?? '';
+      if (/\b401\b/.test(why)) this.reportError(new RealtimeError('REALTIME_UNAUTHORIZED', `the relay refused the token: ${why}`));
     };
     this.handshakeTimer = setTimeout(() => {
       if (this.ws === ws && ws.readyState !== OPEN) this.onClose(ws, 1006, 'handshake timed out');
@@ -295,7 +316,7 @@ export class RealtimeClient implements ChannelHost {
     }
     const queued = this.queue;
     this.queue = [];
-    for (const q of queued) this.send(q.frame, q.ack).then(q.resolve, q.reject);
+    for (const q of queued) this.send(q.body, q.type, q.ack).then(q.resolve, q.reject);
     const waiters = this.connectWaiters;
     this.connectWaiters = [];
     waiters.forEach((w) => w.resolve());
@@ -327,8 +348,14 @@ export class RealtimeClient implements ChannelHost {
   private onClose(ws: WebSocketLike, code?: number, reason?: string): void {
     if (this.ws !== ws) return;
     this.dropSocket();
-    if (code === 4001) {
-      this.reportError(new RealtimeError('REALTIME_UNAUTHORIZED', `connection closed: ${reason || 'unauthenticated'}`));
+    const closeCodes: Record<number, string> = {
+      4001: 'REALTIME_UNAUTHORIZED',
+      4008: 'REALTIME_RATE_LIMITED',
+      4009: 'REALTIME_CONNECTION_LOST',
+      1009: 'REALTIME_PAYLOAD_TOO_LARGE',
+    };
+    if (code !== undefined && closeCodes[code]) {
+      this.reportError(new RealtimeError(closeCodes[code], `the relay closed the connection (${code}): ${reason || 'no reason given'}`));
     }
     if (this.wantOpen) this.scheduleReconnect();
   }
@@ -391,9 +418,9 @@ export class RealtimeClient implements ChannelHost {
   }
 
   private sendSubscribe(ch: Channel<any, any>): void {
-    const frame = ch._subscribeFrame();
-    // A lost subscribe is simply sent again on the next socket; a silent one is retried here.
-    this.sendRaw(frame, {
+    const body = JSON.stringify(ch._subscribeFrame());
+    // A lost subscribe is simply sent again on the next socket.
+    this.sendRaw(body, {
       onReply: (reply) => ch._onSubscribeReply(reply),
       onLost: () => {},
       timeoutMs: this.opts.requestTimeoutMs,
@@ -402,10 +429,9 @@ export class RealtimeClient implements ChannelHost {
   }
 
   /** Sends a request on the open socket; resolves with the reply (or at once when `ack` is false). */
-  private send(frame: Record<string, unknown>, ack: boolean): Promise<any> {
+  private send(body: string, type: string, ack: boolean): Promise<any> {
     return new Promise((resolve, reject) => {
-      const type = String(frame.type);
-      this.sendRaw(frame, {
+      this.sendRaw(body, {
         onReply: (reply) => {
           if (reply.ok === false) {
             const e = RealtimeError.fromServer(reply.error);
@@ -427,8 +453,9 @@ export class RealtimeClient implements ChannelHost {
     });
   }
 
+  /** Sends `body` (a JSON object's text) with a fresh `ref`, and routes the reply to `h`. */
   private sendRaw(
-    frame: Record<string, unknown>,
+    body: string,
     h: { onReply: (f: any) => void; onLost: () => void; timeoutMs: number; onTimeout: () => void },
   ): void {
     const ws = this.ws!;
@@ -439,7 +466,7 @@ export class RealtimeClient implements ChannelHost {
     }, h.timeoutMs);
     this.pending.set(ref, entry);
     try {
-      ws.send(JSON.stringify({ ...frame, ref }));
+      ws.send(`{"ref":${ref},${body.slice(1)}`);
     } catch {
       // The socket is closing; its close event fails the request through onLost.
     }

@@ -67,3 +67,44 @@ test('the client keeps working after refusals', async () => {
   const res = await alice.channel('chat:ok').publish('message', { text: 'fine' });
   assert.ok(res.id);
 });
+
+test('a frame over maxFrameBytes is refused with REALTIME_PAYLOAD_TOO_LARGE before it is sent; the connection stays up', async () => {
+  await alice.connect();
+  const statuses = [];
+  const off = alice.onStatusChange((s) => statuses.push(s));
+  await assert.rejects(alice.channel('chat:huge').publish('big', { blob: 'x'.repeat(2 * 1024 * 1024) }), isCode('REALTIME_PAYLOAD_TOO_LARGE'));
+  const res = await alice.channel('chat:huge').publish('small', { ok: true });
+  assert.ok(res.id, 'the same connection still publishes');
+  assert.deepEqual(statuses, [], 'no reconnect happened');
+  off();
+});
+
+test("a frame over the relay's limit (client limit raised) ends in close 1009, reported as REALTIME_PAYLOAD_TOO_LARGE, and the client reconnects", async () => {
+  const c = createClient({ url: stack.wsUrl, token: stack.token('alice'), WebSocket, maxFrameBytes: 8 * 1024 * 1024, reconnectBaseMs: 50, reconnectMaxMs: 200 });
+  const errors = [];
+  c.onError((e) => errors.push(e));
+  try {
+    await c.connect();
+    await assert.rejects(c.channel('chat:huge').publish('big', { blob: 'x'.repeat(2 * 1024 * 1024) }), isCode('REALTIME_CONNECTION_LOST'));
+    assert.ok(errors.some((e) => e.code === 'REALTIME_PAYLOAD_TOO_LARGE'), `1009 reported: ${errors.map((e) => e.code)}`);
+    await c.connect();
+    assert.ok((await c.channel('chat:huge').publish('small', {})).id);
+  } finally {
+    c.disconnect();
+  }
+});
+
+test("a token refused at the handshake is reported as REALTIME_UNAUTHORIZED and getToken's next token connects", async () => {
+  let n = 0;
+  const c = createClient({ url: stack.wsUrl, WebSocket, getToken: () => (++n === 1 ? 'not-a-jwt' : stack.token('alice')), reconnectBaseMs: 50, reconnectMaxMs: 200 });
+  const errors = [];
+  c.onError((e) => errors.push(e));
+  try {
+    await c.connect();
+    assert.equal(n, 2);
+    assert.equal(errors[0]?.code, 'REALTIME_UNAUTHORIZED');
+    assert.equal(c.userId, 'alice');
+  } finally {
+    c.disconnect();
+  }
+});
