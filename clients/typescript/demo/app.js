@@ -124,7 +124,7 @@ function renderOrders() {
       const tr = document.createElement('tr');
       tr.dataset.id = r.id;
       if (r.flash) tr.className = 'flash';
-      for (const [key, v] of [['id', r.id], ['customer', r.customer], ['item', r.item], ['status', r.status], ['total', r.total]]) {
+      for (const [key, v] of [['id', r.id], ['customer', r.customer], ['item', r.item], ['status', r.status], ['total', Number(r.total).toFixed(2)]]) {
         const td = document.createElement('td');
         td.dataset.col = key;
         td.textContent = String(v ?? '');
