@@ -16,12 +16,12 @@ export PG_BIN := $(patsubst %/,%,$(dir $(PG_CONFIG)))
 # On a non-root machine, let pgrx use sudo to write into the system Postgres.
 PGRX_SUDO := $(if $(filter 0,$(shell id -u)),,--sudo)
 
-.PHONY: run test deps build install-ext lint test-unit test-ext test-e2e fmt bench bench-ingest bench-changes bench-latency bench-fanout
+.PHONY: run test deps build install-ext lint test-unit test-ext test-e2e test-js fmt bench bench-ingest bench-changes bench-latency bench-fanout
 
 run: install-ext build
 	@scripts/run.sh
 
-test: deps lint test-unit test-ext test-e2e
+test: deps lint test-unit test-ext test-e2e test-js
 	@echo "all test layers passed"
 
 deps:
@@ -49,6 +49,11 @@ test-ext: deps
 
 test-e2e: install-ext build
 	cargo test -p realtime-e2e -- --test-threads=2
+
+# The TypeScript SDK, its React hooks and the demo page in headless Chromium, against a real
+# relay and Postgres (npm ci, tsc, node --test). REALTIME_TEST_PRESENCE=1 adds the presence tests.
+test-js: install-ext build
+	scripts/test-js.sh
 
 fmt:
 	cargo fmt --all

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what building and testing need, skipping whatever is already there:
-# Debian packages (Postgres 15 and its headers, clang for bindgen, sudo), cargo-pgrx 0.18.0,
-# and `cargo pgrx init` against the system Postgres 15.
+# Debian packages (Postgres 15 and its headers, clang for bindgen, sudo, Chromium for the demo
+# page's browser test), cargo-pgrx 0.18.0, and `cargo pgrx init` against the system Postgres 15.
+# Node.js 20 and npm are expected to be installed (the TypeScript SDK's dependencies come from
+# `npm ci` in scripts/test-js.sh).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 missing=()
-for pkg in postgresql-15 postgresql-client-15 postgresql-server-dev-15 libclang-dev clang sudo pkg-config make; do
+for pkg in postgresql-15 postgresql-client-15 postgresql-server-dev-15 libclang-dev clang sudo pkg-config make chromium; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make run`: a throwaway local Postgres (under .data/) with the extension, a demo channel, and
-# the relay on 127.0.0.1:4000. Ctrl-C stops the relay and Postgres. Safe to run again.
+# `make run`: a throwaway local Postgres (under .data/) with the extension, demo channels, the
+# relay on 127.0.0.1:4000 and the demo page (clients/typescript/demo) on 127.0.0.1:4001.
+# Ctrl-C stops the page server, the relay and Postgres. Safe to run again.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
@@ -8,6 +9,8 @@ root="$PWD"
 
 PG_PORT="${PG_PORT:-54329}"
 RELAY_BIND="${REALTIME_BIND:-127.0.0.1:4000}"
+DEMO_PORT="${DEMO_PORT:-4001}"
+sdk="$root/clients/typescript"
 data="$root/.data"
 mkdir -p "$data"
 pgdata="$data/pg"
@@ -32,8 +35,13 @@ as_pg "$PG_BIN/pg_ctl" -D "$pgdata" -w -l "$pgdata/server.log" start -o \
     "-p $PG_PORT -c listen_addresses=127.0.0.1 -k /tmp -c wal_level=logical -c max_replication_slots=20 -c max_wal_senders=20 -c max_slot_wal_keep_size=1GB" >/dev/null
 
 relay_pid=""
+demo_pid=""
 cleanup() {
     trap - INT TERM EXIT
+    if [ -n "$demo_pid" ] && kill -0 "$demo_pid" 2>/dev/null; then
+        kill -TERM "$demo_pid" 2>/dev/null || true
+        wait "$demo_pid" 2>/dev/null || true
+    fi
     if [ -n "$relay_pid" ] && kill -0 "$relay_pid" 2>/dev/null; then
         kill -TERM "$relay_pid" 2>/dev/null || true
         wait "$relay_pid" 2>/dev/null || true
@@ -59,7 +67,22 @@ fi
 
 anon_jwt="$("$relay" token --jwt-secret "$secret" --role anon)"
 alice_jwt="$("$relay" token --jwt-secret "$secret" --role authenticated --sub alice)"
+bob_jwt="$("$relay" token --jwt-secret "$secret" --role authenticated --sub bob)"
 service_jwt="$("$relay" token --jwt-secret "$secret" --role service_role --sub backend)"
+
+# The demo page: the SDK's ESM build plus a config file with the relay URL and two users' tokens.
+demo_url="(not started: Node.js is not installed)"
+if command -v node >/dev/null && command -v npm >/dev/null; then
+    if [ ! -d "$sdk/node_modules" ] || [ "$sdk/package-lock.json" -nt "$sdk/node_modules/.package-lock.json" ]; then
+        log "installing the TypeScript SDK's dev dependencies (npm ci)"
+        (cd "$sdk" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    fi
+    log "building the TypeScript SDK (tsc)"
+    (cd "$sdk" && npm run --silent build)
+    printf 'window.REALTIME_DEMO = {"url": "ws://%s/v1/socket", "users": {"alice": "%s", "bob": "%s"}};\n' \
+        "$RELAY_BIND" "$alice_jwt" "$bob_jwt" > "$data/demo-config.js"
+    demo_url="http://127.0.0.1:$DEMO_PORT/?user=alice   (and ?user=bob in another window)"
+fi
 
 cat <<INFO
 
@@ -69,9 +92,12 @@ cat <<INFO
   Postgres    $db_url
   JWT secret  $secret   (in .data/jwt-secret)
 
+  Demo page   $demo_url
+
   Tokens (valid 24 h):
     anon           $anon_jwt
     authenticated  $alice_jwt   (sub=alice)
+    authenticated  $bob_jwt   (sub=bob)
     service_role   $service_jwt
 
   Subscribe (any WebSocket client; e.g. npx wscat):
@@ -83,6 +109,8 @@ cat <<INFO
     psql '$db_url' -c "select realtime.publish('demo', 'hello', '{\"text\":\"hi\"}')"
   Publish from a trigger:
     psql '$db_url' -c "insert into notes(body) values ('written in SQL')"
+  Change a watched table (the demo page's orders update live):
+    psql '$db_url' -c "update orders set status = 'shipped' where id = 1"
 
   Ctrl-C stops the relay and Postgres.
 
@@ -90,4 +118,19 @@ INFO
 
 "$relay" "${relay_args[@]}" &
 relay_pid=$!
+# Seed the demo rows once the relay follows the log, so they are in the orders channel's history.
+for _ in $(seq 1 100); do
+    if command -v node >/dev/null; then
+        node -e "fetch('http://$RELAY_BIND/readyz').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))" && break
+    else
+        "$relay" healthcheck --bind "$RELAY_BIND" >/dev/null 2>&1 && break
+    fi
+    kill -0 "$relay_pid" 2>/dev/null || break
+    sleep 0.1
+done
+PGOPTIONS="-c client_min_messages=warning" psql -q -v ON_ERROR_STOP=1 "$db_url" -f "$root/sql/demo/seed.sql" >/dev/null || true
+if [ -f "$data/demo-config.js" ]; then
+    node "$sdk/demo/serve.mjs" --port "$DEMO_PORT" --config "$data/demo-config.js" &
+    demo_pid=$!
+fi
 wait "$relay_pid"

@@ -34,3 +34,34 @@ BEGIN
 END $$;
 DROP TRIGGER IF EXISTS announce_note ON public.notes;
 CREATE TRIGGER announce_note AFTER INSERT ON public.notes FOR EACH ROW EXECUTE FUNCTION public.announce_note();
+
+-- ---------------------------------------------------------------------------------------------
+-- The demo page (clients/typescript/demo, served by `make run`).
+
+-- Chat rooms chat:<room>: every signed-in user may subscribe, read history, publish (stored or
+-- ephemeral, e.g. typing) as themselves, and share presence.
+INSERT INTO realtime.channels (pattern, description) VALUES ('chat:%', 'demo chat rooms')
+ON CONFLICT (pattern) DO NOTHING;
+DROP POLICY IF EXISTS chat_rooms_for_users ON realtime.channels;
+CREATE POLICY chat_rooms_for_users ON realtime.channels FOR SELECT TO authenticated
+    USING (pattern = 'chat:%');
+DROP POLICY IF EXISTS chat_publish_as_self ON realtime.messages;
+CREATE POLICY chat_publish_as_self ON realtime.messages FOR INSERT TO authenticated
+    WITH CHECK (channel LIKE 'chat:%' AND sender_id = realtime.user_id());
+
+-- A live orders table: every change is published on channel `orders`, readable by signed-in users.
+INSERT INTO realtime.channels (pattern, description) VALUES ('orders', 'changes of public.orders')
+ON CONFLICT (pattern) DO NOTHING;
+DROP POLICY IF EXISTS orders_for_users ON realtime.channels;
+CREATE POLICY orders_for_users ON realtime.channels FOR SELECT TO authenticated
+    USING (pattern = 'orders');
+CREATE TABLE IF NOT EXISTS public.orders (
+    id       int PRIMARY KEY,
+    customer text NOT NULL,
+    item     text NOT NULL,
+    status   text NOT NULL DEFAULT 'new',
+    total    numeric(10, 2) NOT NULL
+);
+SELECT realtime.watch_table('public.orders', channel => 'orders');
+-- Seed rows are in seed.sql, run once the relay is up: history is read through the relay's
+-- cursor mapping, which only covers what committed after the relay's slot existed.
