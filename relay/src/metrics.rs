@@ -15,7 +15,8 @@
 //! `replication_last_commit_lsn`, `replication_acked_lsn` (gauges, LSN as a number),
 //! `replication_decode_errors_total`; `subscribe_checks_total{outcome}` (denials are
 //! `outcome="denied"`); `publishes_total{kind,outcome}` (one per publish request; a batch
-//! counts once).
+//! counts once); `presence_members` (gauge: members over all channels, every relay's view),
+//! `presence_frames_sent_total`, `presence_dead_relays_reaped_total`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -147,6 +148,9 @@ pub struct Snapshot {
     pub subscribe_checks: [u64; 4],
     /// Indexed like [`KINDS`] × [`PUBLISH_OUTCOMES`].
     pub publishes: [[u64; 6]; 2],
+    pub presence_members: u64,
+    pub presence_frames: u64,
+    pub dead_relays_reaped: u64,
 }
 
 impl Snapshot {
@@ -165,6 +169,9 @@ impl Snapshot {
             frames_queued: load(&hub.delivered),
             frames_dropped_slow: load(&hub.dropped_slow),
             slow_closes: load(&hub.slow_closes),
+            presence_members: app.hub.presence.total_members() as u64,
+            presence_frames: load(&app.hub.presence.frames_sent),
+            dead_relays_reaped: load(&app.presence.reaped),
             ..Snapshot::default()
         };
         s.read_replication(&app.replication);
@@ -255,6 +262,13 @@ pub fn render(s: &Snapshot) -> Result<String, MetricsError> {
         }
     }
     registry.register(Box::new(publishes))?;
+    gauge("presence_members", "Presence members over all channels (the shared view).", s.presence_members)?;
+    counter("presence_frames_sent_total", "Presence event frames queued to subscribers.", s.presence_frames)?;
+    counter(
+        "presence_dead_relays_reaped_total",
+        "Relays this relay declared dead (heartbeat older than the timeout).",
+        s.dead_relays_reaped,
+    )?;
     Ok(TextEncoder::new().encode_to_string(&registry.gather())?)
 }
 
@@ -289,6 +303,9 @@ mod tests {
             ephemeral_dispatched: 1,
             streaming: true,
             last_commit_lsn: 0x1_0000_0028,
+            presence_members: 9,
+            presence_frames: 11,
+            dead_relays_reaped: 1,
             ..Snapshot::default()
         };
         s.subscribe_checks[1] = 4;
@@ -301,6 +318,9 @@ mod tests {
             ("realtime_messages_dispatched_total{kind=\"stored\"}", "7"),
             ("realtime_messages_dispatched_total{kind=\"ephemeral\"}", "1"),
             ("realtime_replication_streaming", "1"),
+            ("realtime_presence_members", "9"),
+            ("realtime_presence_frames_sent_total", "11"),
+            ("realtime_presence_dead_relays_reaped_total", "1"),
             ("realtime_replication_last_commit_lsn", "4294967336"),
             ("realtime_subscribe_checks_total{outcome=\"denied\"}", "4"),
             ("realtime_subscribe_checks_total{outcome=\"allowed\"}", "0"),
