@@ -426,14 +426,23 @@ mod tests {
     #[test]
     fn presence_flags_default_and_timeouts_must_exceed_intervals() {
         let c = args(&[]).unwrap();
-        assert_eq!((c.presence.max_members, c.presence.max_state_bytes, c.presence.track_rate), (1000, 4096, 10));
+        assert_eq!(
+            (c.presence.max_members, c.presence.max_state_bytes, c.presence.track_rate),
+            (1000, 4096, 10)
+        );
         assert_eq!(c.presence.relay_timeout, std::time::Duration::from_secs(30));
         assert_eq!(c.presence.ping_timeout, std::time::Duration::from_secs(60));
         let e = args(&["--presence-relay-timeout-secs", "1", "--presence-heartbeat-ms", "1000"]).unwrap_err();
         assert!(e.to_string().contains("--presence-relay-timeout-secs"), "{e}");
         let e = args(&["--ping-timeout-secs", "5", "--ping-interval-secs", "5"]).unwrap_err();
-        assert!(e.to_string().contains("--ping-timeout-secs must be greater than --ping-interval-secs"), "{e}");
-        assert!(args(&["--presence-max-members", "0"]).unwrap_err().to_string().contains("presence-max-members"));
+        assert!(
+            e.to_string().contains("--ping-timeout-secs must be greater than --ping-interval-secs"),
+            "{e}"
+        );
+        assert!(args(&["--presence-max-members", "0"])
+            .unwrap_err()
+            .to_string()
+            .contains("presence-max-members"));
     }
 
     #[test]

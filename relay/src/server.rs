@@ -98,7 +98,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), presence_task).await;
     // Our members leave everywhere now rather than after the dead-relay timeout.
-    match tokio::time::timeout(Duration::from_secs(3), crate::pg::presence::retire(&app.pool, &app.config.relay_id)).await {
+    match tokio::time::timeout(
+        Duration::from_secs(3),
+        crate::pg::presence::retire(&app.pool, &app.config.relay_id),
+    )
+    .await
+    {
         Ok(Err(e)) => tracing::warn!(error = %e, "could not remove this relay's presence entries"),
         Err(_) => tracing::warn!("removing this relay's presence entries timed out"),
         Ok(Ok(())) => {}

@@ -19,7 +19,8 @@ fn presence_flags(extra: &[&str]) -> Vec<String> {
 }
 
 async fn relay(cluster: &Cluster, extra: &[&str]) -> Relay {
-    let r = Relay::start(cluster, RelayOptions { extra_args: presence_flags(extra), ..Default::default() }).await;
+    let r =
+        Relay::start(cluster, RelayOptions { extra_args: presence_flags(extra), ..Default::default() }).await;
     r.wait_ready().await;
     r
 }
@@ -71,7 +72,11 @@ fn error_code(reply: &Value) -> &str {
 /// The next frame, asserted to be a presence `event` of member `pid` on the lobby.
 async fn expect_presence(ws: &mut Ws, event: &str, pid: &str) -> Value {
     let f = ws.recv_json_within(Duration::from_secs(20)).await;
-    if f["type"] != "presence" || f["channel"] != LOBBY || f["event"] != event || f["member"]["presence_id"] != pid {
+    if f["type"] != "presence"
+        || f["channel"] != LOBBY
+        || f["event"] != event
+        || f["member"]["presence_id"] != pid
+    {
         ws.fail(&format!("expected presence {event} of {pid}, got {f}"));
     }
     f
@@ -79,8 +84,10 @@ async fn expect_presence(ws: &mut Ws, event: &str, pid: &str) -> Value {
 
 /// The presence_ids of a subscribe reply's snapshot, sorted.
 fn snapshot_ids(reply: &Value) -> Vec<String> {
-    let members = reply["presence"]["members"].as_array().unwrap_or_else(|| panic!("no presence.members: {reply}"));
-    let mut ids: Vec<String> = members.iter().map(|m| m["presence_id"].as_str().unwrap().to_string()).collect();
+    let members =
+        reply["presence"]["members"].as_array().unwrap_or_else(|| panic!("no presence.members: {reply}"));
+    let mut ids: Vec<String> =
+        members.iter().map(|m| m["presence_id"].as_str().unwrap().to_string()).collect();
     ids.sort();
     ids
 }
@@ -125,7 +132,10 @@ async fn join_update_leave_arrive_in_order_and_an_update_is_not_a_leave_and_join
 
     track_ok(&mut alice, json!({"status": "online"})).await;
     let join = expect_presence(&mut watcher, "join", "alice").await;
-    assert_eq!(join["member"], json!({"presence_id": "alice", "user_id": "alice", "state": {"status": "online"}}));
+    assert_eq!(
+        join["member"],
+        json!({"presence_id": "alice", "user_id": "alice", "state": {"status": "online"}})
+    );
     track_ok(&mut alice, json!({"status": "away"})).await;
     let update = expect_presence(&mut watcher, "update", "alice").await;
     assert_eq!(update["member"]["state"], json!({"status": "away"}));
@@ -183,7 +193,11 @@ async fn unsubscribe_untracks_and_anonymous_members_are_keyed_by_connection() {
         assert_eq!(j["member"]["user_id"], Value::Null, "anonymous members have no user_id: {j}");
     }
     let id1 = j1["member"]["presence_id"].as_str().unwrap().to_string();
-    assert_ne!(id1, j2["member"]["presence_id"].as_str().unwrap(), "two anonymous connections are two members");
+    assert_ne!(
+        id1,
+        j2["member"]["presence_id"].as_str().unwrap(),
+        "two anonymous connections are two members"
+    );
 
     let reply = anon1.unsubscribe(LOBBY).await;
     assert_eq!(reply["ok"], true, "{reply}");
@@ -250,8 +264,13 @@ async fn restarted_relay_removes_the_members_its_previous_run_left() {
     let db = cluster.client().await;
     create_channel(&db, LOBBY).await;
     exec(&db, "CREATE POLICY everyone ON realtime.channels FOR SELECT USING (true)").await;
-    let flags = ["--presence-heartbeat-ms", "300", "--presence-relay-timeout-secs", "600"].map(String::from).to_vec();
-    let opts = |id: &str| RelayOptions { relay_id: Some(id.into()), extra_args: flags.clone(), ..Default::default() };
+    let flags =
+        ["--presence-heartbeat-ms", "300", "--presence-relay-timeout-secs", "600"].map(String::from).to_vec();
+    let opts = |id: &str| RelayOptions {
+        relay_id: Some(id.into()),
+        extra_args: flags.clone(),
+        ..Default::default()
+    };
     let a = Relay::start(&cluster, opts("presence_a")).await;
     a.wait_ready().await;
     let b = Relay::start(&cluster, opts("presence_b")).await;
@@ -316,7 +335,8 @@ async fn track_and_untrack_without_a_subscription_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_limits_answer_with_their_named_errors() {
-    let (_cluster, a, b) = two_relays(&["--presence-max-members", "2", "--presence-max-state-bytes", "64"]).await;
+    let (_cluster, a, b) =
+        two_relays(&["--presence-max-members", "2", "--presence-max-state-bytes", "64"]).await;
     let (mut watcher, _) = subscriber(&a, Some("watcher")).await;
 
     let (mut alice, _) = subscriber(&a, Some("alice")).await;

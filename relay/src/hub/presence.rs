@@ -81,7 +81,14 @@ impl PresenceOp {
                 if !state.is_object() {
                     return Err("presence state is not an object".into());
                 }
-                PresenceOp::Track(Tracked { channel, conn, relay, presence_id, user_id, state: state.to_string() })
+                PresenceOp::Track(Tracked {
+                    channel,
+                    conn,
+                    relay,
+                    presence_id,
+                    user_id,
+                    state: state.to_string(),
+                })
             }
             OpWire::Untrack { conn, channels } => PresenceOp::Untrack { conn, channels },
             OpWire::Reap { relay } => PresenceOp::Reap { relay },
@@ -102,7 +109,9 @@ impl PresenceOp {
                 serde_json::json!({"op": "untrack", "conn": conn, "channels": channels})
             }
             PresenceOp::Reap { relay } => serde_json::json!({"op": "reap", "relay": relay}),
-            PresenceOp::Sync { relay, nonce } => serde_json::json!({"op": "sync", "relay": relay, "nonce": nonce}),
+            PresenceOp::Sync { relay, nonce } => {
+                serde_json::json!({"op": "sync", "relay": relay, "nonce": nonce})
+            }
         };
         v.to_string()
     }
@@ -237,8 +246,13 @@ impl View {
         if !conns.contains(&t.conn) {
             conns.push(t.conn.clone());
         }
-        let entry =
-            Entry { presence_id: t.presence_id.clone(), relay: t.relay, user_id: t.user_id, state: t.state, seq };
+        let entry = Entry {
+            presence_id: t.presence_id.clone(),
+            relay: t.relay,
+            user_id: t.user_id,
+            state: t.state,
+            seq,
+        };
         ch.entries.insert(t.conn, entry);
         let after = ch.visible(&t.presence_id);
         if before.is_none() {
@@ -270,7 +284,10 @@ impl View {
             .channels
             .iter()
             .flat_map(|(name, ch)| {
-                ch.entries.iter().filter(|(_, e)| e.relay == relay).map(move |(c, _)| (name.clone(), c.clone()))
+                ch.entries
+                    .iter()
+                    .filter(|(_, e)| e.relay == relay)
+                    .map(move |(c, _)| (name.clone(), c.clone()))
             })
             .collect();
         doomed.sort();
@@ -387,7 +404,10 @@ mod tests {
         v.track(t("c", "k1", "r", "amy", r#"{"x":1}"#));
         v.track(t("d", "k1", "r", "amy", "{}"));
         let m = v.members("c");
-        assert_eq!(m[0], Member { presence_id: "amy".into(), user_id: Some("amy".into()), state: r#"{"x":1}"#.into() });
+        assert_eq!(
+            m[0],
+            Member { presence_id: "amy".into(), user_id: Some("amy".into()), state: r#"{"x":1}"#.into() }
+        );
         assert_eq!(m[1].presence_id, "zed");
         assert!(v.is_member("d", "amy") && !v.is_member("d", "zed"));
         assert_eq!(v.total_members(), 3);
@@ -399,7 +419,10 @@ mod tests {
         let mut v = View::new();
         v.track(t("a", "k", "r", "p", "{}"));
         v.track(t("b", "k", "r", "p", "{}"));
-        let e = v.apply(PresenceOp::Untrack { conn: "k".into(), channels: vec!["a".into(), "b".into(), "c".into()] });
+        let e = v.apply(PresenceOp::Untrack {
+            conn: "k".into(),
+            channels: vec!["a".into(), "b".into(), "c".into()],
+        });
         assert_eq!(e.len(), 2);
         assert!(e.iter().all(|e| e.kind == EventKind::Leave));
     }
@@ -416,7 +439,10 @@ mod tests {
         for op in ops {
             assert_eq!(PresenceOp::parse(op.to_json().as_bytes()).unwrap(), op);
         }
-        assert!(PresenceOp::parse(br#"{"op":"track","channel":"c","conn":"k","relay":"r","presence_id":"p","state":[1]}"#).is_err());
+        assert!(PresenceOp::parse(
+            br#"{"op":"track","channel":"c","conn":"k","relay":"r","presence_id":"p","state":[1]}"#
+        )
+        .is_err());
         assert!(PresenceOp::parse(br#"{"op":"dance"}"#).is_err());
         assert!(PresenceOp::parse(b"nope").is_err());
     }

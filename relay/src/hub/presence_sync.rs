@@ -60,7 +60,10 @@ struct Inner {
 impl Default for PresenceHub {
     fn default() -> Self {
         Self {
-            inner: Mutex::new(Inner { view: View::new(), phase: Phase::Waiting { relay: String::new(), nonce: None } }),
+            inner: Mutex::new(Inner {
+                view: View::new(),
+                phase: Phase::Waiting { relay: String::new(), nonce: None },
+            }),
             marker_seen: tokio::sync::Notify::new(),
             frames_sent: AtomicU64::new(0),
         }

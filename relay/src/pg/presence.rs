@@ -45,7 +45,11 @@ pub struct Timing {
 
 enum Write {
     Track(Tracked, oneshot::Sender<Result<(), PgError>>),
-    Untrack { conn: String, channels: Vec<String>, done: Option<oneshot::Sender<Result<(), PgError>>> },
+    Untrack {
+        conn: String,
+        channels: Vec<String>,
+        done: Option<oneshot::Sender<Result<(), PgError>>>,
+    },
     /// Our registration was lost (reaped while alive, or the UNLOGGED tables were emptied by
     /// a crash of Postgres): write every local entry again.
     Resync,
@@ -144,7 +148,8 @@ async fn writer(pool: Pool, presence: Arc<Presence>, shutdown: CancellationToken
         }
         let resync = batch.iter().any(|w| matches!(w, Write::Resync));
         let mut ops: Vec<(String, Vec<String>, Option<Tracked>)> = Vec::new(); // for local bookkeeping
-        let result = write_batch(&pool, &presence.relay_id, &batch, if resync { Some(&local) } else { None }).await;
+        let result =
+            write_batch(&pool, &presence.relay_id, &batch, if resync { Some(&local) } else { None }).await;
         match result {
             Ok(()) => {
                 backoff = Duration::from_millis(100);
@@ -303,11 +308,19 @@ async fn reap(pool: &Pool, me: &str, timeout: Duration) -> Result<Vec<String>, P
 
 /// Builds the view (see `crate::hub::presence_sync`): arm a nonce, emit the marker
 /// non-transactionally, wait for the stream to reach it, read the table, load.
-async fn sync_once(pool: &Pool, hub: &Hub, relay: &str, shutdown: &CancellationToken) -> Result<bool, PgError> {
+async fn sync_once(
+    pool: &Pool,
+    hub: &Hub,
+    relay: &str,
+    shutdown: &CancellationToken,
+) -> Result<bool, PgError> {
     let nonce = format!("{:016x}", rand::random::<u64>());
     hub.presence_expect_sync(relay, &nonce);
     let op = PresenceOp::Sync { relay: relay.to_string(), nonce }.to_json();
-    pool.get().await?.execute("SELECT pg_logical_emit_message(false, $1, $2)", &[&PRESENCE_PREFIX, &op]).await?;
+    pool.get()
+        .await?
+        .execute("SELECT pg_logical_emit_message(false, $1, $2)", &[&PRESENCE_PREFIX, &op])
+        .await?;
     let deadline = tokio::time::Instant::now() + MARKER_WAIT;
     while !hub.presence_marker_reached() {
         if tokio::time::Instant::now() >= deadline || shutdown.is_cancelled() {
@@ -394,7 +407,9 @@ pub async fn run(pool: Pool, app: Arc<crate::server::App>, presence: Arc<Presenc
         match heartbeat(&pool, &relay, &epoch).await {
             Ok(true) => {}
             Ok(false) => {
-                tracing::warn!("presence: this relay's registration was gone; registering and writing its entries again");
+                tracing::warn!(
+                    "presence: this relay's registration was gone; registering and writing its entries again"
+                );
                 match register(&pool, &relay, &epoch, false).await {
                     Ok(_) => {
                         let _ = presence.tx.send(Write::Resync).await;

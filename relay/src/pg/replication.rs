@@ -420,7 +420,9 @@ impl Stream {
         content: &[u8],
     ) -> Result<Step, ReplicationError> {
         let event = match prefix {
-            BROADCAST_PREFIX => events::ephemeral_from_body(content).map(LogEvent::Ephemeral).map_err(|e| e.to_string()),
+            BROADCAST_PREFIX => {
+                events::ephemeral_from_body(content).map(LogEvent::Ephemeral).map_err(|e| e.to_string())
+            }
             PRESENCE_PREFIX => crate::hub::presence::PresenceOp::parse(content).map(LogEvent::Presence),
             _ if prefix.starts_with(REALTIME_PREFIX) => {
                 debug!(prefix, "logical message with unknown realtime prefix ignored");

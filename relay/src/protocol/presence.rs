@@ -66,7 +66,15 @@ pub fn subscribe_reply(
     snapshot: &str,
 ) -> String {
     let presence = raw(snapshot);
-    let r = SubscribeReply { kind: "reply", reference, ok: true, channel, cursor, recovered, presence: &presence };
+    let r = SubscribeReply {
+        kind: "reply",
+        reference,
+        ok: true,
+        channel,
+        cursor,
+        recovered,
+        presence: &presence,
+    };
     serde_json::to_string(&r).expect("reply serialises")
 }
 
@@ -76,7 +84,11 @@ mod tests {
     use serde_json::json;
 
     fn ada() -> Member {
-        Member { presence_id: "alice".into(), user_id: Some("alice".into()), state: r#"{"name":"Ada"}"#.into() }
+        Member {
+            presence_id: "alice".into(),
+            user_id: Some("alice".into()),
+            state: r#"{"name":"Ada"}"#.into(),
+        }
     }
 
     #[test]
@@ -99,8 +111,12 @@ mod tests {
     #[test]
     fn subscribe_reply_always_has_presence_members() {
         let empty = snapshot_json(&[]);
-        let v: Value = serde_json::from_str(&subscribe_reply(Some(&json!(1)), "c", Some("0f"), None, &empty)).unwrap();
-        assert_eq!(v, json!({"type":"reply","ref":1,"ok":true,"channel":"c","cursor":"0f","presence":{"members":[]}}));
+        let v: Value =
+            serde_json::from_str(&subscribe_reply(Some(&json!(1)), "c", Some("0f"), None, &empty)).unwrap();
+        assert_eq!(
+            v,
+            json!({"type":"reply","ref":1,"ok":true,"channel":"c","cursor":"0f","presence":{"members":[]}})
+        );
         let one = snapshot_json(&[ada()]);
         let v: Value = serde_json::from_str(&subscribe_reply(None, "c", None, Some(true), &one)).unwrap();
         assert_eq!(v["recovered"], true);

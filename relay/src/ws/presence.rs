@@ -53,7 +53,11 @@ impl Tracking {
         }
         let state = state.to_string();
         if state.len() > limits.max_state_bytes {
-            let m = format!("presence state is {} bytes, over the limit of {} bytes", state.len(), limits.max_state_bytes);
+            let m = format!(
+                "presence state is {} bytes, over the limit of {} bytes",
+                state.len(),
+                limits.max_state_bytes
+            );
             return server::reply_error(r, ErrorCode::PayloadTooLarge, &m);
         }
         let presence_id = who.user_id.clone().unwrap_or_else(|| self.conn.clone());
@@ -83,9 +87,19 @@ impl Tracking {
     }
 
     /// Answers an `untrack` frame. Untracking a channel that is not tracked is a no-op.
-    pub async fn untrack(&mut self, app: &App, subscribed: bool, r: Option<&Value>, channel: String) -> String {
+    pub async fn untrack(
+        &mut self,
+        app: &App,
+        subscribed: bool,
+        r: Option<&Value>,
+        channel: String,
+    ) -> String {
         if !subscribed {
-            return server::reply_error(r, ErrorCode::NotSubscribed, &format!("not subscribed to '{channel}'"));
+            return server::reply_error(
+                r,
+                ErrorCode::NotSubscribed,
+                &format!("not subscribed to '{channel}'"),
+            );
         }
         if !self.channels.remove(&channel) {
             return server::reply_ok(r, Some(&channel), None);
