@@ -8,8 +8,10 @@
 //! leave) and notes when it first holds M members; (3) after the last connection converged (or
 //! `--timeout`), a short linger counts any extra presence frames. Prints one JSON line on stdout.
 //!
-//! A join must cost one frame per subscriber: `frames_per_join_per_subscriber` should be 1.0
-//! (a design that resent the member list would show M/2 or more).
+//! A join must cost one frame per subscriber: `frames_per_join_per_subscriber` (join and
+//! update frames, per join, per subscriber) should be 1.0 (a design that resent the member list
+//! would show M/2 or more). Leave frames are reported apart (`leave_frames`): connections that
+//! close at the end make the others see leaves.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,7 +54,10 @@ struct Args {
 
 #[derive(Default)]
 struct Totals {
+    /// `join` and `update` frames (what the joins cost).
     frames: AtomicU64,
+    /// `leave` frames (none expected before the teardown).
+    leaves: AtomicU64,
     bytes: AtomicU64,
     errors: AtomicU64,
     track_errors: AtomicU64,
@@ -128,15 +133,17 @@ async fn connection(
         let Message::Text(t) = msg.map_err(|e| e.to_string())? else { continue };
         let text = t.as_str();
         if text.starts_with(r#"{"type":"presence""#) {
-            totals.frames.fetch_add(1, Ordering::Relaxed);
-            totals.bytes.fetch_add(text.len() as u64, Ordering::Relaxed);
             let v: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
             let pid = v["member"]["presence_id"].as_str().unwrap_or_default().to_string();
             match v["event"].as_str() {
                 Some("join") | Some("update") => {
+                    totals.frames.fetch_add(1, Ordering::Relaxed);
+                    totals.bytes.fetch_add(text.len() as u64, Ordering::Relaxed);
                     view.insert(pid);
                 }
                 Some("leave") => {
+                    // Counted apart: other connections' teardown overlaps the linger's end.
+                    totals.leaves.fetch_add(1, Ordering::Relaxed);
                     view.remove(&pid);
                 }
                 _ => {}
@@ -251,6 +258,7 @@ async fn main() {
             "max": tracks.last().copied().unwrap_or(0) as f64 / 1000.0,
         },
         "presence_frames": frames,
+        "leave_frames": totals.leaves.load(Ordering::Relaxed),
         "presence_bytes": totals.bytes.load(Ordering::Relaxed),
         "frames_per_join": frames as f64 / joins,
         "frames_per_join_per_subscriber": frames as f64 / joins / total.max(1) as f64,

@@ -191,3 +191,99 @@ impl Hub {
         queued
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::SessionHandle;
+    use crate::pg::replication::{CommitBatch, LogEvent};
+    use tokio::sync::mpsc;
+    use tokio_util::sync::CancellationToken;
+
+    fn t(conn: &str, pid: &str, state: &str) -> Tracked {
+        Tracked {
+            channel: "c".into(),
+            conn: conn.into(),
+            relay: "r".into(),
+            presence_id: pid.into(),
+            user_id: None,
+            state: state.into(),
+        }
+    }
+
+    fn op(hub: &Hub, op: PresenceOp) {
+        hub.dispatch(&CommitBatch { commit_lsn: 1, events: vec![LogEvent::Presence(op)] });
+    }
+
+    fn json(f: &Frame) -> serde_json::Value {
+        serde_json::from_str(f.as_str()).unwrap()
+    }
+
+    #[test]
+    fn ops_before_the_marker_are_dropped_and_buffered_ones_apply_after_the_snapshot() {
+        let hub = Hub::new();
+        op(&hub, PresenceOp::Track(t("k0", "stale", "{}"))); // before arming: dropped
+        hub.presence_expect_sync("me", "n1");
+        op(&hub, PresenceOp::Track(t("k1", "old", "{}"))); // before the marker: dropped
+        op(&hub, PresenceOp::Sync { relay: "me".into(), nonce: "other".into() });
+        assert!(!hub.presence_marker_reached(), "another nonce is not our marker");
+        op(&hub, PresenceOp::Sync { relay: "me".into(), nonce: "n1".into() });
+        assert!(hub.presence_marker_reached());
+        // committed after the marker: buffered, and (maybe) also in the snapshot
+        op(&hub, PresenceOp::Track(t("k2", "bob", r#"{"v":2}"#)));
+        op(&hub, PresenceOp::Untrack { conn: "k1".into(), channels: vec!["c".into()] });
+        assert!(!hub.presence.is_ready());
+        // the snapshot read after the marker: k1 (not yet untracked when read) and k2
+        assert!(hub.presence_load(vec![t("k1", "old", "{}"), t("k2", "bob", r#"{"v":2}"#)]));
+        assert!(hub.presence.is_ready());
+        let members = hub.presence.members("c");
+        assert_eq!(members.len(), 1, "{members:?}");
+        assert_eq!((members[0].presence_id.as_str(), members[0].state.as_str()), ("bob", r#"{"v":2}"#));
+        assert!(!hub.presence_load(vec![]), "loading twice does nothing");
+    }
+
+    #[test]
+    fn snapshot_and_events_fit_exactly_and_frames_are_shared() {
+        let hub = Hub::new();
+        hub.presence_expect_sync("me", "n");
+        op(&hub, PresenceOp::Sync { relay: "me".into(), nonce: "n".into() });
+        hub.presence_load(vec![t("k1", "alice", "{}")]);
+        let (tx, mut rx) = mpsc::channel(8);
+        let s = SessionHandle::new(hub.next_session_id(), tx, CancellationToken::new());
+        let (tx2, mut rx2) = mpsc::channel(8);
+        let s2 = SessionHandle::new(hub.next_session_id(), tx2, CancellationToken::new());
+        hub.subscribe("c", &s, |_| Frame::from(hub.presence.snapshot_json("c")));
+        hub.subscribe("c", &s2, |_| Frame::from("r"));
+        let snap = json(&rx.try_recv().unwrap());
+        assert_eq!(snap["members"][0]["presence_id"], "alice");
+        rx2.try_recv().unwrap();
+        op(&hub, PresenceOp::Track(t("k2", "bob", "{}")));
+        let (a, b) = (rx.try_recv().unwrap(), rx2.try_recv().unwrap());
+        assert_eq!(json(&a)["event"], "join");
+        assert_eq!(json(&a)["member"]["presence_id"], "bob");
+        assert_eq!(a.as_str().as_ptr(), b.as_str().as_ptr(), "one encoded frame for all");
+        op(&hub, PresenceOp::Reap { relay: "r".into() });
+        assert_eq!(json(&rx.try_recv().unwrap())["event"], "leave");
+        assert_eq!(json(&rx.try_recv().unwrap())["event"], "leave");
+        assert!(rx.try_recv().is_err());
+        assert_eq!(hub.presence.frames_sent.load(Ordering::Relaxed), 6);
+        assert_eq!(hub.presence.total_members(), 0);
+    }
+
+    #[test]
+    fn subscribers_before_the_load_receive_the_members_as_joins() {
+        let hub = Hub::new();
+        let (tx, mut rx) = mpsc::channel(8);
+        let s = SessionHandle::new(hub.next_session_id(), tx, CancellationToken::new());
+        hub.subscribe("c", &s, |_| Frame::from(hub.presence.snapshot_json("c")));
+        assert_eq!(json(&rx.try_recv().unwrap())["members"], serde_json::json!([]));
+        hub.presence_expect_sync("me", "n");
+        op(&hub, PresenceOp::Sync { relay: "me".into(), nonce: "n".into() });
+        hub.presence_load(vec![t("k1", "alice", "{}")]);
+        let join = json(&rx.try_recv().unwrap());
+        assert_eq!(
+            (join["event"].as_str(), join["member"]["presence_id"].as_str()),
+            (Some("join"), Some("alice"))
+        );
+    }
+}

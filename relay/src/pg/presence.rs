@@ -27,14 +27,14 @@ use tokio_util::sync::CancellationToken;
 use super::replication::PRESENCE_PREFIX;
 use super::PgError;
 use crate::hub::presence::{PresenceOp, Tracked};
-use crate::hub::Hub;
 
 /// Writes queued at most.
 const QUEUE: usize = 4096;
 /// Writes in one transaction at most.
 const BATCH: usize = 256;
-/// How long one start-up synchronisation waits for its marker before trying again.
-const MARKER_WAIT: Duration = Duration::from_secs(10);
+/// How long one start-up synchronisation waits for the stream, then for its marker, before
+/// trying again.
+const MARKER_WAIT: Duration = Duration::from_secs(5);
 
 /// Timing of heartbeats and dead-relay detection.
 #[derive(Debug, Clone, Copy)]
@@ -308,12 +308,17 @@ async fn reap(pool: &Pool, me: &str, timeout: Duration) -> Result<Vec<String>, P
 
 /// Builds the view (see `crate::hub::presence_sync`): arm a nonce, emit the marker
 /// non-transactionally, wait for the stream to reach it, read the table, load.
-async fn sync_once(
-    pool: &Pool,
-    hub: &Hub,
-    relay: &str,
-    shutdown: &CancellationToken,
-) -> Result<bool, PgError> {
+async fn sync_once(app: &crate::server::App, relay: &str) -> Result<bool, PgError> {
+    let (pool, hub, shutdown) = (&app.pool, &app.hub, &app.shutdown);
+    // A marker written before the replication slot exists would never be decoded: wait until
+    // the stream runs (its slot exists, and it streams from before anything we write now).
+    let deadline = tokio::time::Instant::now() + MARKER_WAIT;
+    while !app.replication.is_streaming() {
+        if tokio::time::Instant::now() >= deadline || shutdown.is_cancelled() {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let nonce = format!("{:016x}", rand::random::<u64>());
     hub.presence_expect_sync(relay, &nonce);
     let op = PresenceOp::Sync { relay: relay.to_string(), nonce }.to_json();
@@ -386,12 +391,11 @@ pub async fn run(pool: Pool, app: Arc<crate::server::App>, presence: Arc<Presenc
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
-    let sync_pool = pool.clone();
     let sync_relay = relay.clone();
     let sync_shutdown = shutdown.clone();
     tokio::spawn(async move {
         loop {
-            match sync_once(&sync_pool, &app.hub, &sync_relay, &sync_shutdown).await {
+            match sync_once(&app, &sync_relay).await {
                 Ok(true) => return,
                 Ok(false) => tracing::info!("presence: view not loaded yet (stream not there); retrying"),
                 Err(e) => tracing::warn!(error = %e, "presence: cannot load the view; retrying"),
