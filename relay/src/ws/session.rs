@@ -254,6 +254,12 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     }
 }
 
+/// Notes that something arrived from the client (any frame, a pong included) and passes it on.
+fn heard<T>(at: &mut tokio::time::Instant, msg: T) -> T {
+    *at = tokio::time::Instant::now();
+    msg
+}
+
 /// Runs one connection to its end.
 pub async fn run(app: Arc<App>, socket: WebSocket, identity: Identity, _slot: super::ConnectionSlot) {
     let id = app.hub.next_session_id();
@@ -293,7 +299,7 @@ pub async fn run(app: Arc<App>, socket: WebSocket, identity: Identity, _slot: su
                 tracing::debug!(session = id, "no frame or pong within the ping timeout");
                 break Some((close::GOING_AWAY, "no answer to pings"));
             }
-            msg = stream.next() => match { last_heard = tokio::time::Instant::now(); msg } {
+            msg = stream.next() => match heard(&mut last_heard, msg) {
                 None | Some(Ok(Message::Close(_))) => break None,
                 Some(Ok(Message::Text(t))) => {
                     session.on_text(t.as_str()).await;
