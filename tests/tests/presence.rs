@@ -377,3 +377,30 @@ async fn track_rate_limit_is_a_reply_error_not_a_close() {
     assert_eq!(codes[0], "ok");
     alice.ping().await; // still connected
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_started_later_builds_its_view_from_the_table() {
+    let cluster = Cluster::start().await;
+    cluster.setup_db().await;
+    let db = cluster.client().await;
+    create_channel(&db, LOBBY).await;
+    exec(&db, "CREATE POLICY everyone ON realtime.channels FOR SELECT USING (true)").await;
+    let a = relay(&cluster, &[]).await;
+    let (mut alice, _) = subscriber(&a, Some("alice")).await;
+    track_ok(&mut alice, json!({"early": true})).await;
+    expect_presence(&mut alice, "join", "alice").await;
+
+    let late = relay(&cluster, &[]).await;
+    let (mut watcher, reply) = subscriber(&late, Some("watcher")).await;
+    // Either the snapshot has her (view already loaded) or she arrives as a join when it loads.
+    let member = match reply["presence"]["members"].as_array().unwrap().first() {
+        Some(m) => m.clone(),
+        None => expect_presence(&mut watcher, "join", "alice").await["member"].clone(),
+    };
+    assert_eq!(member, json!({"presence_id": "alice", "user_id": "alice", "state": {"early": true}}));
+    // Later changes from the other relay arrive once each.
+    track_ok(&mut alice, json!({"early": false})).await;
+    let update = expect_presence(&mut watcher, "update", "alice").await;
+    assert_eq!(update["member"]["state"], json!({"early": false}));
+    expect_quiet(&mut watcher).await;
+}

@@ -34,6 +34,13 @@ pub struct Tracked {
     pub state: String,
 }
 
+/// The canonical text of a state: compact JSON with keys in byte order, as every op carries it
+/// (`serde_json::Value` keeps objects sorted). States read back from `jsonb` (which orders keys
+/// by length and prints spaces) go through this, so equal states compare equal.
+pub fn canonical_state(text: &str) -> String {
+    serde_json::from_str::<Value>(text).map(|v| v.to_string()).unwrap_or_else(|_| "{}".to_string())
+}
+
 /// A change to presence, as relays emit it (`realtime:presence` logical messages).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PresenceOp {
@@ -425,6 +432,20 @@ mod tests {
         });
         assert_eq!(e.len(), 2);
         assert!(e.iter().all(|e| e.kind == EventKind::Leave));
+    }
+
+    #[test]
+    fn jsonb_text_and_op_text_of_one_state_are_the_same_canonical_state() {
+        let from_jsonb = canonical_state(r#"{"n": 1.50, "name": "Ada", "b": {"z": 1, "a": [1, 2]}}"#);
+        let from_client: Value =
+            serde_json::from_str(r#"{"b":{"a":[1,2],"z":1},"name":"Ada","n":1.5}"#).unwrap();
+        assert_eq!(from_jsonb, from_client.to_string());
+        let mut v = View::new();
+        v.track(t("c", "k", "r", "alice", &from_jsonb));
+        assert!(
+            v.track(t("c", "k", "r", "alice", &from_client.to_string())).is_empty(),
+            "no spurious update"
+        );
     }
 
     #[test]

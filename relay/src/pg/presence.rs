@@ -350,7 +350,7 @@ async fn sync_once(app: &crate::server::App, relay: &str) -> Result<bool, PgErro
             relay: r.get(2),
             presence_id: r.get(3),
             user_id: r.get(4),
-            state: r.get(5),
+            state: crate::hub::presence::canonical_state(r.get(5)),
         })
         .collect();
     let n = rows.len();
