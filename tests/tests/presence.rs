@@ -404,3 +404,24 @@ async fn relay_started_later_builds_its_view_from_the_table() {
     assert_eq!(update["member"]["state"], json!({"early": false}));
     expect_quiet(&mut watcher).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_revoked_by_an_auth_frame_untracks() {
+    let (cluster, a, b) = two_relays(&[]).await;
+    let db = cluster.client().await;
+    exec(
+        &db,
+        "DROP POLICY everyone ON realtime.channels;
+         CREATE POLICY named ON realtime.channels FOR SELECT TO authenticated
+           USING (realtime.user_id() IN ('alice', 'watcher'));",
+    )
+    .await;
+    let (mut watcher, _) = subscriber(&b, Some("watcher")).await;
+    let (mut alice, _) = subscriber(&a, Some("alice")).await;
+    track_ok(&mut alice, json!({})).await;
+    expect_presence(&mut watcher, "join", "alice").await;
+    let reply = alice.request(json!({"type": "auth", "token": a.token(Some("mallory"), "authenticated")})).await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    expect_presence(&mut watcher, "leave", "alice").await;
+    expect_quiet(&mut watcher).await;
+}
