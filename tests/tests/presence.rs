@@ -344,6 +344,8 @@ async fn presence_limits_answer_with_their_named_errors() {
     assert_eq!(error_code(&track(&mut alice, big).await), "REALTIME_PAYLOAD_TOO_LARGE");
     let not_object = alice.request(json!({"type": "track", "channel": LOBBY, "state": [1, 2]})).await;
     assert_eq!(error_code(&not_object), "REALTIME_INVALID_REQUEST");
+    let nul = track(&mut alice, json!({"text": "a\u{0}b"})).await;
+    assert_eq!(error_code(&nul), "REALTIME_INVALID_REQUEST", "jsonb cannot store NUL: {nul}");
     track_ok(&mut alice, json!({"n": 1})).await;
     expect_presence(&mut watcher, "join", "alice").await;
 
@@ -420,7 +422,8 @@ async fn access_revoked_by_an_auth_frame_untracks() {
     let (mut alice, _) = subscriber(&a, Some("alice")).await;
     track_ok(&mut alice, json!({})).await;
     expect_presence(&mut watcher, "join", "alice").await;
-    let reply = alice.request(json!({"type": "auth", "token": a.token(Some("mallory"), "authenticated")})).await;
+    let reply =
+        alice.request(json!({"type": "auth", "token": a.token(Some("mallory"), "authenticated")})).await;
     assert_eq!(reply["ok"], true, "{reply}");
     expect_presence(&mut watcher, "leave", "alice").await;
     expect_quiet(&mut watcher).await;

@@ -131,16 +131,23 @@ async fn writer(pool: Pool, presence: Arc<Presence>, shutdown: CancellationToken
     // Entries this relay wrote (for Resync); untracks still to be retried, oldest first.
     let mut local: HashMap<(String, String), Tracked> = HashMap::new();
     let mut retry: Vec<Write> = Vec::new();
+    // Writes of a batch Postgres refused: tried one by one, so one bad write fails alone.
+    let mut solo: std::collections::VecDeque<Write> = Default::default();
     let mut backoff = Duration::from_millis(100);
     loop {
         let mut batch = std::mem::take(&mut retry);
+        if batch.is_empty() {
+            if let Some(w) = solo.pop_front() {
+                batch.push(w);
+            }
+        }
         if batch.is_empty() {
             tokio::select! {
                 w = rx.recv() => match w { Some(w) => batch.push(w), None => return },
                 _ = shutdown.cancelled() => return,
             }
         }
-        while batch.len() < BATCH {
+        while batch.len() < BATCH && solo.is_empty() {
             match rx.try_recv() {
                 Ok(w) => batch.push(w),
                 Err(_) => break,
@@ -178,6 +185,11 @@ async fn writer(pool: Pool, presence: Arc<Presence>, shutdown: CancellationToken
                         }),
                     }
                 }
+            }
+            Err(PgError::Db(e)) if e.as_db_error().is_some() && batch.len() > 1 => {
+                // Postgres refused something in the batch (not an outage): isolate it.
+                tracing::warn!(error = %e, writes = batch.len(), "presence batch refused; writing one by one");
+                solo.extend(batch);
             }
             Err(e) => {
                 tracing::warn!(error = %e, writes = batch.len(), "presence write failed");

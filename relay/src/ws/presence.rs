@@ -15,6 +15,16 @@ use crate::hub::presence::Tracked;
 use crate::protocol::{server, ErrorCode};
 use crate::server::App;
 
+/// Whether a string (or key) anywhere in `v` contains NUL, which `jsonb` refuses.
+fn has_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().any(has_nul),
+        Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
 /// The channels this connection tracks, and its track rate limit.
 pub struct Tracking {
     conn: String,
@@ -50,6 +60,10 @@ impl Tracking {
         if self.limiter.check(std::time::Instant::now()) != Verdict::Allow {
             let m = format!("more than {} track calls per second", limits.track_rate);
             return server::reply_error(r, ErrorCode::RateLimited, &m);
+        }
+        if has_nul(&state) {
+            let m = "presence state must not contain \\u0000 (Postgres jsonb cannot store it)";
+            return server::reply_error(r, ErrorCode::InvalidRequest, m);
         }
         let state = state.to_string();
         if state.len() > limits.max_state_bytes {
