@@ -5,7 +5,8 @@
 -- realtime.channels (rows only where a SELECT policy lets them) and may try to INSERT into
 -- realtime.messages (rows only where an INSERT ... WITH CHECK policy lets them; none by default).
 -- Publishing through the SQL API, broadcasting and retention are for roles the owner grants.
--- realtime.config and realtime.commits get no grants at all.
+-- realtime.config, realtime.commits, realtime.presence and realtime.relays get no grants at
+-- all (the relay's login must own them or be granted them; clients never touch them).
 
 GRANT USAGE ON SCHEMA realtime TO PUBLIC;
 

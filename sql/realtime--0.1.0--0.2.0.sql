@@ -30,5 +30,40 @@
 --   character for character (pg_get_functiondef).
 -- - Do not use `\echo`, psql variables or `CREATE EXTENSION` here; `@extschema@` is `realtime`.
 --
--- 0.2.0 so far (branch ops): no schema change from 0.1.0. The relay's new metrics and the docs
--- need nothing from the extension; the same C symbols are exported.
+-- 0.2.0: presence (sql/presence.sql). The relay's new metrics and the docs need nothing from the
+-- extension; the same C symbols are exported.
+
+-- ---- presence (from sql/presence.sql) ----
+
+-- One row per connection tracking a channel.
+CREATE UNLOGGED TABLE realtime.presence (
+    channel     text        NOT NULL,
+    conn_id     text        NOT NULL,
+    presence_id text        NOT NULL,
+    relay_id    text        NOT NULL,
+    user_id     text,
+    state       jsonb       NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(state) = 'object'),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (channel, conn_id)
+);
+COMMENT ON TABLE realtime.presence IS
+    'realtime presence: one row per connection tracking a channel; written by relays only';
+
+-- Removing every row of a relay (it died, restarted or stopped).
+CREATE INDEX presence_relay_idx ON realtime.presence (relay_id);
+
+-- Live relays and their heartbeats; a relay whose heartbeat is older than the timeout is
+-- declared dead by another relay, which deletes its row and its presence rows.
+CREATE UNLOGGED TABLE realtime.relays (
+    relay_id     text        PRIMARY KEY,
+    epoch        text        NOT NULL,
+    started_at   timestamptz NOT NULL DEFAULT now(),
+    heartbeat_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE realtime.relays IS
+    'realtime relays serving this database, with heartbeats (presence failure detection)';
+
+-- No policies and no grants (see finalize.sql): only the owner, superusers and roles the owner
+-- grants (the relay's login) see or change rows.
+ALTER TABLE realtime.presence ENABLE ROW LEVEL SECURITY;
+ALTER TABLE realtime.relays ENABLE ROW LEVEL SECURITY;

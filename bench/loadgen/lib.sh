@@ -116,6 +116,7 @@ SQL
 
 # ---------------------------------------------------------------------------------------------
 # Relay: a private copy under its own name, so no other job's broad pkill can take it down.
+# RELAY_EXTRA_FLAGS (optional) are appended to its command line.
 
 RELAY_PID=""
 RELAY_FLAGS=""
@@ -129,7 +130,7 @@ relay_start() {
     fi
     RUST_LOG="${RUST_LOG:-warn}" "$WORK/bench-$NAME-relay" \
         --database-url "$DB_URL" --bind "127.0.0.1:$RELAY_PORT" --jwt-secret "$JWT_SECRET" \
-        --relay-id "bench_$NAME" $RELAY_FLAGS </dev/null >>"$WORK/relay.log" 2>&1 &
+        --relay-id "bench_$NAME" $RELAY_FLAGS ${RELAY_EXTRA_FLAGS:-} </dev/null >>"$WORK/relay.log" 2>&1 &
     RELAY_PID=$!
     local deadline=$((SECONDS + 60)) code=""
     while [ $SECONDS -lt $deadline ]; do

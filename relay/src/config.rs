@@ -22,6 +22,8 @@ pub struct Cli {
 }
 
 /// Subcommands besides the default `serve`.
+// `Check` carries every server flag; the enum is parsed once at start-up, so its size is moot.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Print an HS256 JWT signed with the relay's secret (for development and tests).
@@ -121,6 +123,29 @@ pub struct ServeArgs {
     /// Most messages one resume replays; more missed messages get `reset` instead.
     #[arg(long, env = "REALTIME_MAX_REPLAY", default_value_t = 10_000)]
     pub max_replay: usize,
+    /// Most presence members on one channel; more tracks get REALTIME_PRESENCE_LIMIT.
+    #[arg(long, env = "REALTIME_PRESENCE_MAX_MEMBERS", default_value_t = 1000)]
+    pub presence_max_members: usize,
+    /// Largest presence state (its JSON text) in bytes; larger gets REALTIME_PAYLOAD_TOO_LARGE.
+    #[arg(long, env = "REALTIME_PRESENCE_MAX_STATE_BYTES", default_value_t = 4096)]
+    pub presence_max_state_bytes: usize,
+    /// `track` calls per second one connection may send (bursts up to the same number); more get
+    /// REALTIME_RATE_LIMITED.
+    #[arg(long, env = "REALTIME_PRESENCE_TRACK_RATE", default_value_t = 10)]
+    pub presence_track_rate: u32,
+    /// Milliseconds between this relay's presence heartbeats in Postgres.
+    #[arg(long, env = "REALTIME_PRESENCE_HEARTBEAT_MS", default_value_t = 5000)]
+    pub presence_heartbeat_ms: u64,
+    /// Seconds without a heartbeat after which a relay is declared dead and its members leave.
+    #[arg(long, env = "REALTIME_PRESENCE_RELAY_TIMEOUT_SECS", default_value_t = 30)]
+    pub presence_relay_timeout_secs: u64,
+    /// Seconds between WebSocket pings the relay sends to each client.
+    #[arg(long, env = "REALTIME_PING_INTERVAL_SECS", default_value_t = 20)]
+    pub ping_interval_secs: u64,
+    /// Seconds a client may stay silent (no frame, no pong) before it is disconnected (and
+    /// leaves presence).
+    #[arg(long, env = "REALTIME_PING_TIMEOUT_SECS", default_value_t = 60)]
+    pub ping_timeout_secs: u64,
     /// Emit logs as JSON lines.
     #[arg(long, env = "REALTIME_LOG_JSON", default_value_t = false)]
     pub log_json: bool,
@@ -155,6 +180,8 @@ pub enum ConfigError {
     BadRelayId(String),
     #[error("--{0} must be greater than zero")]
     Zero(&'static str),
+    #[error("--{0} must be greater than --{1}")]
+    NotAbove(&'static str, &'static str),
 }
 
 /// Validated settings the server runs with.
@@ -178,7 +205,20 @@ pub struct Config {
     pub max_batch: usize,
     pub replay_window: std::time::Duration,
     pub max_replay: usize,
+    pub presence: PresenceLimits,
     pub log_json: bool,
+}
+
+/// Presence limits and timing.
+#[derive(Debug, Clone, Copy)]
+pub struct PresenceLimits {
+    pub max_members: usize,
+    pub max_state_bytes: usize,
+    pub track_rate: u32,
+    pub heartbeat: std::time::Duration,
+    pub relay_timeout: std::time::Duration,
+    pub ping_interval: std::time::Duration,
+    pub ping_timeout: std::time::Duration,
 }
 
 impl Config {
@@ -247,11 +287,34 @@ impl TryFrom<ServeArgs> for Config {
             ("max-batch", a.max_batch),
             ("replay-window-secs", a.replay_window_secs as usize),
             ("max-replay", a.max_replay),
+            ("presence-max-members", a.presence_max_members),
+            ("presence-max-state-bytes", a.presence_max_state_bytes),
+            ("presence-track-rate", a.presence_track_rate as usize),
+            ("presence-heartbeat-ms", a.presence_heartbeat_ms as usize),
+            ("presence-relay-timeout-secs", a.presence_relay_timeout_secs as usize),
+            ("ping-interval-secs", a.ping_interval_secs as usize),
+            ("ping-timeout-secs", a.ping_timeout_secs as usize),
         ] {
             if v == 0 {
                 return Err(ConfigError::Zero(name));
             }
         }
+        if a.presence_relay_timeout_secs * 1000 <= a.presence_heartbeat_ms {
+            return Err(ConfigError::NotAbove("presence-relay-timeout-secs", "presence-heartbeat-ms"));
+        }
+        if a.ping_timeout_secs <= a.ping_interval_secs {
+            return Err(ConfigError::NotAbove("ping-timeout-secs", "ping-interval-secs"));
+        }
+        let secs = std::time::Duration::from_secs;
+        let presence = PresenceLimits {
+            max_members: a.presence_max_members,
+            max_state_bytes: a.presence_max_state_bytes,
+            track_rate: a.presence_track_rate,
+            heartbeat: std::time::Duration::from_millis(a.presence_heartbeat_ms),
+            relay_timeout: secs(a.presence_relay_timeout_secs),
+            ping_interval: secs(a.ping_interval_secs),
+            ping_timeout: secs(a.ping_timeout_secs),
+        };
         Ok(Config {
             database_url,
             bind,
@@ -271,6 +334,7 @@ impl TryFrom<ServeArgs> for Config {
             max_batch: a.max_batch,
             replay_window: std::time::Duration::from_secs(a.replay_window_secs),
             max_replay: a.max_replay,
+            presence,
             log_json: a.log_json,
         })
     }
@@ -359,6 +423,28 @@ mod tests {
         ];
         let e = Config::try_from(Cli::try_parse_from(v).unwrap().serve).unwrap_err();
         assert!(e.to_string().contains("DATABASE_URL"), "{e}");
+    }
+
+    #[test]
+    fn presence_flags_default_and_timeouts_must_exceed_intervals() {
+        let c = args(&[]).unwrap();
+        assert_eq!(
+            (c.presence.max_members, c.presence.max_state_bytes, c.presence.track_rate),
+            (1000, 4096, 10)
+        );
+        assert_eq!(c.presence.relay_timeout, std::time::Duration::from_secs(30));
+        assert_eq!(c.presence.ping_timeout, std::time::Duration::from_secs(60));
+        let e = args(&["--presence-relay-timeout-secs", "1", "--presence-heartbeat-ms", "1000"]).unwrap_err();
+        assert!(e.to_string().contains("--presence-relay-timeout-secs"), "{e}");
+        let e = args(&["--ping-timeout-secs", "5", "--ping-interval-secs", "5"]).unwrap_err();
+        assert!(
+            e.to_string().contains("--ping-timeout-secs must be greater than --ping-interval-secs"),
+            "{e}"
+        );
+        assert!(args(&["--presence-max-members", "0"])
+            .unwrap_err()
+            .to_string()
+            .contains("presence-max-members"));
     }
 
     #[test]

@@ -24,6 +24,9 @@
 //! being queued to a subscriber, one observation per queued frame; see
 //! [`crate::hub::HubStats::commit_to_send`]) and `subscribe_check_seconds` (the RLS permission
 //! check of a subscribe request, one round trip to Postgres).
+//!
+//! Presence: `presence_members` (gauge: members over all channels, every relay's view),
+//! `presence_frames_sent_total`, `presence_dead_relays_reaped_total`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -177,6 +180,9 @@ pub struct Snapshot {
     pub subscribe_checks: [u64; 4],
     /// Indexed like [`KINDS`] × [`PUBLISH_OUTCOMES`].
     pub publishes: [[u64; 6]; 2],
+    pub presence_members: u64,
+    pub presence_frames: u64,
+    pub dead_relays_reaped: u64,
 }
 
 impl Snapshot {
@@ -199,6 +205,9 @@ impl Snapshot {
             subscribe_check_time: app.metrics.subscribe_check_time.snapshot(),
             frames_dropped_slow: load(&hub.dropped_slow),
             slow_closes: load(&hub.slow_closes),
+            presence_members: app.hub.presence.total_members() as u64,
+            presence_frames: load(&app.hub.presence.frames_sent),
+            dead_relays_reaped: load(&app.presence.reaped),
             ..Snapshot::default()
         };
         s.read_replication(&app.replication);
@@ -308,6 +317,13 @@ pub fn render(s: &Snapshot) -> Result<String, MetricsError> {
         }
     }
     registry.register(Box::new(publishes))?;
+    gauge("presence_members", "Presence members over all channels (the shared view).", s.presence_members)?;
+    counter("presence_frames_sent_total", "Presence event frames queued to subscribers.", s.presence_frames)?;
+    counter(
+        "presence_dead_relays_reaped_total",
+        "Relays this relay declared dead (heartbeat older than the timeout).",
+        s.dead_relays_reaped,
+    )?;
     let mut text = TextEncoder::new().encode_to_string(&registry.gather())?;
     s.commit_to_send.render(
         &mut text,
@@ -353,6 +369,9 @@ mod tests {
             ephemeral_dispatched: 1,
             streaming: true,
             last_commit_lsn: 0x1_0000_0028,
+            presence_members: 9,
+            presence_frames: 11,
+            dead_relays_reaped: 1,
             ..Snapshot::default()
         };
         s.subscribe_checks[1] = 4;
@@ -372,6 +391,9 @@ mod tests {
             ("realtime_messages_dispatched_total{kind=\"stored\"}", "7"),
             ("realtime_messages_dispatched_total{kind=\"ephemeral\"}", "1"),
             ("realtime_replication_streaming", "1"),
+            ("realtime_presence_members", "9"),
+            ("realtime_presence_frames_sent_total", "11"),
+            ("realtime_presence_dead_relays_reaped_total", "1"),
             ("realtime_replication_last_commit_lsn", "4294967336"),
             ("realtime_subscribe_checks_total{outcome=\"denied\"}", "4"),
             ("realtime_subscribe_checks_total{outcome=\"allowed\"}", "0"),

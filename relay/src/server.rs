@@ -29,6 +29,8 @@ pub struct App {
     pub connections: std::sync::atomic::AtomicUsize,
     /// Counters only `/metrics` reads (subscribe checks, publishes by outcome).
     pub metrics: crate::metrics::Counters,
+    /// Presence writes and this relay's presence identity.
+    pub presence: Arc<crate::pg::presence::Presence>,
 }
 
 /// Why the server could not run.
@@ -64,6 +66,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
         acks: crate::publish::Acks::default(),
         connections: Default::default(),
         metrics: Default::default(),
+        presence: Arc::new(crate::pg::presence::Presence::new(&config.relay_id)),
         config,
     });
 
@@ -76,6 +79,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
     let repl_task = tokio::spawn(replication::run(repl_cfg, batches_tx, status, shutdown.clone()));
     let dispatcher = tokio::spawn(dispatch(app.clone(), batches_rx));
     tokio::spawn(seed_position(app.clone()));
+    let timing = crate::pg::presence::Timing {
+        heartbeat: app.config.presence.heartbeat,
+        relay_timeout: app.config.presence.relay_timeout,
+    };
+    let presence_task =
+        tokio::spawn(crate::pg::presence::run(app.pool.clone(), app.clone(), app.presence.clone(), timing));
 
     tracing::info!(addr = %app.config.bind, slot = %app.config.slot_name(), "listening on ws://{}/v1/socket", app.config.bind);
     let router = crate::http::router(app.clone());
@@ -86,6 +95,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
     app.tracker.close();
     if tokio::time::timeout(Duration::from_secs(5), app.tracker.wait()).await.is_err() {
         tracing::warn!("sessions did not finish within 5 s");
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), presence_task).await;
+    // Our members leave everywhere now rather than after the dead-relay timeout.
+    match tokio::time::timeout(
+        Duration::from_secs(3),
+        crate::pg::presence::retire(&app.pool, &app.config.relay_id),
+    )
+    .await
+    {
+        Ok(Err(e)) => tracing::warn!(error = %e, "could not remove this relay's presence entries"),
+        Err(_) => tracing::warn!("removing this relay's presence entries timed out"),
+        Ok(Ok(())) => {}
     }
     match tokio::time::timeout(Duration::from_secs(5), repl_task).await {
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "replication stream ended with an error"),

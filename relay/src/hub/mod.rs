@@ -27,6 +27,10 @@ use crate::pg::cursor::Cursor;
 use crate::pg::replication::{CommitBatch, LogEvent};
 use crate::protocol::server::{message, MessageFields, Sender};
 
+pub mod presence;
+mod presence_sync;
+pub use presence_sync::PresenceHub;
+
 /// An encoded text frame, cheap to clone (shared bytes).
 pub type Frame = axum::extract::ws::Utf8Bytes;
 
@@ -152,6 +156,8 @@ pub struct Hub {
     position: Mutex<Option<String>>,
     next_session: AtomicU64,
     pub stats: HubStats,
+    /// Presence: the view of every channel's members and its synchronisation.
+    pub presence: PresenceHub,
 }
 
 impl Hub {
@@ -209,8 +215,15 @@ impl Hub {
 
     /// Adds `session` to `channel` in the held state (see the module docs) and returns the
     /// position read under the same lock: every stored message above it will be held for the
-    /// session (up to `cap` frames), every one at or below it is the replay's business.
-    pub fn subscribe_held(&self, channel: &str, session: &SessionHandle, cap: usize) -> Option<String> {
+    /// session (up to `cap` frames), every one at or below it is the replay's business. Also
+    /// returns the channel's presence snapshot taken under that lock (later presence events are
+    /// held too).
+    pub fn subscribe_held(
+        &self,
+        channel: &str,
+        session: &SessionHandle,
+        cap: usize,
+    ) -> (Option<String>, String) {
         let mut state = self.state.write().expect("hub lock");
         let position = self.position();
         let held = Held {
@@ -221,7 +234,7 @@ impl Hub {
             overflowed: false,
         };
         self.insert(&mut state, channel, session.id, Sub::Held(Mutex::new(held)));
-        position
+        (position, self.presence.snapshot_json(channel))
     }
 
     /// Ends the held state of `session_id` on `channel`: queues the held frames (all newer than
@@ -277,8 +290,11 @@ impl Hub {
         let mut queued = 0;
         let mut last_commit = None;
         for event in &batch.events {
-            self.stats.messages.fetch_add(1, Ordering::Relaxed);
             let (channel, fields) = match event {
+                LogEvent::Presence(op) => {
+                    queued += self.presence_op(&state, op);
+                    continue;
+                }
                 LogEvent::Stored(m) => (
                     m.channel.as_str(),
                     MessageFields {
@@ -309,12 +325,13 @@ impl Hub {
                     },
                 ),
             };
+            self.stats.messages.fetch_add(1, Ordering::Relaxed);
             let cursor = match event {
                 LogEvent::Stored(m) => {
                     last_commit = Some(m.cursor.commit_lsn);
                     Some(m.cursor)
                 }
-                LogEvent::Ephemeral(_) => {
+                _ => {
                     self.stats.ephemeral.fetch_add(1, Ordering::Relaxed);
                     None
                 }
@@ -526,7 +543,7 @@ mod tests {
         let hub = Hub::new();
         hub.dispatch(&batch(vec![stored("c", 5, 1)]));
         let (s, mut rx, _) = session(&hub, 8);
-        let p = hub.subscribe_held("c", &s, 4);
+        let (p, _) = hub.subscribe_held("c", &s, 4);
         assert_eq!(p, Some(Cursor::end_of_commit(5).to_string()));
         hub.dispatch(&batch(vec![stored("c", 9, 2)]));
         let e = LogEvent::Ephemeral(Ephemeral {

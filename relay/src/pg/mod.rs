@@ -7,6 +7,7 @@ pub mod history;
 pub mod pgoutput;
 pub mod pool;
 pub mod positions;
+pub mod presence;
 pub mod publish;
 pub mod replication;
 
@@ -19,6 +20,12 @@ pub enum PgError {
     Db(#[from] tokio_postgres::Error),
     #[error("role '{0}' is not an allowed identifier")]
     BadRole(String),
+    /// A batched write failed (the batch's error, shared by every write in it).
+    #[error("database write failed: {0}")]
+    Write(String),
+    /// The relay is shutting down.
+    #[error("the relay is shutting down")]
+    Closed,
 }
 
 impl PgError {

@@ -11,6 +11,9 @@ use crate::pg::pgoutput::Row;
 
 /// Prefix of `pg_logical_emit_message()` records that carry ephemeral broadcasts.
 pub const BROADCAST_PREFIX: &str = "realtime:broadcast";
+/// Prefix of `pg_logical_emit_message()` records that carry presence ops (see
+/// [`crate::hub::presence::PresenceOp`]).
+pub const PRESENCE_PREFIX: &str = "realtime:presence";
 /// Prefix shared by every logical message meant for the relay.
 pub const REALTIME_PREFIX: &str = "realtime:";
 
@@ -46,6 +49,8 @@ pub struct Ephemeral {
 pub enum LogEvent {
     Stored(StoredMessage),
     Ephemeral(Ephemeral),
+    /// A presence change (never stored in `realtime.messages`, no cursor).
+    Presence(crate::hub::presence::PresenceOp),
 }
 
 /// Everything one transaction published, delivered at its commit.

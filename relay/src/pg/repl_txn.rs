@@ -29,7 +29,9 @@
 use std::collections::VecDeque;
 
 use crate::pg::positions::CommitPosition;
-use crate::pg::replication::{CommitBatch, Ephemeral, LogEvent, StoredMessage};
+#[cfg(test)]
+use crate::pg::replication::Ephemeral;
+use crate::pg::replication::{CommitBatch, LogEvent, StoredMessage};
 
 /// What a Commit produced.
 #[derive(Debug, PartialEq, Eq)]
@@ -88,21 +90,35 @@ impl Assembler {
     }
 
     /// Adds a transactional ephemeral message of the open transaction (ignored outside one).
+    #[cfg(test)]
     pub fn ephemeral(&mut self, e: Ephemeral) -> bool {
+        self.logical(LogEvent::Ephemeral(e))
+    }
+
+    /// Adds a transactional logical message's event (ephemeral or presence) to the open
+    /// transaction (ignored outside one).
+    pub fn logical(&mut self, e: LogEvent) -> bool {
         let Some(txn) = self.txn.as_mut() else {
             return false;
         };
-        txn.events.push(LogEvent::Ephemeral(e));
+        txn.events.push(e);
         true
     }
 
     /// A non-transactional message at `lsn`: its own one-event batch, unless it is a replay.
+    #[cfg(test)]
     pub fn non_transactional(&mut self, lsn: u64, e: Ephemeral) -> Option<CommitBatch> {
+        self.non_transactional_event(lsn, LogEvent::Ephemeral(e))
+    }
+
+    /// A non-transactional logical message's event at `lsn`: its own one-event batch, unless
+    /// it is a replay.
+    pub fn non_transactional_event(&mut self, lsn: u64, e: LogEvent) -> Option<CommitBatch> {
         if lsn <= self.last_nontx_lsn {
             return None;
         }
         self.last_nontx_lsn = lsn;
-        Some(CommitBatch { commit_lsn: lsn, events: vec![LogEvent::Ephemeral(e)], commit_time_micros: 0 })
+        Some(CommitBatch { commit_lsn: lsn, events: vec![e], commit_time_micros: 0 })
     }
 
     /// Closes the open transaction at its commit record's LSN.

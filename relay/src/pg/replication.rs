@@ -51,7 +51,7 @@ pub(crate) use conn::{describe_pg_error, jitter};
 use conn::{ensure_slot, stream_config, validate_names};
 pub use events::{
     pg_timestamptz_to_rfc3339, CommitBatch, Ephemeral, EventError, LogEvent, StoredMessage, BROADCAST_PREFIX,
-    REALTIME_PREFIX,
+    PRESENCE_PREFIX, REALTIME_PREFIX,
 };
 use txn::{AckQueue, Assembler, CommitOutcome};
 
@@ -435,27 +435,33 @@ impl Stream {
         prefix: &str,
         content: &[u8],
     ) -> Result<Step, ReplicationError> {
-        if prefix != BROADCAST_PREFIX {
-            if prefix.starts_with(REALTIME_PREFIX) {
-                debug!(prefix, "logical message with unknown realtime prefix ignored");
-            } else {
-                trace!(prefix, "foreign logical message ignored");
+        let event = match prefix {
+            BROADCAST_PREFIX => {
+                events::ephemeral_from_body(content).map(LogEvent::Ephemeral).map_err(|e| e.to_string())
             }
-            return Ok(Step::Continue);
-        }
-        let e = match events::ephemeral_from_body(content) {
+            PRESENCE_PREFIX => crate::hub::presence::PresenceOp::parse(content).map(LogEvent::Presence),
+            _ if prefix.starts_with(REALTIME_PREFIX) => {
+                debug!(prefix, "logical message with unknown realtime prefix ignored");
+                return Ok(Step::Continue);
+            }
+            _ => {
+                trace!(prefix, "foreign logical message ignored");
+                return Ok(Step::Continue);
+            }
+        };
+        let e = match event {
             Ok(e) => e,
             Err(err) => {
                 self.status.decode_errors.fetch_add(1, Ordering::Relaxed);
-                warn!(error = %err, "broadcast message skipped");
+                warn!(prefix, error = %err, "logical message skipped");
                 return Ok(Step::Continue);
             }
         };
         if transactional && self.asm.in_txn() {
-            self.asm.ephemeral(e);
+            self.asm.logical(e);
             return Ok(Step::Continue);
         }
-        match self.asm.non_transactional(lsn, e) {
+        match self.asm.non_transactional_event(lsn, e) {
             Some(batch) => self.send(batch).await,
             None => Ok(Step::Continue),
         }

@@ -18,6 +18,9 @@ pub enum ErrorCode {
     RateLimited,
     #[serde(rename = "REALTIME_NOT_SUBSCRIBED")]
     NotSubscribed,
+    /// A channel already has the most presence members allowed.
+    #[serde(rename = "REALTIME_PRESENCE_LIMIT")]
+    PresenceLimit,
     InternalError,
 }
 

@@ -8,6 +8,7 @@
 mod codes;
 pub mod history;
 mod parse;
+pub mod presence;
 pub mod server;
 
 pub use codes::{close, ErrorCode};

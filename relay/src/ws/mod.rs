@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod limits;
+pub mod presence;
 pub mod publish;
 pub mod resume;
 pub mod session;

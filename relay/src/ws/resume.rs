@@ -23,7 +23,8 @@ use crate::http::history::{current_position, wait_readable, HistoryError, READ_W
 use crate::hub::{Activation, Frame, SessionHandle};
 use crate::pg::cursor::Cursor;
 use crate::pg::history::{self as sql, REPLAY_PAGE};
-use crate::protocol::history::{reset, resume_reply};
+use crate::protocol::history::reset;
+use crate::protocol::presence::subscribe_reply;
 use crate::protocol::server::message;
 use crate::server::App;
 
@@ -59,7 +60,8 @@ pub async fn subscribe(
         wait_for_position(app, cursor).await?;
     }
     let cap = app.config.send_queue;
-    let Some(p) = app.hub.subscribe_held(channel, session, cap).and_then(|p| p.parse::<Cursor>().ok()) else {
+    let (p, snapshot) = app.hub.subscribe_held(channel, session, cap);
+    let Some(p) = p.and_then(|p| p.parse::<Cursor>().ok()) else {
         app.hub.unsubscribe(channel, session.id);
         return Err(HistoryError::CatchingUp);
     };
@@ -76,7 +78,8 @@ pub async fn subscribe(
     };
     let p_text = p.to_string();
     tracing::debug!(session = session.id, %channel, from = %cursor, to = %p, recovered, "resume");
-    if !session.send(Frame::from(resume_reply(reference, channel, Some(&p_text), recovered))) {
+    let reply = subscribe_reply(reference, channel, Some(&p_text), Some(recovered), &snapshot);
+    if !session.send(Frame::from(reply)) {
         return Ok(true);
     }
     if !recovered {

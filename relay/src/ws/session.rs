@@ -3,7 +3,9 @@
 //! The session owns a bounded queue; the hub and the session's own replies feed it and a writer
 //! task drains it, batching whatever is queued into one flush. The session ends on client close,
 //! on server shutdown (close 1001), when its queue overflows (close 4009), when its token
-//! expires (close 4001), on a frame over the size limit (close 1009) or a binary frame (1003).
+//! expires (close 4001), on a frame over the size limit (close 1009) or a binary frame (1003),
+//! or when the client has sent nothing, not even a pong to the relay's pings, for the ping
+//! timeout (close 1001); presence tracked by the connection is untracked when it ends.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -19,17 +21,22 @@ use crate::auth::Identity;
 use crate::hub::{Frame, SessionHandle};
 use crate::pg::authz::{check_subscribe, Access};
 use crate::pg::cursor::Cursor;
+use crate::protocol::presence::subscribe_reply;
 use crate::protocol::{close, parse_client_frame, server, ErrorCode, Request};
 use crate::server::App;
 
 type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
 
 /// Drains the queue into the socket until the queue closes or a close frame is requested.
+/// Also sends a WebSocket ping every `ping_every`.
 async fn writer(
     mut sink: Sink,
     mut rx: mpsc::Receiver<Frame>,
     mut close_rx: oneshot::Receiver<(u16, String)>,
+    ping_every: Duration,
 ) {
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;
@@ -39,6 +46,9 @@ async fn writer(
                     let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Close(Some(frame)))).await;
                 }
                 break;
+            }
+            _ = ping.tick() => {
+                if sink.send(Message::Ping(Default::default())).await.is_err() { break; }
             }
             next = rx.recv() => {
                 let Some(frame) = next else { break };
@@ -65,6 +75,7 @@ struct Session {
     /// When the token expires (close 4001), if it has an `exp`.
     expires_at: Option<tokio::time::Instant>,
     limiter: super::limits::RateLimiter,
+    tracking: super::presence::Tracking,
     /// Set when a request must end the connection with this close code.
     close_request: Option<(u16, &'static str)>,
 }
@@ -106,6 +117,8 @@ impl Session {
             Request::Unsubscribe { channel } => {
                 if self.channels.remove(&channel) {
                     self.app.hub.unsubscribe(&channel, self.handle.id);
+                    let app = self.app.clone();
+                    self.tracking.forget(&app, &channel).await;
                     self.send(server::reply_ok(r, Some(&channel), None));
                 } else {
                     self.error(r, ErrorCode::NotSubscribed, &format!("not subscribed to '{channel}'"));
@@ -137,10 +150,14 @@ impl Session {
             Request::Auth { token } => {
                 let app = self.app.clone();
                 let id = self.handle.id;
+                let before: Vec<String> = self.channels.iter().cloned().collect();
                 match super::auth::reauthenticate(&app, &token, &mut self.identity, &mut self.channels, id)
                     .await
                 {
                     Ok(revoked) => {
+                        for channel in before.iter().filter(|c| !self.channels.contains(*c)) {
+                            self.tracking.forget(&app, channel).await;
+                        }
                         self.publish_checks.clear();
                         self.expires_at = expiry_instant(self.identity.exp);
                         self.send(server::reply_ok(r, None, None));
@@ -149,16 +166,17 @@ impl Session {
                     Err(e) => self.error(r, ErrorCode::Unauthorized, &e.to_string()),
                 }
             }
-            other => {
-                let kind = match other {
-                    Request::Track { .. } => "track",
-                    _ => "untrack",
-                };
-                self.error(
-                    r,
-                    ErrorCode::InvalidRequest,
-                    &format!("'{kind}' is not supported by this relay version yet"),
-                );
+            Request::Track { channel, state } => {
+                let app = self.app.clone();
+                let subscribed = self.channels.contains(&channel);
+                let reply = self.tracking.track(&app, &self.identity, subscribed, r, channel, state).await;
+                self.send(reply);
+            }
+            Request::Untrack { channel } => {
+                let app = self.app.clone();
+                let subscribed = self.channels.contains(&channel);
+                let reply = self.tracking.untrack(&app, subscribed, r, channel).await;
+                self.send(reply);
             }
         }
     }
@@ -170,7 +188,8 @@ impl Session {
         };
         if self.channels.contains(&channel) {
             let pos = self.app.hub.position();
-            return self.send(server::reply_ok(r, Some(&channel), pos.as_deref()));
+            let snapshot = self.app.hub.presence.snapshot_json(&channel);
+            return self.send(subscribe_reply(r, &channel, pos.as_deref(), None, &snapshot));
         }
         let limit = self.app.config.max_subscriptions;
         if self.channels.len() >= limit {
@@ -196,7 +215,9 @@ impl Session {
                         }
                     }
                     None => self.app.hub.subscribe(&channel, &self.handle, |pos| {
-                        Frame::from(server::reply_ok(r, Some(&channel), pos))
+                        // Under the hub lock: no presence event is missed or doubled after it.
+                        let snapshot = self.app.hub.presence.snapshot_json(&channel);
+                        Frame::from(subscribe_reply(r, &channel, pos, None, &snapshot))
                     }),
                 };
                 if registered {
@@ -234,6 +255,12 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     }
 }
 
+/// Notes that something arrived from the client (any frame, a pong included) and passes it on.
+fn heard<T>(at: &mut tokio::time::Instant, msg: T) -> T {
+    *at = tokio::time::Instant::now();
+    msg
+}
+
 /// Runs one connection to its end.
 pub async fn run(app: Arc<App>, socket: WebSocket, identity: Identity, _slot: super::ConnectionSlot) {
     let id = app.hub.next_session_id();
@@ -241,9 +268,12 @@ pub async fn run(app: Arc<App>, socket: WebSocket, identity: Identity, _slot: su
     let slow = CancellationToken::new();
     let (close_tx, close_rx) = oneshot::channel();
     let (sink, mut stream) = socket.split();
-    let mut writer_task = tokio::spawn(writer(sink, rx, close_rx));
+    let ping_every = app.config.presence.ping_interval;
+    let silence_limit = app.config.presence.ping_timeout;
+    let mut writer_task = tokio::spawn(writer(sink, rx, close_rx, ping_every));
     let expires_at = expiry_instant(identity.exp);
     let app_rate = app.config.max_publish_rate;
+    let tracking = super::presence::Tracking::new(&app, id);
     let mut session = Session {
         handle: SessionHandle::new(id, tx, slow.clone()),
         app,
@@ -252,8 +282,10 @@ pub async fn run(app: Arc<App>, socket: WebSocket, identity: Identity, _slot: su
         publish_checks: Default::default(),
         expires_at,
         limiter: super::limits::RateLimiter::new(app_rate, std::time::Instant::now()),
+        tracking,
         close_request: None,
     };
+    let mut last_heard = tokio::time::Instant::now();
     tracing::debug!(session = id, role = %session.identity.role, "session started");
 
     let close_with: Option<(u16, &str)> = loop {
@@ -264,7 +296,11 @@ pub async fn run(app: Arc<App>, socket: WebSocket, identity: Identity, _slot: su
                 break Some((close::TOO_SLOW, "too slow: send queue full"));
             }
             _ = sleep_until(session.expires_at) => break Some((close::UNAUTHENTICATED, "token expired")),
-            msg = stream.next() => match msg {
+            _ = tokio::time::sleep_until(last_heard + silence_limit) => {
+                tracing::debug!(session = id, "no frame or pong within the ping timeout");
+                break Some((close::GOING_AWAY, "no answer to pings"));
+            }
+            msg = stream.next() => match heard(&mut last_heard, msg) {
                 None | Some(Ok(Message::Close(_))) => break None,
                 Some(Ok(Message::Text(t))) => {
                     session.on_text(t.as_str()).await;
@@ -292,6 +328,8 @@ pub async fn run(app: Arc<App>, socket: WebSocket, identity: Identity, _slot: su
     for channel in session.channels.drain() {
         session.app.hub.unsubscribe(&channel, id);
     }
+    let app = session.app.clone();
+    session.tracking.close(&app).await;
     if let Some((code, reason)) = close_with {
         let _ = close_tx.send((code, reason.to_string()));
     }
