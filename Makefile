@@ -51,7 +51,7 @@ test-e2e: install-ext build
 	cargo test -p realtime-e2e -- --test-threads=2
 
 # The TypeScript SDK, its React hooks and the demo page in headless Chromium, against a real
-# relay and Postgres (npm ci, tsc, node --test). REALTIME_TEST_PRESENCE=1 adds the presence tests.
+# relay and Postgres (npm ci, tsc, node --test).
 test-js: install-ext build
 	scripts/test-js.sh
 

@@ -18,8 +18,5 @@ log "building the SDK (tsc)"
 npm run --silent build
 log "type checks of typed channels (tsc --noEmit)"
 npm run --silent typecheck
-if [ "${REALTIME_TEST_PRESENCE:-}" != 1 ]; then
-    log "presence tests are skipped: set REALTIME_TEST_PRESENCE=1 once the relay supports track/untrack"
-fi
 log "SDK, React and browser tests (node --test)"
 node --test --test-concurrency=1 test/*.test.mjs

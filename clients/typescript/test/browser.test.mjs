@@ -9,7 +9,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { chromium } from 'playwright-core';
-import { freePort, presenceEnabled, repoRoot, startStack } from './stack.mjs';
+import { freePort, repoRoot, startStack } from './stack.mjs';
 
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const TIMEOUT = 20_000;
@@ -93,7 +93,7 @@ test('demo page: chat between two pages, typing indicator, live orders from SQL,
   await bob.close();
 });
 
-test('demo page: who\'s online shows both users', { skip: presenceEnabled ? false : 'presence is not in this relay yet: set REALTIME_TEST_PRESENCE=1 to run the presence tests' }, async () => {
+test('demo page: who\'s online shows both users', async () => {
   const alice = await open('alice');
   const bob = await open('bob');
   for (const page of [alice, bob]) {

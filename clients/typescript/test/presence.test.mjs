@@ -1,12 +1,11 @@
-// Presence with two clients. Gated: runs only with REALTIME_TEST_PRESENCE=1 (the relay's
-// presence lands on another branch); skipped with a message otherwise.
+// Presence with two clients.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { createClient } from '../dist/index.js';
-import { collect, presenceSkip, startStack, waitFor, WebSocket } from './stack.mjs';
+import { collect, startStack, waitFor, WebSocket } from './stack.mjs';
 
-describe('presence', { skip: presenceSkip }, () => {
+describe('presence', () => {
   let stack;
   let alice;
   let bob;

@@ -215,8 +215,3 @@ export function collect(channel, event) {
   return seen;
 }
 
-/** True when the presence tests are enabled (the relay supports track/untrack). */
-export const presenceEnabled = process.env.REALTIME_TEST_PRESENCE === '1';
-export const presenceSkip = presenceEnabled
-  ? false
-  : 'presence is not in this relay yet: set REALTIME_TEST_PRESENCE=1 to run the presence tests';
