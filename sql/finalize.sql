@@ -24,7 +24,8 @@ GRANT EXECUTE ON FUNCTION
     realtime.validate_pattern(text),
     realtime.validate_channel(text),
     realtime.validate_event(text),
-    realtime.channel_template_columns(text)
+    realtime.channel_template_columns(text),
+    realtime.channel_webhook_count(bigint)
 TO PUBLIC;
 
 REVOKE EXECUTE ON FUNCTION
@@ -35,8 +36,14 @@ REVOKE EXECUTE ON FUNCTION
     realtime.invalidate_publish_cache(),
     realtime.broadcast_changes(),
     realtime.watch_table(regclass, text, text[], text, boolean, text[]),
-    realtime.unwatch_table(regclass)
+    realtime.unwatch_table(regclass),
+    realtime.enqueue_webhooks(),
+    realtime.retry_failed_webhooks(bigint, text, timestamptz)
 FROM PUBLIC;
+
+-- Webhooks (sql/webhooks.sql): the queue and its views hold webhook URLs, so, like config and
+-- commits, they get no grants; retry_failed_webhooks is for roles the owner grants.
+-- channel_webhook_count is PUBLIC: the relay's client publish runs it under the client's role.
 
 -- Table change events: whoever may attach realtime.broadcast_changes to a table (EXECUTE on it,
 -- plus the TRIGGER privilege on the table) decides what that table publishes, so it is granted

@@ -8,8 +8,8 @@
 //! - [`changes`]: pure Rust channel templates and trigger arguments of table change events;
 //! - [`api`]: the `#[pg_extern]` functions written in Rust;
 //! - `guc`: the `realtime.strict_publish` setting;
-//! - `sql/schema.sql`, `sql/api.sql`, `sql/changes.sql`, `sql/finalize.sql`: the hand-written
-//!   SQL, in install order.
+//! - `sql/schema.sql`, `sql/api.sql`, `sql/changes.sql`, `sql/webhooks.sql`, `sql/finalize.sql`:
+//!   the hand-written SQL, in install order.
 
 use pgrx::prelude::*;
 
@@ -42,6 +42,8 @@ extension_sql_file!(
     name = "changes",
     requires = ["api", api::changes::broadcast_changes, api::changes::channel_template_columns]
 );
+
+extension_sql_file!("../../sql/webhooks.sql", name = "webhooks", requires = ["api"]);
 
 extension_sql_file!("../../sql/finalize.sql", name = "finalize", finalize);
 

@@ -264,6 +264,12 @@ impl Hub {
 
     /// Delivers one committed batch, in order. Returns the number of frames queued.
     pub fn dispatch(&self, batch: &CommitBatch) -> usize {
+        self.dispatch_counting(batch, &mut Vec::new())
+    }
+
+    /// [`Hub::dispatch`], also pushing `(message id, subscribers)` to `audience` for every stored
+    /// message that had local subscribers (for `realtime.messages.ws_audience_count`).
+    pub fn dispatch_counting(&self, batch: &CommitBatch, audience: &mut Vec<(String, u32)>) -> usize {
         let state = self.state.read().expect("hub lock");
         let mut queued = 0;
         let mut last_commit = None;
@@ -311,6 +317,9 @@ impl Hub {
                 }
             };
             if let Some(subs) = state.channels.get(channel) {
+                if let (LogEvent::Stored(m), false) = (event, subs.is_empty()) {
+                    audience.push((m.id.clone(), u32::try_from(subs.len()).unwrap_or(u32::MAX)));
+                }
                 let cursor = cursor.map(|c| c.to_string());
                 let frame = Frame::from(message(&MessageFields { cursor: cursor.as_deref(), ..fields }));
                 for s in subs.values() {
@@ -373,6 +382,7 @@ mod tests {
             sender_id: None,
             created_at: "2026-11-23T10:00:00Z".into(),
             cursor: Cursor { commit_lsn: lsn, seq },
+            wh_audience: 0,
         })
     }
 

@@ -1,0 +1,179 @@
+-- realtime: durable webhook deliveries.
+--
+-- Runs after api.sql (it uses realtime.match_channel). Grants are in finalize.sql.
+--
+-- One row per stored message x webhook URL of the channel it matched, inserted in the publishing
+-- transaction by the row trigger below: a rolled-back publish enqueues nothing, a committed one
+-- is never lost. Relays claim due rows with FOR UPDATE SKIP LOCKED, send them (signed, Standard
+-- Webhooks) and write the outcome back. Ephemeral messages (realtime.broadcast, persist:false)
+-- are not stored and get no webhooks.
+--
+-- Why a trigger with a WHEN clause: every insert path (realtime.publish, the broadcast_changes
+-- trigger through publish, the relay's client publish) sets messages.wh_audience_count to the
+-- channel's webhook count, so messages of channels without webhooks never call the function:
+-- Postgres evaluates the WHEN clause inline and queues nothing.
+
+CREATE TABLE realtime.webhook_deliveries (
+    id              bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    message_id      uuid        NOT NULL,
+    channel_id      bigint      NOT NULL,
+    channel         text        NOT NULL,
+    url             text        NOT NULL,
+    status          text        NOT NULL DEFAULT 'pending'
+                                CHECK (status IN ('pending', 'delivered', 'failed')),
+    attempts        integer     NOT NULL DEFAULT 0,
+    -- when the next attempt is due; while a relay holds the delivery, the end of its lease
+    next_attempt_at timestamptz NOT NULL DEFAULT now(),
+    locked_by       text,
+    last_status     integer,
+    last_error      text,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    delivered_at    timestamptz,
+    UNIQUE (message_id, url)
+);
+COMMENT ON TABLE realtime.webhook_deliveries IS
+    'realtime webhook queue: one row per stored message and webhook URL (status, attempts, lease, last outcome)';
+
+-- What relays claim: pending rows by due time.
+CREATE INDEX webhook_deliveries_due_idx ON realtime.webhook_deliveries (next_attempt_at)
+    WHERE status = 'pending';
+-- Retention (realtime.cleanup_messages) deletes by age.
+CREATE INDEX webhook_deliveries_created_at_brin_idx ON realtime.webhook_deliveries
+    USING brin (created_at);
+
+SELECT pg_catalog.pg_extension_config_dump('realtime.webhook_deliveries', '');
+SELECT pg_catalog.pg_extension_config_dump('realtime.webhook_deliveries_id_seq', '');
+
+------------------------------------------------------------------------------------------------
+-- Enqueue: AFTER INSERT on messages, only for rows whose wh_audience_count > 0.
+--
+-- The URLs come from the channel the message's name matches now (realtime.match_channel), never
+-- from the row's channel_id, which a direct INSERT could set to another channel. When the
+-- number of distinct URLs differs from wh_audience_count (a stale count), the row is corrected.
+
+CREATE FUNCTION realtime.enqueue_webhooks() RETURNS trigger
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_channel bigint;
+    v_urls    text[];
+    v_count   integer := 0;
+BEGIN
+    v_channel := realtime.match_channel(NEW.channel);
+    IF v_channel IS NOT NULL THEN
+        SELECT c.webhook_urls INTO v_urls FROM realtime.channels c WHERE c.id = v_channel;
+        INSERT INTO realtime.webhook_deliveries (message_id, channel_id, channel, url, created_at)
+        SELECT DISTINCT NEW.id, v_channel, NEW.channel, u.url, NEW.created_at
+          FROM unnest(v_urls) AS u(url)
+         WHERE u.url IS NOT NULL AND u.url <> '';
+        GET DIAGNOSTICS v_count = ROW_COUNT;
+    END IF;
+    IF v_count <> NEW.wh_audience_count THEN
+        UPDATE realtime.messages m SET wh_audience_count = v_count WHERE m.id = NEW.id;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION realtime.enqueue_webhooks() IS
+    'Trigger: enqueue one webhook delivery per URL of the channel a new message matched';
+
+CREATE TRIGGER enqueue_webhooks
+    AFTER INSERT ON realtime.messages
+    FOR EACH ROW
+    WHEN (NEW.wh_audience_count > 0)
+    EXECUTE FUNCTION realtime.enqueue_webhooks();
+
+------------------------------------------------------------------------------------------------
+-- channel_webhook_count: what a client publish (the relay's INSERT under the client's role, who
+-- may not read webhook_urls) stores in wh_audience_count. Reveals a count, never a URL.
+
+CREATE FUNCTION realtime.channel_webhook_count(channel_id bigint) RETURNS integer
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT COALESCE((SELECT pg_catalog.cardinality(c.webhook_urls)
+                       FROM realtime.channels c
+                      WHERE c.id = channel_id AND c.enabled), 0)
+$$;
+COMMENT ON FUNCTION realtime.channel_webhook_count(bigint) IS
+    'Number of webhook URLs of an enabled channel row (0 when none or not found)';
+
+------------------------------------------------------------------------------------------------
+-- generate_webhook_secret: a Standard Webhooks secret, whsec_ + base64 of 32 random bytes
+-- (from gen_random_uuid, i.e. pg_strong_random; 244 random bits).
+
+CREATE FUNCTION realtime.generate_webhook_secret() RETURNS text
+LANGUAGE sql VOLATILE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'whsec_' || pg_catalog.encode(
+        pg_catalog.uuid_send(pg_catalog.gen_random_uuid())
+        || pg_catalog.uuid_send(pg_catalog.gen_random_uuid()), 'base64')
+$$;
+COMMENT ON FUNCTION realtime.generate_webhook_secret() IS
+    'A new webhook secret in the Standard Webhooks format (whsec_ + base64 of 32 random bytes)';
+
+------------------------------------------------------------------------------------------------
+-- Operations: delivery stats per channel row, the failed deliveries, and re-queueing them.
+
+CREATE VIEW realtime.webhook_stats AS
+SELECT d.channel_id,
+       c.pattern,
+       count(*) FILTER (WHERE d.status = 'delivered') AS delivered,
+       count(*) FILTER (WHERE d.status = 'failed')    AS failed,
+       count(*) FILTER (WHERE d.status = 'pending')   AS pending,
+       percentile_cont(0.5) WITHIN GROUP (
+           ORDER BY extract(epoch FROM d.delivered_at - d.created_at) * 1000)
+           FILTER (WHERE d.status = 'delivered')      AS p50_latency_ms,
+       percentile_cont(0.99) WITHIN GROUP (
+           ORDER BY extract(epoch FROM d.delivered_at - d.created_at) * 1000)
+           FILTER (WHERE d.status = 'delivered')      AS p99_latency_ms
+  FROM realtime.webhook_deliveries d
+  LEFT JOIN realtime.channels c ON c.id = d.channel_id
+ GROUP BY d.channel_id, c.pattern;
+COMMENT ON VIEW realtime.webhook_stats IS
+    'Webhook deliveries per channel row: delivered / failed / pending and p50/p99 latency (message created -> delivered, ms)';
+
+CREATE VIEW realtime.webhook_failures AS
+SELECT d.id,
+       d.message_id,
+       d.channel_id,
+       d.channel,
+       d.url,
+       d.attempts,
+       d.last_status,
+       d.last_error,
+       d.created_at,
+       d.updated_at AS failed_at
+  FROM realtime.webhook_deliveries d
+ WHERE d.status = 'failed';
+COMMENT ON VIEW realtime.webhook_failures IS
+    'Webhook deliveries that failed for good, with the last HTTP status and error';
+
+CREATE FUNCTION realtime.retry_failed_webhooks(
+    channel_id bigint DEFAULT NULL,
+    url text DEFAULT NULL,
+    failed_since timestamptz DEFAULT NULL
+) RETURNS integer
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_count integer;
+BEGIN
+    UPDATE realtime.webhook_deliveries d
+       SET status = 'pending', attempts = 0, next_attempt_at = pg_catalog.now(),
+           locked_by = NULL, updated_at = pg_catalog.now()
+     WHERE d.status = 'failed'
+       AND (retry_failed_webhooks.channel_id IS NULL
+            OR d.channel_id = retry_failed_webhooks.channel_id)
+       AND (retry_failed_webhooks.url IS NULL OR d.url = retry_failed_webhooks.url)
+       AND (failed_since IS NULL OR d.updated_at >= failed_since);
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END;
+$$;
+COMMENT ON FUNCTION realtime.retry_failed_webhooks(bigint, text, timestamptz) IS
+    'Re-queue failed webhook deliveries (all, or of one channel row / URL / since a time); returns how many';
