@@ -64,6 +64,9 @@ mod pg_tests_changes;
 #[cfg(any(test, feature = "pg_test"))]
 mod pg_tests_publish;
 
+#[cfg(any(test, feature = "pg_test"))]
+mod pg_tests_webhooks;
+
 /// Required by `cargo pgrx test`; must be visible at the crate root.
 #[cfg(test)]
 pub mod pg_test {
