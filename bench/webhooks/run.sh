@@ -104,7 +104,7 @@ webhook_relay_start() {
 
 # scenario NAME FAIL_RATE: prints "name deliveries/s p50_ms p99_ms attempts" and logs it.
 scenario() {
-    local name=$1 rate=$2 channel="wh_$1" deadline pending
+    local name=$1 rate=$2 channel="wh:$1" deadline pending
     sink_start "$rate"
     sql "INSERT INTO realtime.channels (pattern, webhook_urls, webhook_secret)
          VALUES ('$channel', ARRAY['http://127.0.0.1:$SINK_PORT/hook'], realtime.generate_webhook_secret())" >/dev/null
