@@ -27,7 +27,8 @@ mod tests {
     }
 
     fn audience_of(message: &str) -> i32 {
-        one::<i32>(&format!("SELECT wh_audience_count FROM realtime.messages WHERE id = '{message}'")).unwrap()
+        one::<i32>(&format!("SELECT wh_audience_count FROM realtime.messages WHERE id = '{message}'"))
+            .unwrap()
     }
 
     #[pg_test]
@@ -89,7 +90,8 @@ mod tests {
         ));
         let id = "00000000-0000-0000-0000-0000000000b5";
         assert_eq!((deliveries_of(id), audience_of(id)), (1, 1));
-        let url = one::<String>(&format!("SELECT url FROM realtime.webhook_deliveries WHERE message_id = '{id}'"));
+        let url =
+            one::<String>(&format!("SELECT url FROM realtime.webhook_deliveries WHERE message_id = '{id}'"));
         assert_eq!(url.as_deref(), Some("http://mine.example/"));
         assert_eq!(one::<i32>("SELECT realtime.channel_webhook_count(-1)"), Some(0));
     }
@@ -109,7 +111,8 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(stats, (Some(2), Some(2), Some(2)));
-        let p50 = one::<f64>(&format!("SELECT p50_latency_ms FROM realtime.webhook_stats WHERE channel_id = {ch}"));
+        let p50 =
+            one::<f64>(&format!("SELECT p50_latency_ms FROM realtime.webhook_stats WHERE channel_id = {ch}"));
         assert!((p50.unwrap() - 20.0).abs() < 0.5, "{p50:?}");
         assert_eq!(
             count("SELECT count(*) FROM realtime.webhook_failures WHERE channel = 'w06' AND last_status = 503 AND last_error = 'HTTP 503'"),

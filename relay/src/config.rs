@@ -29,7 +29,7 @@ pub enum Command {
     Token(TokenArgs),
     /// Check the database, the login and the settings the relay would run with (same flags as the
     /// server); one line per item, with a fix for each failure. Exit code 0 when none failed.
-    Check(ServeArgs),
+    Check(Box<ServeArgs>),
     /// GET http://<bind>/healthz of a running relay; exit 0 when it answers 200 (for containers).
     Healthcheck(HealthcheckArgs),
 }
@@ -347,7 +347,7 @@ mod tests {
     fn check_subcommand_takes_the_server_flags() {
         let v = ["realtime-relay", "check", "--database-url", "postgres://p@h/d", "--relay-id", "r2"];
         let Some(Command::Check(a)) = Cli::try_parse_from(v).unwrap().command else { panic!("not check") };
-        let c = Config::try_from(ServeArgs { jwt_secret: Some("0123456789abcdef".into()), ..a }).unwrap();
+        let c = Config::try_from(ServeArgs { jwt_secret: Some("0123456789abcdef".into()), ..*a }).unwrap();
         assert_eq!((c.database_url.as_str(), c.slot_name().as_str()), ("postgres://p@h/d", "realtime_r2"));
     }
 
@@ -424,7 +424,10 @@ mod tests {
         assert!(args(&["--webhook-allow-private"]).unwrap().webhooks.allow_private);
         let e = args(&["--webhook-timeout-secs", "30", "--webhook-lease-secs", "30"]).unwrap_err();
         assert!(e.to_string().contains("--webhook-lease-secs (30) must be greater"), "{e}");
-        assert!(args(&["--webhook-max-attempts", "0"]).unwrap_err().to_string().contains("--webhook-max-attempts"));
+        assert!(args(&["--webhook-max-attempts", "0"])
+            .unwrap_err()
+            .to_string()
+            .contains("--webhook-max-attempts"));
         assert_eq!(args(&["--webhook-concurrency", "0"]).unwrap().webhooks.concurrency, 0);
     }
 

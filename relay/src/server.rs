@@ -12,8 +12,8 @@ use tokio_util::task::TaskTracker;
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::hub::Hub;
-use crate::pg::cursor::Cursor;
 use crate::pg::audience::AudienceHandle;
+use crate::pg::cursor::Cursor;
 use crate::pg::replication::{self, CommitBatch, LogEvent, ReplicationConfig, ReplicationStatus};
 use crate::webhook::Webhooks;
 
@@ -134,7 +134,11 @@ async fn seed_position(app: Arc<App>) {
 /// Hands each committed batch to the hub, in order; passes the per-message subscriber counts to
 /// the `ws_audience_count` writer and wakes the webhook worker for messages with webhooks.
 /// Returns the writer when the replication stream has ended.
-async fn dispatch(app: Arc<App>, mut rx: mpsc::Receiver<CommitBatch>, audience: AudienceHandle) -> AudienceHandle {
+async fn dispatch(
+    app: Arc<App>,
+    mut rx: mpsc::Receiver<CommitBatch>,
+    audience: AudienceHandle,
+) -> AudienceHandle {
     let mut counts = Vec::new();
     while let Some(batch) = rx.recv().await {
         app.hub.dispatch_counting(&batch, &mut counts);
@@ -143,7 +147,8 @@ async fn dispatch(app: Arc<App>, mut rx: mpsc::Receiver<CommitBatch>, audience: 
             audience.submit(std::mem::take(&mut counts));
         }
         if let Some(webhooks) = &app.webhooks {
-            let has_webhooks = batch.events.iter().any(|e| matches!(e, LogEvent::Stored(m) if m.wh_audience > 0));
+            let has_webhooks =
+                batch.events.iter().any(|e| matches!(e, LogEvent::Stored(m) if m.wh_audience > 0));
             if has_webhooks {
                 webhooks.wake();
             }

@@ -149,7 +149,9 @@ async fn handle(state: Arc<Mutex<State>>, uri: Uri, headers: HeaderMap, body: By
     let status = |c: u16| StatusCode::from_u16(c).expect("valid status");
     match reply {
         Reply::Status(c) => (status(c), "sink").into_response(),
-        Reply::RetryAfter(c, secs) => (status(c), [("retry-after", secs.to_string())], "slow down").into_response(),
+        Reply::RetryAfter(c, secs) => {
+            (status(c), [("retry-after", secs.to_string())], "slow down").into_response()
+        }
         Reply::Slow(wait, c) => {
             tokio::time::sleep(wait).await;
             (status(c), "late").into_response()

@@ -109,8 +109,7 @@ async fn signed_delivery_verifies_with_an_independent_standard_webhooks_implemen
     let (cluster, _relay) = start_stack_with(fast(&[])).await;
     let db = cluster.client().await;
     let sink = Sink::start().await;
-    let whsec: String =
-        db.query_one("SELECT realtime.generate_webhook_secret()", &[]).await.unwrap().get(0);
+    let whsec: String = db.query_one("SELECT realtime.generate_webhook_secret()", &[]).await.unwrap().get(0);
     assert!(whsec.starts_with("whsec_"), "{whsec}");
     webhook_channel(&db, "orders:%", &[sink.url("/std")], Some(&whsec)).await;
     webhook_channel(&db, "plain", &[sink.url("/plain")], Some("my plain secret")).await;
@@ -155,12 +154,7 @@ async fn sink_500_then_200_is_delivered_once_and_counts_are_exact() {
     webhook_channel(&db, "counts", &urls, None).await;
 
     let id = publish(&db, "counts", "e", &json!({"n": 1})).await;
-    wait_value(
-        &db,
-        "SELECT count(*) FROM realtime.webhook_deliveries WHERE status = 'delivered'",
-        2,
-    )
-    .await;
+    wait_value(&db, "SELECT count(*) FROM realtime.webhook_deliveries WHERE status = 'delivered'", 2).await;
     let a = delivery(&db, &id, &urls[0]).await;
     assert_eq!((a.0.as_str(), a.1, a.2), ("delivered", 2, Some(200)), "{a:?}");
     let b = delivery(&db, &id, &urls[1]).await;
@@ -171,7 +165,10 @@ async fn sink_500_then_200_is_delivered_once_and_counts_are_exact() {
     let (wh_audience, wh_delivered, _) = message_counts(&db, &id).await;
     assert_eq!((wh_audience, wh_delivered), (2, 2));
     let stats = db
-        .query_one("SELECT delivered, failed, pending, p50_latency_ms IS NOT NULL FROM realtime.webhook_stats", &[])
+        .query_one(
+            "SELECT delivered, failed, pending, p50_latency_ms IS NOT NULL FROM realtime.webhook_stats",
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!((stats.get::<_, i64>(0), stats.get::<_, i64>(1), stats.get::<_, i64>(2)), (2, 0, 0));
@@ -218,11 +215,8 @@ async fn endpoint_down_for_a_while_then_up_gets_every_message() {
     got.sort();
     ids.sort();
     assert_eq!(got, ids, "each message exactly once after the endpoint came back");
-    let err: Option<String> = db
-        .query_one("SELECT last_error FROM realtime.webhook_deliveries LIMIT 1", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let err: Option<String> =
+        db.query_one("SELECT last_error FROM realtime.webhook_deliveries LIMIT 1", &[]).await.unwrap().get(0);
     assert_eq!(err, None, "a delivered row keeps no error");
 }
 
@@ -366,8 +360,7 @@ async fn client_error_fails_at_once_shows_in_failures_and_is_requeued_by_retry_f
     assert_eq!(requeued, 1);
     wait_value(&db, "SELECT count(*) FROM realtime.webhook_deliveries WHERE status = 'delivered'", 1).await;
     assert_eq!(message_counts(&db, &id).await.1, 1);
-    let requeued: i32 =
-        db.query_one("SELECT realtime.retry_failed_webhooks()", &[]).await.unwrap().get(0);
+    let requeued: i32 = db.query_one("SELECT realtime.retry_failed_webhooks()", &[]).await.unwrap().get(0);
     assert_eq!(requeued, 1, "the other failed delivery");
     wait_value(&db, "SELECT count(*) FROM realtime.webhook_deliveries WHERE status = 'delivered'", 2).await;
     assert_eq!(message_counts(&db, &id).await.1, 2);

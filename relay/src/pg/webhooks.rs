@@ -90,11 +90,22 @@ pub struct ClaimedMessage {
 /// What to write back for one claimed delivery.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Written {
-    Delivered { status: u16 },
-    Retry { status: Option<u16>, error: String, delay: Duration },
-    Failed { status: Option<u16>, error: String },
+    Delivered {
+        status: u16,
+    },
+    Retry {
+        status: Option<u16>,
+        error: String,
+        delay: Duration,
+    },
+    Failed {
+        status: Option<u16>,
+        error: String,
+    },
     /// Not attempted (its endpoint was busy): give the attempt back, due after `delay`.
-    Release { delay: Duration },
+    Release {
+        delay: Duration,
+    },
 }
 
 /// One outcome to write.

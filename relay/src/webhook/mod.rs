@@ -184,14 +184,21 @@ impl Webhooks {
                 }
                 let limit = free.min(CLAIM_BATCH);
                 let busy = self.busy_urls();
-                let claimed =
-                    match queue::claim(&self.pool, limit as i64, self.settings.lease, &self.relay_id, &busy).await {
-                        Ok(c) => c,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "cannot claim webhook deliveries; retrying at the next poll");
-                            break;
-                        }
-                    };
+                let claimed = match queue::claim(
+                    &self.pool,
+                    limit as i64,
+                    self.settings.lease,
+                    &self.relay_id,
+                    &busy,
+                )
+                .await
+                {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot claim webhook deliveries; retrying at the next poll");
+                        break;
+                    }
+                };
                 let n = claimed.len();
                 for c in claimed {
                     self.begin(c).await;
@@ -215,7 +222,9 @@ impl Webhooks {
     fn endpoint_permit(&self, url: &str) -> Option<OwnedSemaphorePermit> {
         let sem = {
             let mut map = self.endpoints.lock().expect("endpoints lock");
-            map.entry(url.to_string()).or_insert_with(|| Arc::new(Semaphore::new(self.settings.per_endpoint))).clone()
+            map.entry(url.to_string())
+                .or_insert_with(|| Arc::new(Semaphore::new(self.settings.per_endpoint)))
+                .clone()
         };
         sem.try_acquire_owned().ok()
     }

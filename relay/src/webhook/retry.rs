@@ -54,7 +54,8 @@ impl RetryPolicy {
                 return Outcome::Delivered { status: code }
             }
             Attempt::Status { code, retry_after, detail } => {
-                let error = if detail.is_empty() { format!("HTTP {code}") } else { format!("HTTP {code}: {detail}") };
+                let error =
+                    if detail.is_empty() { format!("HTTP {code}") } else { format!("HTTP {code}: {detail}") };
                 if !(code == 408 || code == 429 || (500..600).contains(&code)) {
                     let error = if (300..400).contains(&code) {
                         format!("{error} (redirects are not followed)")
@@ -115,34 +116,53 @@ mod tests {
     fn success_retryable_and_permanent_statuses() {
         assert_eq!(POLICY.decide(1, status(204), 0.0), Outcome::Delivered { status: 204 });
         for code in [500, 503, 429, 408] {
-            assert!(matches!(POLICY.decide(1, status(code), 0.0), Outcome::Retry { status: Some(c), .. } if c == code));
+            assert!(
+                matches!(POLICY.decide(1, status(code), 0.0), Outcome::Retry { status: Some(c), .. } if c == code)
+            );
         }
         for code in [400, 401, 404, 410, 301] {
-            assert!(matches!(POLICY.decide(1, status(code), 0.0), Outcome::Failed { status: Some(c), .. } if c == code));
+            assert!(
+                matches!(POLICY.decide(1, status(code), 0.0), Outcome::Failed { status: Some(c), .. } if c == code)
+            );
         }
     }
 
     #[test]
     fn network_errors_and_timeouts_retry_until_max_attempts_then_fail_with_the_last_error() {
-        assert!(matches!(POLICY.decide(7, Attempt::Network("reset".into()), 0.5), Outcome::Retry { status: None, .. }));
+        assert!(matches!(
+            POLICY.decide(7, Attempt::Network("reset".into()), 0.5),
+            Outcome::Retry { status: None, .. }
+        ));
         match POLICY.decide(8, Attempt::Timeout(Duration::from_secs(10)), 0.5) {
             Outcome::Failed { status: None, error } => {
                 assert_eq!(error, "timed out after 10000 ms (gave up after 8 attempts)")
             }
             other => panic!("{other:?}"),
         }
-        match POLICY.decide(8, Attempt::Status { code: 502, retry_after: None, detail: "bad gw".into() }, 0.5) {
-            Outcome::Failed { status: Some(502), error } => assert!(error.starts_with("HTTP 502: bad gw"), "{error}"),
+        match POLICY.decide(8, Attempt::Status { code: 502, retry_after: None, detail: "bad gw".into() }, 0.5)
+        {
+            Outcome::Failed { status: Some(502), error } => {
+                assert!(error.starts_with("HTTP 502: bad gw"), "{error}")
+            }
             other => panic!("{other:?}"),
         }
     }
 
     #[test]
     fn retry_after_is_honoured_and_capped() {
-        let a = Attempt::Status { code: 429, retry_after: Some(Duration::from_secs(7)), detail: String::new() };
-        assert!(matches!(POLICY.decide(1, a, 0.0), Outcome::Retry { delay, .. } if delay == Duration::from_secs(7)));
-        let a = Attempt::Status { code: 503, retry_after: Some(Duration::from_secs(7200)), detail: String::new() };
-        assert!(matches!(POLICY.decide(1, a, 0.0), Outcome::Retry { delay, .. } if delay == Duration::from_secs(60)));
+        let a =
+            Attempt::Status { code: 429, retry_after: Some(Duration::from_secs(7)), detail: String::new() };
+        assert!(
+            matches!(POLICY.decide(1, a, 0.0), Outcome::Retry { delay, .. } if delay == Duration::from_secs(7))
+        );
+        let a = Attempt::Status {
+            code: 503,
+            retry_after: Some(Duration::from_secs(7200)),
+            detail: String::new(),
+        };
+        assert!(
+            matches!(POLICY.decide(1, a, 0.0), Outcome::Retry { delay, .. } if delay == Duration::from_secs(60))
+        );
     }
 
     #[test]

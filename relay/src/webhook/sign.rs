@@ -39,7 +39,9 @@ impl SigningKey {
     pub fn from_secret(secret: Option<&str>) -> Result<Option<Self>, SecretError> {
         let Some(secret) = secret.filter(|s| !s.is_empty()) else { return Ok(None) };
         match secret.strip_prefix(SECRET_PREFIX) {
-            Some(b64) => STANDARD.decode(b64.trim()).map(|k| Some(SigningKey(k))).map_err(|_| SecretError::BadBase64),
+            Some(b64) => {
+                STANDARD.decode(b64.trim()).map(|k| Some(SigningKey(k))).map_err(|_| SecretError::BadBase64)
+            }
             None => Ok(Some(SigningKey(secret.as_bytes().to_vec()))),
         }
     }

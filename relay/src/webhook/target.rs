@@ -96,7 +96,11 @@ pub fn check_url(url: &str, allow_private: bool) -> Result<Url, Refusal> {
 }
 
 /// Keeps the addresses the policy allows; refuses when none is left.
-pub fn filter_addrs(host: &str, addrs: Vec<SocketAddr>, allow_private: bool) -> Result<Vec<SocketAddr>, Refusal> {
+pub fn filter_addrs(
+    host: &str,
+    addrs: Vec<SocketAddr>,
+    allow_private: bool,
+) -> Result<Vec<SocketAddr>, Refusal> {
     if allow_private {
         return Ok(addrs);
     }
