@@ -7,8 +7,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use realtime_e2e::{
-    allow_everyone, exec, free_port, publish, start_stack_with, Cluster, Connect, Relay, RelayOptions, Reply,
-    Sink, Ws,
+    allow_everyone, exec, free_port, http_get, publish, start_stack_with, Cluster, Connect, Relay,
+    RelayOptions, Reply, Sink, Ws,
 };
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
@@ -146,7 +146,7 @@ async fn signed_delivery_verifies_with_an_independent_standard_webhooks_implemen
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sink_500_then_200_is_delivered_once_and_counts_are_exact() {
-    let (cluster, _relay) = start_stack_with(fast(&[])).await;
+    let (cluster, relay) = start_stack_with(fast(&[])).await;
     let db = cluster.client().await;
     let sink = Sink::start().await;
     sink.script("/a", vec![Reply::Status(500)]);
@@ -173,6 +173,18 @@ async fn sink_500_then_200_is_delivered_once_and_counts_are_exact() {
         .unwrap();
     assert_eq!((stats.get::<_, i64>(0), stats.get::<_, i64>(1), stats.get::<_, i64>(2)), (2, 0, 0));
     assert!(stats.get::<_, bool>(3));
+
+    let (status, metrics) = http_get(relay.port(), "/metrics").await.unwrap();
+    assert_eq!(status, 200);
+    for line in [
+        "realtime_webhook_attempts_total{outcome=\"succeeded\"} 2",
+        "realtime_webhook_attempts_total{outcome=\"retried\"} 1",
+        "realtime_webhook_attempts_total{outcome=\"failed\"} 0",
+        "realtime_webhook_attempt_duration_seconds_count 3",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "missing {line:?} in\n{metrics}");
+    }
+    assert!(metrics.contains("realtime_webhook_queue_depth "), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -423,6 +423,24 @@ mod tests {
     }
 
     #[test]
+    fn dispatch_counting_reports_subscribers_of_stored_messages_only() {
+        let hub = Hub::new();
+        let (a, _ra, _) = session(&hub, 8);
+        let (b, _rb, _) = session(&hub, 8);
+        hub.subscribe("c", &a, |_| Frame::from("r"));
+        hub.subscribe("c", &b, |_| Frame::from("r"));
+        let eph = LogEvent::Ephemeral(Ephemeral {
+            channel: "c".into(),
+            event: "e".into(),
+            payload: "{}".into(),
+            sender_id: None,
+        });
+        let mut counts = Vec::new();
+        hub.dispatch_counting(&batch(vec![stored("c", 2, 1), stored("nobody", 2, 2), eph]), &mut counts);
+        assert_eq!(counts, vec![("id-1".to_string(), 2)]);
+    }
+
+    #[test]
     fn full_queue_marks_only_that_session_slow() {
         let hub = Hub::new();
         let (slow_s, _slow_rx, slow_flag) = session(&hub, 1);
