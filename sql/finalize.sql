@@ -38,6 +38,7 @@ REVOKE EXECUTE ON FUNCTION
     realtime.watch_table(regclass, text, text[], text, boolean, text[]),
     realtime.unwatch_table(regclass),
     realtime.enqueue_webhooks(),
+    realtime.check_webhook_settings(),
     realtime.retry_failed_webhooks(bigint, text, timestamptz)
 FROM PUBLIC;
 

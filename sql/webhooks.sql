@@ -46,6 +46,43 @@ SELECT pg_catalog.pg_extension_config_dump('realtime.webhook_deliveries', '');
 SELECT pg_catalog.pg_extension_config_dump('realtime.webhook_deliveries_id_seq', '');
 
 ------------------------------------------------------------------------------------------------
+-- Channel webhook settings are checked when written, with a clear error (SQLSTATE 22023):
+-- every URL is http(s)://host..., at most 2048 bytes, without whitespace; a whsec_ secret is
+-- valid base64. (Whether the host is a private address is decided by the relay, at send time.)
+
+CREATE FUNCTION realtime.check_webhook_settings() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_url text;
+BEGIN
+    FOREACH v_url IN ARRAY COALESCE(NEW.webhook_urls, '{}'::text[]) LOOP
+        IF v_url IS NULL OR v_url !~* '^https?://[^/?#[:space:]]+' OR v_url ~ '[[:space:]]'
+           OR octet_length(v_url) > 2048 THEN
+            RAISE EXCEPTION 'realtime: webhook URL % is not valid', COALESCE(quote_literal(v_url), 'NULL')
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Use absolute http:// or https:// URLs without spaces, at most 2048 bytes.';
+        END IF;
+    END LOOP;
+    IF NEW.webhook_secret LIKE 'whsec\_%' THEN
+        BEGIN
+            PERFORM decode(substr(NEW.webhook_secret, 7), 'base64');
+        EXCEPTION WHEN OTHERS THEN
+            RAISE EXCEPTION 'realtime: webhook_secret starts with whsec_ but the rest is not valid base64'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Use realtime.generate_webhook_secret(), or a secret without the whsec_ prefix.';
+        END;
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+CREATE TRIGGER channels_check_webhooks
+    BEFORE INSERT OR UPDATE OF webhook_urls, webhook_secret ON realtime.channels
+    FOR EACH ROW EXECUTE FUNCTION realtime.check_webhook_settings();
+
+------------------------------------------------------------------------------------------------
 -- Enqueue: AFTER INSERT on messages, only for rows whose wh_audience_count > 0.
 --
 -- The URLs come from the channel the message's name matches now (realtime.match_channel), never

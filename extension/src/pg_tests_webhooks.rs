@@ -1,7 +1,8 @@
 //! In-database tests (`#[pg_test]`) of the webhook queue (`sql/webhooks.sql`): every insert path
 //! enqueues one delivery per URL in the inserting transaction, nothing for channels without
 //! webhooks or rolled-back inserts, the URLs come from the matched channel (not from a row's
-//! claims), and the stats / failures views, `retry_failed_webhooks`, retention and privileges.
+//! claims), bad webhook settings are refused when written, and the stats / failures views,
+//! `retry_failed_webhooks`, retention and privileges.
 //!
 //! Each test runs in its own transaction that is rolled back; each uses its own channel prefix.
 
@@ -34,16 +35,44 @@ mod tests {
     #[pg_test]
     fn publish_enqueues_one_pending_delivery_per_distinct_url() {
         run("INSERT INTO realtime.channels (pattern, webhook_urls) VALUES \
-             ('w01:%', ARRAY['http://a.example/h', 'http://b.example/h', 'http://a.example/h', ''])");
+             ('w01:%', ARRAY['http://a.example/h', 'http://b.example/h', 'http://a.example/h'])");
         let id = one::<String>("SELECT realtime.publish('w01:x', 'e', '{\"n\":1}')::text").unwrap();
         assert_eq!(deliveries_of(&id), 2);
-        assert_eq!(audience_of(&id), 2, "the count is corrected to the distinct non-empty URLs");
+        assert_eq!(audience_of(&id), 2, "the count is corrected to the distinct URLs");
         let pending = count(&format!(
             "SELECT count(*) FROM realtime.webhook_deliveries WHERE message_id = '{id}' \
              AND status = 'pending' AND attempts = 0 AND channel = 'w01:x' \
              AND channel_id = (SELECT id FROM realtime.channels WHERE pattern = 'w01:%')"
         ));
         assert_eq!(pending, 2);
+    }
+
+    #[pg_test]
+    fn bad_webhook_urls_and_secrets_are_refused_with_a_clear_error() {
+        run("CREATE OR REPLACE FUNCTION pg_temp.try_sql(q text) RETURNS text LANGUAGE plpgsql AS $$ \
+             BEGIN EXECUTE q; RETURN 'ok'; \
+             EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE || ': ' || SQLERRM; END $$");
+        let try_sql = |sql: &str| {
+            Spi::get_one_with_args::<String>("SELECT pg_temp.try_sql($1)", &[sql.into()]).unwrap().unwrap()
+        };
+        for (urls, bad) in [
+            ("ARRAY['ftp://a.example/']", "'ftp://a.example/'"),
+            ("ARRAY['http://ok.example/', 'not a url']", "'not a url'"),
+            ("ARRAY['']", "''"),
+            ("ARRAY[NULL]::text[]", "NULL"),
+            ("ARRAY['https://a.example/x y']", "'https://a.example/x y'"),
+        ] {
+            let got = try_sql(&format!(
+                "INSERT INTO realtime.channels (pattern, webhook_urls) VALUES ('w08', {urls})"
+            ));
+            assert_eq!(got, format!("22023: realtime: webhook URL {bad} is not valid"));
+        }
+        let got = try_sql("INSERT INTO realtime.channels (pattern, webhook_secret) VALUES ('w08', 'whsec_@@@')");
+        assert!(got.starts_with("22023: realtime: webhook_secret starts with whsec_"), "{got}");
+        run("INSERT INTO realtime.channels (pattern, webhook_urls, webhook_secret) \
+             VALUES ('w08', ARRAY['HTTPS://a.example:8443/h?x=1'], 'plain secret')");
+        let got = try_sql("UPDATE realtime.channels SET webhook_urls = ARRAY['gopher://x'] WHERE pattern = 'w08'");
+        assert!(got.starts_with("22023:"), "{got}");
     }
 
     #[pg_test]
