@@ -67,11 +67,13 @@ mod tests {
             ));
             assert_eq!(got, format!("22023: realtime: webhook URL {bad} is not valid"));
         }
-        let got = try_sql("INSERT INTO realtime.channels (pattern, webhook_secret) VALUES ('w08', 'whsec_@@@')");
+        let got =
+            try_sql("INSERT INTO realtime.channels (pattern, webhook_secret) VALUES ('w08', 'whsec_@@@')");
         assert!(got.starts_with("22023: realtime: webhook_secret starts with whsec_"), "{got}");
         run("INSERT INTO realtime.channels (pattern, webhook_urls, webhook_secret) \
              VALUES ('w08', ARRAY['HTTPS://a.example:8443/h?x=1'], 'plain secret')");
-        let got = try_sql("UPDATE realtime.channels SET webhook_urls = ARRAY['gopher://x'] WHERE pattern = 'w08'");
+        let got =
+            try_sql("UPDATE realtime.channels SET webhook_urls = ARRAY['gopher://x'] WHERE pattern = 'w08'");
         assert!(got.starts_with("22023:"), "{got}");
     }
 
