@@ -214,3 +214,108 @@ END;
 $$;
 COMMENT ON FUNCTION realtime.retry_failed_webhooks(bigint, text, timestamptz) IS
     'Re-queue failed webhook deliveries (all, or of one channel row / URL / since a time); returns how many';
+
+------------------------------------------------------------------------------------------------
+-- The relay's side of the queue. SECURITY DEFINER, so the relay's login needs only EXECUTE on
+-- these (revoked from PUBLIC in finalize.sql), not RLS-bypassing reads of messages and secrets.
+
+-- Claims up to max_rows due deliveries for lease_ms, skipping busy_urls (URLs at their
+-- concurrency limit on this relay): attempts + 1, next_attempt_at = end of the lease. Returns
+-- what the request needs; message_exists / channel_exists are false when retention or the owner
+-- deleted them.
+CREATE FUNCTION realtime.claim_webhook_deliveries(
+    max_rows integer,
+    lease_ms double precision,
+    relay text,
+    busy_urls text[] DEFAULT '{}'
+) RETURNS TABLE (
+    id bigint, attempt integer, url text, message_id text, message_exists boolean,
+    channel_exists boolean, channel text, event text, payload text, created_at text,
+    sender_type text, sender_id text, secret text
+)
+LANGUAGE sql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH due AS (
+        SELECT d.id, d.message_id, d.channel_id FROM realtime.webhook_deliveries d
+         WHERE d.status = 'pending' AND d.next_attempt_at <= now()
+           AND d.url <> ALL(COALESCE(busy_urls, '{}'))
+         ORDER BY d.next_attempt_at
+         LIMIT max_rows
+         FOR UPDATE OF d SKIP LOCKED)
+    UPDATE realtime.webhook_deliveries d
+       SET attempts = d.attempts + 1,
+           next_attempt_at = now() + lease_ms * interval '1 millisecond',
+           locked_by = relay, updated_at = now()
+      FROM due
+      LEFT JOIN realtime.messages m ON m.id = due.message_id
+      LEFT JOIN realtime.channels c ON c.id = due.channel_id
+     WHERE d.id = due.id
+    RETURNING d.id, d.attempts, d.url, d.message_id::text, m.id IS NOT NULL, c.id IS NOT NULL,
+              m.channel, m.event, m.payload::text,
+              to_char(m.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+              m.sender_type, m.sender_id, c.webhook_secret
+$$;
+COMMENT ON FUNCTION realtime.claim_webhook_deliveries(integer, double precision, text, text[]) IS
+    'Relay: claim due webhook deliveries under a lease (FOR UPDATE SKIP LOCKED)';
+
+-- Writes attempt outcomes ('delivered' | 'retry' | 'failed' | 'release'). attempts[i] is the
+-- claim's attempt number: a retry/failure/release is written only if nobody re-claimed the row
+-- since; a success whenever the row is still pending. wh_delivered_count is raised only by the
+-- write that moves a row to delivered, so each delivery counts once.
+CREATE FUNCTION realtime.finish_webhook_deliveries(
+    ids bigint[], attempts integer[], outcomes text[], http_statuses integer[], errors text[],
+    delays_ms double precision[]
+) RETURNS void
+LANGUAGE sql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH r AS (
+        SELECT * FROM unnest(ids, attempts, outcomes, http_statuses, errors, delays_ms)
+            AS r(id, attempt, outcome, http_status, error, delay_ms)),
+    upd AS (
+        UPDATE realtime.webhook_deliveries d SET
+            status = CASE r.outcome WHEN 'delivered' THEN 'delivered' WHEN 'failed' THEN 'failed'
+                     ELSE 'pending' END,
+            attempts = CASE WHEN r.outcome = 'release' THEN d.attempts - 1 ELSE d.attempts END,
+            next_attempt_at = CASE WHEN r.outcome IN ('retry', 'release')
+                              THEN now() + r.delay_ms * interval '1 millisecond'
+                              ELSE d.next_attempt_at END,
+            locked_by = NULL,
+            last_status = CASE WHEN r.outcome = 'release' THEN d.last_status ELSE r.http_status END,
+            last_error = CASE WHEN r.outcome = 'release' THEN d.last_error ELSE r.error END,
+            delivered_at = CASE WHEN r.outcome = 'delivered' THEN now() ELSE d.delivered_at END,
+            updated_at = now()
+          FROM r
+         WHERE d.id = r.id AND d.status = 'pending'
+           AND (r.outcome = 'delivered' OR d.attempts = r.attempt)
+        RETURNING d.message_id, r.outcome)
+    UPDATE realtime.messages m SET wh_delivered_count = m.wh_delivered_count + s.n
+      FROM (SELECT upd.message_id, count(*)::integer AS n FROM upd
+             WHERE upd.outcome = 'delivered' GROUP BY upd.message_id) s
+     WHERE m.id = s.message_id
+$$;
+COMMENT ON FUNCTION realtime.finish_webhook_deliveries(bigint[], integer[], text[], integer[], text[], double precision[]) IS
+    'Relay: write webhook attempt outcomes and count successes on the messages';
+
+CREATE FUNCTION realtime.webhook_queue_depth() RETURNS bigint
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT count(*) FROM realtime.webhook_deliveries d WHERE d.status = 'pending'
+$$;
+COMMENT ON FUNCTION realtime.webhook_queue_depth() IS 'Relay: pending webhook deliveries';
+
+-- Adds WebSocket audience counts (message id, subscribers) to realtime.messages.ws_audience_count;
+-- each relay adds its own.
+CREATE FUNCTION realtime.add_ws_audience(ids text[], counts integer[]) RETURNS void
+LANGUAGE sql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE realtime.messages m SET ws_audience_count = m.ws_audience_count + u.n
+      FROM (SELECT a.id::uuid AS id, sum(a.n)::integer AS n
+              FROM unnest(ids, counts) AS a(id, n) GROUP BY 1) u
+     WHERE m.id = u.id
+$$;
+COMMENT ON FUNCTION realtime.add_ws_audience(text[], integer[]) IS
+    'Relay: add per-message WebSocket subscriber counts';

@@ -187,9 +187,55 @@ mod tests {
                 "SELECT has_function_privilege('public', 'realtime.retry_failed_webhooks(bigint, text, timestamptz)', 'EXECUTE')",
                 false,
             ),
+            ("SELECT has_function_privilege('public', 'realtime.webhook_queue_depth()', 'EXECUTE')", false),
+            ("SELECT has_function_privilege('public', 'realtime.add_ws_audience(text[], integer[])', 'EXECUTE')", false),
+            (
+                "SELECT has_function_privilege('public', 'realtime.claim_webhook_deliveries(integer, double precision, text, text[])', 'EXECUTE')",
+                false,
+            ),
             ("SELECT has_function_privilege('public', 'realtime.channel_webhook_count(bigint)', 'EXECUTE')", true),
         ] {
             assert_eq!(one::<bool>(sql), Some(want), "{sql}");
         }
+    }
+
+    #[pg_test]
+    fn claim_leases_and_finish_counts_each_success_once() {
+        run("INSERT INTO realtime.channels (pattern, webhook_urls, webhook_secret) \
+             VALUES ('w09', ARRAY['http://a.example/', 'http://b.example/'], 's')");
+        let id = one::<String>("SELECT realtime.publish('w09', 'e', '{\"k\":1}')::text").unwrap();
+        run("UPDATE realtime.webhook_deliveries SET next_attempt_at = now() - interval '1 hour' WHERE channel = 'w09'");
+        let claimed = count(
+            "SELECT count(*) FROM realtime.claim_webhook_deliveries(100, 60000, 'r1', ARRAY['http://b.example/']) \
+             WHERE channel = 'w09' AND attempt = 1 AND secret = 's' AND payload = '{\"k\": 1}' AND message_exists",
+        );
+        assert_eq!(claimed, 1, "the busy URL is skipped");
+        let a =
+            one::<i64>("SELECT id FROM realtime.webhook_deliveries WHERE url = 'http://a.example/'").unwrap();
+        assert_eq!(
+            count("SELECT count(*) FROM realtime.webhook_deliveries WHERE channel = 'w09' AND next_attempt_at > now() + interval '50 seconds'"),
+            1,
+            "the claimed row is leased"
+        );
+        let finish = |outcome: &str, attempt: i32| {
+            run(&format!(
+                "SELECT realtime.finish_webhook_deliveries(ARRAY[{a}]::bigint[], ARRAY[{attempt}], ARRAY['{outcome}'], \
+                 ARRAY[200], ARRAY[NULL]::text[], ARRAY[0]::float8[])"
+            ))
+        };
+        finish("retry", 7);
+        assert_eq!(count("SELECT count(*) FROM realtime.webhook_deliveries WHERE status = 'pending' AND channel = 'w09' AND last_status IS NULL"), 2, "a stale claim's retry is ignored");
+        finish("delivered", 1);
+        finish("delivered", 1);
+        let delivered =
+            one::<i32>(&format!("SELECT wh_delivered_count FROM realtime.messages WHERE id = '{id}'"));
+        assert_eq!(delivered, Some(1), "counted once");
+        assert_eq!(
+            count("SELECT realtime.webhook_queue_depth()"),
+            count("SELECT count(*) FROM realtime.webhook_deliveries WHERE status = 'pending'")
+        );
+        run(&format!("SELECT realtime.add_ws_audience(ARRAY['{id}', '{id}'], ARRAY[2, 3])"));
+        let ws = one::<i32>(&format!("SELECT ws_audience_count FROM realtime.messages WHERE id = '{id}'"));
+        assert_eq!(ws, Some(5));
     }
 }

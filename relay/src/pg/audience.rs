@@ -4,8 +4,9 @@
 //! The dispatcher hands over `(message id, subscribers)` pairs for messages that had
 //! subscribers ([`AudienceHandle::submit`], never waits: when the queue is full the counts are
 //! dropped and counted in [`AudienceHandle::dropped`]). A task sums them per message and writes
-//! each batch (up to [`MAX_BATCH`] messages or [`FLUSH_INTERVAL`]) with one `UPDATE ... FROM
-//! unnest(...)`; several relays each add their own count. The counts are best effort: a relay
+//! each batch (up to [`MAX_BATCH`] messages or [`FLUSH_INTERVAL`]) with one call of
+//! `realtime.add_ws_audience(ids, counts)` (one `UPDATE ... FROM unnest(...)`); several relays
+//! each add their own count. The counts are best effort: a relay
 //! that crashes loses its unwritten counts, never a message.
 
 use std::collections::HashMap;
@@ -26,8 +27,7 @@ pub const MAX_BATCH: usize = 1000;
 /// Dispatched batches waiting for the writer.
 pub const QUEUE_CAPACITY: usize = 4096;
 
-const UPDATE_SQL: &str = "UPDATE realtime.messages m SET ws_audience_count = m.ws_audience_count + u.n \
-     FROM unnest($1::text[], $2::int[]) AS u(id, n) WHERE m.id = u.id::uuid";
+const UPDATE_SQL: &str = "SELECT realtime.add_ws_audience($1, $2)";
 
 /// The dispatcher's side of the writer.
 pub struct AudienceHandle {
@@ -97,8 +97,9 @@ fn add(pending: &mut HashMap<String, u32>, counts: Vec<(String, u32)>) {
     }
 }
 
-async fn write(pool: &Pool, ids: &[String], counts: &[i32]) -> Result<u64, PgError> {
+async fn write(pool: &Pool, ids: &[String], counts: &[i32]) -> Result<(), PgError> {
     let client = pool.get().await?;
     let stmt = client.prepare_cached(UPDATE_SQL).await?;
-    Ok(client.execute(&stmt, &[&ids, &counts]).await?)
+    client.query_one(&stmt, &[&ids, &counts]).await?;
+    Ok(())
 }

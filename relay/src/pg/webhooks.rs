@@ -1,5 +1,8 @@
-//! The webhook queue's queries (`realtime.webhook_deliveries`, `sql/webhooks.sql`): claim due
+//! The webhook queue's calls (`realtime.webhook_deliveries`, `sql/webhooks.sql`): claim due
 //! deliveries under a lease, write outcomes back in one statement per batch, count the queue.
+//! The SQL lives in SECURITY DEFINER functions (`realtime.claim_webhook_deliveries`,
+//! `finish_webhook_deliveries`, `webhook_queue_depth`), so the relay's login needs only EXECUTE
+//! on them.
 //!
 //! Claiming is `FOR UPDATE SKIP LOCKED`, so relays claiming at the same moment never get the
 //! same row; the claim moves `next_attempt_at` to the end of the lease and adds one to
@@ -15,51 +18,14 @@ use deadpool_postgres::Pool;
 
 use super::PgError;
 
-const CLAIM_SQL: &str = "WITH due AS (
-        SELECT d.id, d.message_id, d.channel_id FROM realtime.webhook_deliveries d
-         WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND d.url <> ALL($4::text[])
-         ORDER BY d.next_attempt_at
-         LIMIT $1
-         FOR UPDATE OF d SKIP LOCKED)
-    UPDATE realtime.webhook_deliveries d
-       SET attempts = d.attempts + 1,
-           next_attempt_at = now() + $2::float8 * interval '1 millisecond',
-           locked_by = $3, updated_at = now()
-      FROM due
-      LEFT JOIN realtime.messages m ON m.id = due.message_id
-      LEFT JOIN realtime.channels c ON c.id = due.channel_id
-     WHERE d.id = due.id
-    RETURNING d.id, d.attempts, d.url, d.message_id::text, m.id IS NOT NULL, c.id IS NOT NULL,
-              m.channel, m.event, m.payload::text,
-              to_char(m.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
-              m.sender_type, m.sender_id, c.webhook_secret";
+const CLAIM_SQL: &str =
+    "SELECT id, attempt, url, message_id, message_exists, channel_exists, channel, event, \
+     payload, created_at, sender_type, sender_id, secret \
+     FROM realtime.claim_webhook_deliveries($1, $2, $3, $4)";
 
-const RESULTS_SQL: &str = "WITH r AS (
-        SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::int[], $5::text[], $6::float8[])
-            AS r(id, attempt, outcome, http_status, error, delay_ms)),
-    upd AS (
-        UPDATE realtime.webhook_deliveries d SET
-            status = CASE r.outcome WHEN 'delivered' THEN 'delivered' WHEN 'failed' THEN 'failed'
-                     ELSE 'pending' END,
-            attempts = CASE WHEN r.outcome = 'release' THEN d.attempts - 1 ELSE d.attempts END,
-            next_attempt_at = CASE WHEN r.outcome IN ('retry', 'release')
-                              THEN now() + r.delay_ms * interval '1 millisecond'
-                              ELSE d.next_attempt_at END,
-            locked_by = NULL,
-            last_status = CASE WHEN r.outcome = 'release' THEN d.last_status ELSE r.http_status END,
-            last_error = CASE WHEN r.outcome = 'release' THEN d.last_error ELSE r.error END,
-            delivered_at = CASE WHEN r.outcome = 'delivered' THEN now() ELSE d.delivered_at END,
-            updated_at = now()
-          FROM r
-         WHERE d.id = r.id AND d.status = 'pending'
-           AND (r.outcome = 'delivered' OR d.attempts = r.attempt)
-        RETURNING d.message_id, r.outcome)
-    UPDATE realtime.messages m SET wh_delivered_count = m.wh_delivered_count + s.n
-      FROM (SELECT message_id, count(*)::int AS n FROM upd WHERE outcome = 'delivered'
-             GROUP BY message_id) s
-     WHERE m.id = s.message_id";
+const RESULTS_SQL: &str = "SELECT realtime.finish_webhook_deliveries($1, $2, $3, $4, $5, $6)";
 
-const DEPTH_SQL: &str = "SELECT count(*) FROM realtime.webhook_deliveries WHERE status = 'pending'";
+const DEPTH_SQL: &str = "SELECT realtime.webhook_queue_depth()";
 
 /// A claimed delivery with what its request needs.
 #[derive(Debug, Clone)]
@@ -119,7 +85,7 @@ pub struct DeliveryResult {
 /// Claims up to `limit` due deliveries for `lease`, skipping `busy_urls`.
 pub async fn claim(
     pool: &Pool,
-    limit: i64,
+    limit: i32,
     lease: Duration,
     relay_id: &str,
     busy_urls: &[String],
@@ -176,7 +142,7 @@ pub async fn write_results(pool: &Pool, results: &[DeliveryResult]) -> Result<()
     }
     let client = pool.get().await?;
     let stmt = client.prepare_cached(RESULTS_SQL).await?;
-    client.execute(&stmt, &[&ids, &attempts, &outcomes, &statuses, &errors, &delays]).await?;
+    client.query_one(&stmt, &[&ids, &attempts, &outcomes, &statuses, &errors, &delays]).await?;
     Ok(())
 }
 

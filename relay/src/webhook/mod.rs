@@ -186,7 +186,7 @@ impl Webhooks {
                 let busy = self.busy_urls();
                 let claimed = match queue::claim(
                     &self.pool,
-                    limit as i64,
+                    limit as i32,
                     self.settings.lease,
                     &self.relay_id,
                     &busy,
