@@ -5,8 +5,9 @@
 //! - [`sign`]: the signature; [`retry`]: outcome, backoff and `Retry-After`; [`target`]: the
 //!   private-address policy and the DNS resolver that enforces it; [`send`]: one attempt.
 //! - The claim loop wakes when the replication stream dispatches a message with webhooks
-//!   ([`Webhooks::wake`]), when a busy relay frees capacity, and every [`POLL`] for retries
-//!   that came due and deliveries enqueued while no relay ran.
+//!   ([`Webhooks::wake`]), when a busy relay frees capacity, when a retry it scheduled falls
+//!   due, and every [`POLL`] for other relays' retries and deliveries enqueued while no relay
+//!   ran.
 //! - Concurrency: at most `concurrency` attempts in flight, at most `per_endpoint` per URL. A
 //!   claim skips URLs that are already at their limit, and a claimed row whose URL filled up
 //!   meanwhile is released (its attempt given back), so a slow endpoint never holds capacity
@@ -89,6 +90,9 @@ pub struct Webhooks {
     client: reqwest::Client,
     wake: Notify,
     starved: AtomicBool,
+    /// The earliest retry this relay scheduled and has not claimed yet, so the claim loop wakes
+    /// for it instead of waiting for the next poll.
+    next_due: Mutex<Option<Instant>>,
     total: Arc<Semaphore>,
     endpoints: Mutex<HashMap<String, Arc<Semaphore>>>,
     results: mpsc::Sender<DeliveryResult>,
@@ -124,6 +128,7 @@ impl Webhooks {
             client,
             wake: Notify::new(),
             starved: AtomicBool::new(false),
+            next_due: Mutex::new(None),
             total: Arc::new(Semaphore::new(settings.concurrency)),
             endpoints: Mutex::new(HashMap::new()),
             results: tx,
@@ -168,7 +173,7 @@ impl Webhooks {
             tokio::select! {
                 _ = self.stop_claims.cancelled() => return,
                 _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(POLL) => {}
+                _ = tokio::time::sleep(self.until_next_claim()) => {}
             }
             if depth_at.is_none_or(|t| t.elapsed() >= DEPTH_INTERVAL) {
                 depth_at = Some(Instant::now());
@@ -210,6 +215,30 @@ impl Webhooks {
         }
     }
 
+    /// How long the claim loop may sleep: until the next poll or the earliest retry this relay
+    /// scheduled, whichever comes first.
+    fn until_next_claim(&self) -> Duration {
+        let mut next = self.next_due.lock().expect("next_due lock");
+        let now = Instant::now();
+        match *next {
+            Some(at) if at <= now => {
+                *next = None;
+                Duration::ZERO
+            }
+            Some(at) => (at - now).min(POLL),
+            None => POLL,
+        }
+    }
+
+    /// Remembers that a retry falls due after `delay`.
+    fn retry_after(&self, delay: Duration) {
+        let at = Instant::now() + delay;
+        let mut next = self.next_due.lock().expect("next_due lock");
+        if next.is_none_or(|n| at < n) {
+            *next = Some(at);
+        }
+    }
+
     /// URLs at their concurrency limit; drops idle entries when the map grows.
     fn busy_urls(&self) -> Vec<String> {
         let mut map = self.endpoints.lock().expect("endpoints lock");
@@ -235,6 +264,7 @@ impl Webhooks {
         let permits = match (self.total.clone().try_acquire_owned(), self.endpoint_permit(&c.url)) {
             (Ok(total), Some(endpoint)) => (total, endpoint),
             _ => {
+                self.retry_after(RELEASE_DELAY);
                 let written = Written::Release { delay: RELEASE_DELAY };
                 let _ = self.results.send(DeliveryResult { id: c.id, attempt: c.attempt, written }).await;
                 return;
@@ -257,6 +287,7 @@ impl Webhooks {
                 Outcome::Retry { status, error, delay } => {
                     this.stats.retried.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(url = %c.url, attempt, %error, "webhook attempt failed; retrying");
+                    this.retry_after(delay);
                     Written::Retry { status, error, delay }
                 }
                 Outcome::Failed { status, error } => {
