@@ -16,7 +16,7 @@ export PG_BIN := $(patsubst %/,%,$(dir $(PG_CONFIG)))
 # On a non-root machine, let pgrx use sudo to write into the system Postgres.
 PGRX_SUDO := $(if $(filter 0,$(shell id -u)),,--sudo)
 
-.PHONY: run test deps build install-ext lint test-unit test-ext test-e2e test-js fmt bench bench-ingest bench-changes bench-latency bench-fanout bench-presence
+.PHONY: run test deps build install-ext lint test-unit test-ext test-e2e test-js fmt bench bench-ingest bench-changes bench-latency bench-fanout bench-presence bench-webhooks
 
 run: install-ext build
 	@scripts/run.sh
@@ -74,9 +74,13 @@ bench-fanout: install-ext
 bench-presence: install-ext
 	bench/presence/run.sh
 
+bench-webhooks: install-ext
+	bench/webhooks/run.sh
+
 # A short smoke run of every scenario, to keep the harness working (needs jq and curl).
 bench: install-ext build
 	bench/ingest/run.sh --smoke
 	bench/latency/run.sh --smoke
 	bench/fanout/run.sh --smoke
 	bench/presence/run.sh --smoke
+	bench/webhooks/run.sh --smoke

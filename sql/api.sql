@@ -161,7 +161,8 @@ COMMENT ON FUNCTION realtime.broadcast(text, text, jsonb) IS
     'Ephemeral message: a logical-decoding message (prefix realtime:broadcast) emitted at commit';
 
 ------------------------------------------------------------------------------------------------
--- cleanup_messages: retention, in batches, oldest first. Also trims the cursor mapping.
+-- cleanup_messages: retention, in batches, oldest first. Also trims the cursor mapping and the
+-- webhook deliveries.
 
 CREATE FUNCTION realtime.cleanup_messages(batch integer DEFAULT 1000) RETURNS integer
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
@@ -196,6 +197,13 @@ BEGIN
                       ORDER BY o.commit_lsn
                       LIMIT batch
                       FOR UPDATE SKIP LOCKED);
+
+    -- Webhook deliveries (sql/webhooks.sql) follow their messages' retention.
+    DELETE FROM realtime.webhook_deliveries w
+     WHERE w.id IN (SELECT o.id FROM realtime.webhook_deliveries o
+                     WHERE o.created_at < v_cutoff
+                     LIMIT batch
+                     FOR UPDATE SKIP LOCKED);
 
     RETURN v_deleted;
 END;

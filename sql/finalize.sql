@@ -25,7 +25,8 @@ GRANT EXECUTE ON FUNCTION
     realtime.validate_pattern(text),
     realtime.validate_channel(text),
     realtime.validate_event(text),
-    realtime.channel_template_columns(text)
+    realtime.channel_template_columns(text),
+    realtime.channel_webhook_count(bigint)
 TO PUBLIC;
 
 REVOKE EXECUTE ON FUNCTION
@@ -36,8 +37,21 @@ REVOKE EXECUTE ON FUNCTION
     realtime.invalidate_publish_cache(),
     realtime.broadcast_changes(),
     realtime.watch_table(regclass, text, text[], text, boolean, text[]),
-    realtime.unwatch_table(regclass)
+    realtime.unwatch_table(regclass),
+    realtime.enqueue_webhooks(),
+    realtime.check_webhook_settings(),
+    realtime.claim_webhook_deliveries(integer, double precision, text, text[]),
+    realtime.finish_webhook_deliveries(bigint[], integer[], text[], integer[], text[], double precision[]),
+    realtime.webhook_queue_depth(),
+    realtime.add_ws_audience(text[], integer[]),
+    realtime.retry_failed_webhooks(bigint, text, timestamptz)
 FROM PUBLIC;
+
+-- Webhooks (sql/webhooks.sql): the queue and its views hold webhook URLs, so, like config and
+-- commits, they get no grants; retry_failed_webhooks is for roles the owner grants.
+-- channel_webhook_count is PUBLIC: the relay's client publish runs it under the client's role.
+-- The relay's queue functions (claim/finish_webhook_deliveries, webhook_queue_depth,
+-- add_ws_audience) are for the relay's login: GRANT EXECUTE on them unless it owns the extension.
 
 -- Table change events: whoever may attach realtime.broadcast_changes to a table (EXECUTE on it,
 -- plus the TRIGGER privilege on the table) decides what that table publishes, so it is granted

@@ -116,6 +116,8 @@ pub struct Grants {
     pub insert_messages: Option<bool>,
     pub insert_commits: Option<bool>,
     pub execute_publish: Option<bool>,
+    /// EXECUTE on the webhook queue functions (`realtime.claim_webhook_deliveries`, ...).
+    pub execute_webhooks: Option<bool>,
 }
 
 /// What the catalog says, read by [`gather`].
@@ -386,12 +388,21 @@ fn grants(f: &Facts) -> Item {
             "EXECUTE on realtime.publish",
             "GRANT EXECUTE ON FUNCTION realtime.publish(text, text, jsonb)",
         ),
+        (
+            g.execute_webhooks,
+            "EXECUTE on the webhook queue functions",
+            "GRANT EXECUTE ON FUNCTION realtime.claim_webhook_deliveries(integer, double precision, text, text[]), \
+             realtime.finish_webhook_deliveries(bigint[], integer[], text[], integer[], text[], double precision[]), \
+             realtime.webhook_queue_depth(), realtime.add_ws_audience(text[], integer[])",
+        ),
     ];
     let missing: Vec<_> = wanted.iter().filter(|(has, _, _)| *has != Some(true)).collect();
     if missing.is_empty() {
         return Item::ok(
             NAME,
-            format!("login '{login}' may SELECT/INSERT realtime.messages, INSERT realtime.commits, EXECUTE realtime.publish"),
+            format!(
+                "login '{login}' may SELECT/INSERT realtime.messages, INSERT realtime.commits, EXECUTE realtime.publish and the webhook queue functions"
+            ),
         );
     }
     let what: Vec<String> = missing
@@ -517,7 +528,12 @@ pub async fn gather(config: &Config) -> Result<Facts, CheckError> {
                     CASE WHEN to_regclass('realtime.commits') IS NOT NULL \
                     THEN has_table_privilege('realtime.commits', 'INSERT') END, \
                     CASE WHEN to_regprocedure('realtime.publish(text,text,jsonb)') IS NOT NULL \
-                    THEN has_function_privilege('realtime.publish(text,text,jsonb)', 'EXECUTE') END",
+                    THEN has_function_privilege('realtime.publish(text,text,jsonb)', 'EXECUTE') END, \
+                    CASE WHEN to_regprocedure('realtime.add_ws_audience(text[],integer[])') IS NOT NULL \
+                    THEN has_function_privilege('realtime.claim_webhook_deliveries(integer,double precision,text,text[])', 'EXECUTE') \
+                     AND has_function_privilege('realtime.finish_webhook_deliveries(bigint[],integer[],text[],integer[],text[],double precision[])', 'EXECUTE') \
+                     AND has_function_privilege('realtime.webhook_queue_depth()', 'EXECUTE') \
+                     AND has_function_privilege('realtime.add_ws_audience(text[],integer[])', 'EXECUTE') END",
             &[],
         )
         .await?;
@@ -526,6 +542,7 @@ pub async fn gather(config: &Config) -> Result<Facts, CheckError> {
         insert_messages: g.get(1),
         insert_commits: g.get(2),
         execute_publish: g.get(3),
+        execute_webhooks: g.get(4),
     };
     drop(client);
     let _ = conn.await;

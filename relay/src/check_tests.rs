@@ -30,6 +30,7 @@ fn good() -> Facts {
             insert_messages: Some(true),
             insert_commits: Some(true),
             execute_publish: Some(true),
+            execute_webhooks: Some(true),
         },
     }
 }

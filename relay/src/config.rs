@@ -4,6 +4,7 @@
 //! reason, so `main` can print a single clear line and exit.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -30,7 +31,7 @@ pub enum Command {
     Token(TokenArgs),
     /// Check the database, the login and the settings the relay would run with (same flags as the
     /// server); one line per item, with a fix for each failure. Exit code 0 when none failed.
-    Check(ServeArgs),
+    Check(Box<ServeArgs>),
     /// GET http://<bind>/healthz of a running relay; exit 0 when it answers 200 (for containers).
     Healthcheck(HealthcheckArgs),
 }
@@ -149,6 +150,32 @@ pub struct ServeArgs {
     /// Emit logs as JSON lines.
     #[arg(long, env = "REALTIME_LOG_JSON", default_value_t = false)]
     pub log_json: bool,
+    /// Allow webhook URLs on loopback, private, link-local, CGNAT and IPv6 unique-local
+    /// addresses (refused by default, so channel owners cannot probe the relay's network).
+    #[arg(long, env = "REALTIME_WEBHOOK_ALLOW_PRIVATE", default_value_t = false)]
+    pub webhook_allow_private: bool,
+    /// Seconds one webhook attempt may take (connect, send, response).
+    #[arg(long, env = "REALTIME_WEBHOOK_TIMEOUT_SECS", default_value_t = 10)]
+    pub webhook_timeout_secs: u64,
+    /// Attempts per webhook delivery before it is marked failed.
+    #[arg(long, env = "REALTIME_WEBHOOK_MAX_ATTEMPTS", default_value_t = 8)]
+    pub webhook_max_attempts: u32,
+    /// Webhook attempts in flight at once on this relay; 0 disables webhook delivery here.
+    #[arg(long, env = "REALTIME_WEBHOOK_CONCURRENCY", default_value_t = 64)]
+    pub webhook_concurrency: usize,
+    /// Webhook attempts in flight at once to one URL.
+    #[arg(long, env = "REALTIME_WEBHOOK_ENDPOINT_CONCURRENCY", default_value_t = 8)]
+    pub webhook_endpoint_concurrency: usize,
+    /// Seconds a claimed delivery stays with this relay; after that (relay crashed) another
+    /// relay retries it. Must exceed --webhook-timeout-secs.
+    #[arg(long, env = "REALTIME_WEBHOOK_LEASE_SECS", default_value_t = 60)]
+    pub webhook_lease_secs: u64,
+    /// First retry delay in milliseconds; doubles per attempt, with jitter.
+    #[arg(long, env = "REALTIME_WEBHOOK_RETRY_BASE_MS", default_value_t = 1000)]
+    pub webhook_retry_base_ms: u64,
+    /// Longest retry delay in seconds (also caps Retry-After).
+    #[arg(long, env = "REALTIME_WEBHOOK_RETRY_MAX_SECS", default_value_t = 3600)]
+    pub webhook_retry_max_secs: u64,
 }
 
 /// Why the configuration was refused. Each message names the setting.
@@ -182,6 +209,8 @@ pub enum ConfigError {
     Zero(&'static str),
     #[error("--{0} must be greater than --{1}")]
     NotAbove(&'static str, &'static str),
+    #[error("--webhook-lease-secs ({lease}) must be greater than --webhook-timeout-secs ({timeout})")]
+    LeaseNotOverTimeout { lease: u64, timeout: u64 },
 }
 
 /// Validated settings the server runs with.
@@ -207,6 +236,7 @@ pub struct Config {
     pub max_replay: usize,
     pub presence: PresenceLimits,
     pub log_json: bool,
+    pub webhooks: crate::webhook::WebhookSettings,
 }
 
 /// Presence limits and timing.
@@ -294,6 +324,11 @@ impl TryFrom<ServeArgs> for Config {
             ("presence-relay-timeout-secs", a.presence_relay_timeout_secs as usize),
             ("ping-interval-secs", a.ping_interval_secs as usize),
             ("ping-timeout-secs", a.ping_timeout_secs as usize),
+            ("webhook-timeout-secs", a.webhook_timeout_secs as usize),
+            ("webhook-max-attempts", a.webhook_max_attempts as usize),
+            ("webhook-endpoint-concurrency", a.webhook_endpoint_concurrency),
+            ("webhook-retry-base-ms", a.webhook_retry_base_ms as usize),
+            ("webhook-retry-max-secs", a.webhook_retry_max_secs as usize),
         ] {
             if v == 0 {
                 return Err(ConfigError::Zero(name));
@@ -314,6 +349,24 @@ impl TryFrom<ServeArgs> for Config {
             relay_timeout: secs(a.presence_relay_timeout_secs),
             ping_interval: secs(a.ping_interval_secs),
             ping_timeout: secs(a.ping_timeout_secs),
+        };
+        if a.webhook_lease_secs <= a.webhook_timeout_secs {
+            return Err(ConfigError::LeaseNotOverTimeout {
+                lease: a.webhook_lease_secs,
+                timeout: a.webhook_timeout_secs,
+            });
+        }
+        let webhooks = crate::webhook::WebhookSettings {
+            concurrency: a.webhook_concurrency,
+            per_endpoint: a.webhook_endpoint_concurrency,
+            timeout: Duration::from_secs(a.webhook_timeout_secs),
+            lease: Duration::from_secs(a.webhook_lease_secs),
+            allow_private: a.webhook_allow_private,
+            retry: crate::webhook::retry::RetryPolicy {
+                max_attempts: a.webhook_max_attempts,
+                base: Duration::from_millis(a.webhook_retry_base_ms),
+                max_delay: Duration::from_secs(a.webhook_retry_max_secs),
+            },
         };
         Ok(Config {
             database_url,
@@ -336,6 +389,7 @@ impl TryFrom<ServeArgs> for Config {
             max_replay: a.max_replay,
             presence,
             log_json: a.log_json,
+            webhooks,
         })
     }
 }
@@ -357,7 +411,7 @@ mod tests {
     fn check_subcommand_takes_the_server_flags() {
         let v = ["realtime-relay", "check", "--database-url", "postgres://p@h/d", "--relay-id", "r2"];
         let Some(Command::Check(a)) = Cli::try_parse_from(v).unwrap().command else { panic!("not check") };
-        let c = Config::try_from(ServeArgs { jwt_secret: Some("0123456789abcdef".into()), ..a }).unwrap();
+        let c = Config::try_from(ServeArgs { jwt_secret: Some("0123456789abcdef".into()), ..*a }).unwrap();
         assert_eq!((c.database_url.as_str(), c.slot_name().as_str()), ("postgres://p@h/d", "realtime_r2"));
     }
 
@@ -445,6 +499,22 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("presence-max-members"));
+    }
+
+    #[test]
+    fn webhook_defaults_and_lease_must_exceed_timeout() {
+        let w = args(&[]).unwrap().webhooks;
+        assert_eq!((w.concurrency, w.per_endpoint, w.retry.max_attempts), (64, 8, 8));
+        assert_eq!((w.timeout, w.lease), (Duration::from_secs(10), Duration::from_secs(60)));
+        assert!(!w.allow_private);
+        assert!(args(&["--webhook-allow-private"]).unwrap().webhooks.allow_private);
+        let e = args(&["--webhook-timeout-secs", "30", "--webhook-lease-secs", "30"]).unwrap_err();
+        assert!(e.to_string().contains("--webhook-lease-secs (30) must be greater"), "{e}");
+        assert!(args(&["--webhook-max-attempts", "0"])
+            .unwrap_err()
+            .to_string()
+            .contains("--webhook-max-attempts"));
+        assert_eq!(args(&["--webhook-concurrency", "0"]).unwrap().webhooks.concurrency, 0);
     }
 
     #[test]

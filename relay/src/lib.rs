@@ -18,4 +18,5 @@ pub mod protocol;
 pub mod publish;
 pub mod server;
 pub mod shutdown;
+pub mod webhook;
 pub mod ws;

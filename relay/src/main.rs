@@ -13,7 +13,7 @@ fn main() -> anyhow::Result<()> {
             println!("{}", realtime_relay::auth::mint(&t.jwt_secret, &t.role, t.sub.as_deref(), t.ttl_secs));
             return Ok(());
         }
-        Some(Command::Check(args)) => std::process::exit(check(args)?),
+        Some(Command::Check(args)) => std::process::exit(check(*args)?),
         Some(Command::Healthcheck(h)) => {
             let timeout = std::time::Duration::from_secs(h.timeout_secs.max(1));
             match realtime_relay::healthcheck::check(&h.bind, timeout) {

@@ -27,6 +27,9 @@
 //!
 //! Presence: `presence_members` (gauge: members over all channels, every relay's view),
 //! `presence_frames_sent_total`, `presence_dead_relays_reaped_total`.
+//!
+//! Webhooks: `webhook_attempts_total{outcome="succeeded|retried|failed"}`,
+//! `webhook_queue_depth` (gauge), `webhook_attempt_duration_seconds` (histogram).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -59,6 +62,9 @@ pub const KINDS: [&str; 2] = ["stored", "ephemeral"];
 /// Outcome labels of `realtime_publishes_total`.
 pub const PUBLISH_OUTCOMES: [&str; 6] =
     ["ok", "unauthorized", "not_found", "too_large", "rate_limited", "error"];
+
+/// Outcome labels of `realtime_webhook_attempts_total`.
+pub const WEBHOOK_OUTCOMES: [&str; 3] = ["succeeded", "retried", "failed"];
 
 /// Stored (persisted) or ephemeral publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,6 +189,14 @@ pub struct Snapshot {
     pub presence_members: u64,
     pub presence_frames: u64,
     pub dead_relays_reaped: u64,
+    /// Webhook attempts by outcome, indexed like [`WEBHOOK_OUTCOMES`].
+    pub webhook_outcomes: [u64; 3],
+    /// Pending webhook deliveries at the last count (-1: not counted yet or webhooks disabled).
+    pub webhook_queue_depth: i64,
+    /// Attempt latency per bucket of [`crate::webhook::LATENCY_BUCKETS`] plus `+Inf`, not
+    /// cumulative.
+    pub webhook_latency_buckets: [u64; 12],
+    pub webhook_latency_sum_micros: u64,
 }
 
 impl Snapshot {
@@ -211,6 +225,16 @@ impl Snapshot {
             ..Snapshot::default()
         };
         s.read_replication(&app.replication);
+        s.webhook_queue_depth = -1;
+        if let Some(w) = &app.webhooks {
+            let w = &w.stats;
+            s.webhook_outcomes = [load(&w.succeeded), load(&w.retried), load(&w.failed)];
+            s.webhook_queue_depth = w.queue_depth.load(Ordering::Relaxed);
+            for (i, b) in w.latency_buckets.iter().enumerate() {
+                s.webhook_latency_buckets[i] = load(b);
+            }
+            s.webhook_latency_sum_micros = load(&w.latency_sum_micros);
+        }
         for (i, c) in app.metrics.subscribe_checks.iter().enumerate() {
             s.subscribe_checks[i] = load(c);
         }
@@ -324,7 +348,23 @@ pub fn render(s: &Snapshot) -> Result<String, MetricsError> {
         "Relays this relay declared dead (heartbeat older than the timeout).",
         s.dead_relays_reaped,
     )?;
+
+    let webhooks = IntCounterVec::new(
+        Opts::new("webhook_attempts_total", "Webhook attempts by outcome (succeeded, retried, failed)."),
+        &["outcome"],
+    )?;
+    for (label, v) in WEBHOOK_OUTCOMES.iter().zip(s.webhook_outcomes) {
+        webhooks.with_label_values(&[label]).inc_by(v);
+    }
+    registry.register(Box::new(webhooks))?;
+    let depth = IntGauge::new(
+        "webhook_queue_depth",
+        "Pending webhook deliveries (refreshed every 5 s; -1 before the first count).",
+    )?;
+    depth.set(s.webhook_queue_depth);
+    registry.register(Box::new(depth))?;
     let mut text = TextEncoder::new().encode_to_string(&registry.gather())?;
+    render_latency(&mut text, s);
     s.commit_to_send.render(
         &mut text,
         "commit_to_send_seconds",
@@ -336,6 +376,29 @@ pub fn render(s: &Snapshot) -> Result<String, MetricsError> {
         "Duration of subscribe permission (RLS) checks in Postgres.",
     );
     Ok(text)
+}
+
+/// `realtime_webhook_attempt_duration_seconds` as a Prometheus histogram, from the bucket
+/// counts (the `prometheus` crate cannot build a histogram from stored counts).
+fn render_latency(out: &mut String, s: &Snapshot) {
+    use std::fmt::Write;
+    let name = "realtime_webhook_attempt_duration_seconds";
+    let _ = writeln!(out, "# HELP {name} Webhook attempt latency (request sent to response read).");
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    let mut cumulative = 0;
+    for (i, count) in s.webhook_latency_buckets.iter().enumerate() {
+        cumulative += count;
+        match crate::webhook::LATENCY_BUCKETS.get(i) {
+            Some(le) => {
+                let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+            }
+            None => {
+                let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+            }
+        }
+    }
+    let _ = writeln!(out, "{name}_sum {}", s.webhook_latency_sum_micros as f64 / 1e6);
+    let _ = writeln!(out, "{name}_count {cumulative}");
 }
 
 /// `GET /metrics`.

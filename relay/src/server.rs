@@ -1,5 +1,5 @@
-//! Wires the relay together: pool, hub, replication stream, dispatcher and the HTTP/WebSocket
-//! server, and shuts them down in order.
+//! Wires the relay together: pool, hub, replication stream, dispatcher, webhook worker and the
+//! HTTP/WebSocket server, and shuts them down in order.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,8 +12,10 @@ use tokio_util::task::TaskTracker;
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::pg::audience::AudienceHandle;
 use crate::pg::cursor::Cursor;
-use crate::pg::replication::{self, CommitBatch, ReplicationConfig, ReplicationStatus};
+use crate::pg::replication::{self, CommitBatch, LogEvent, ReplicationConfig, ReplicationStatus};
+use crate::webhook::Webhooks;
 
 /// Shared state of a running relay.
 pub struct App {
@@ -31,6 +33,8 @@ pub struct App {
     pub metrics: crate::metrics::Counters,
     /// Presence writes and this relay's presence identity.
     pub presence: Arc<crate::pg::presence::Presence>,
+    /// The webhook worker (None with `--webhook-concurrency 0`).
+    pub webhooks: Option<Arc<Webhooks>>,
 }
 
 /// Why the server could not run.
@@ -42,6 +46,8 @@ pub enum ServerError {
     Bind { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+    #[error(transparent)]
+    Webhooks(#[from] crate::webhook::ClientError),
 }
 
 /// Runs the relay until `shutdown` is cancelled.
@@ -51,6 +57,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
         .await
         .map_err(|source| ServerError::Bind { addr: config.bind, source })?;
     let status = Arc::new(ReplicationStatus::default());
+    let webhooks = match config.webhooks.concurrency {
+        0 => None,
+        _ => Some(Webhooks::start(pool.clone(), config.webhooks, config.relay_id.clone())?),
+    };
+    let audience = AudienceHandle::spawn(pool.clone());
     let app = Arc::new(App {
         auth: Authenticator::with_keys(
             config.jwt_secret.as_deref(),
@@ -67,6 +78,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
         connections: Default::default(),
         metrics: Default::default(),
         presence: Arc::new(crate::pg::presence::Presence::new(&config.relay_id)),
+        webhooks,
         config,
     });
 
@@ -77,7 +89,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
         publication: "realtime_messages".into(),
     };
     let repl_task = tokio::spawn(replication::run(repl_cfg, batches_tx, status, shutdown.clone()));
-    let dispatcher = tokio::spawn(dispatch(app.clone(), batches_rx));
+    let dispatcher = tokio::spawn(dispatch(app.clone(), batches_rx, audience));
     tokio::spawn(seed_position(app.clone()));
     let timing = crate::pg::presence::Timing {
         heartbeat: app.config.presence.heartbeat,
@@ -113,7 +125,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
         Err(_) => tracing::warn!("replication stream did not stop within 5 s"),
         _ => {}
     }
-    dispatcher.abort();
+    // the replication task has stopped, so the dispatcher drains and ends
+    match tokio::time::timeout(Duration::from_secs(5), dispatcher).await {
+        Ok(Ok(audience)) => audience.close(Duration::from_secs(2)).await,
+        _ => tracing::warn!("dispatcher did not stop within 5 s"),
+    }
+    if let Some(webhooks) = &app.webhooks {
+        webhooks.stop().await;
+    }
     tracing::info!("relay stopped");
     served.map_err(ServerError::Serve)
 }
@@ -133,10 +152,28 @@ async fn seed_position(app: Arc<App>) {
     }
 }
 
-/// Hands each committed batch to the hub, in order.
-async fn dispatch(app: Arc<App>, mut rx: mpsc::Receiver<CommitBatch>) {
+/// Hands each committed batch to the hub, in order; passes the per-message subscriber counts to
+/// the `ws_audience_count` writer and wakes the webhook worker for messages with webhooks.
+/// Returns the writer when the replication stream has ended.
+async fn dispatch(
+    app: Arc<App>,
+    mut rx: mpsc::Receiver<CommitBatch>,
+    audience: AudienceHandle,
+) -> AudienceHandle {
+    let mut counts = Vec::new();
     while let Some(batch) = rx.recv().await {
-        app.hub.dispatch(&batch);
+        app.hub.dispatch_counting(&batch, &mut counts);
         app.acks.resolve(&batch);
+        if !counts.is_empty() {
+            audience.submit(std::mem::take(&mut counts));
+        }
+        if let Some(webhooks) = &app.webhooks {
+            let has_webhooks =
+                batch.events.iter().any(|e| matches!(e, LogEvent::Stored(m) if m.wh_audience > 0));
+            if has_webhooks {
+                webhooks.wake();
+            }
+        }
     }
+    audience
 }

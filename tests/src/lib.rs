@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod http;
 pub mod jwt;
 pub mod relay;
+pub mod sink;
 pub mod sql;
 pub mod ws;
 
@@ -22,6 +23,7 @@ pub use cluster::Cluster;
 pub use http::{http_get, http_post_json};
 pub use jwt::{mint_token, mint_token_with_exp};
 pub use relay::{Relay, RelayOptions};
+pub use sink::{Captured, Reply, Sink};
 pub use sql::{allow_everyone, assert_uuid, create_channel, open_channel, publish, try_publish};
 pub use ws::{Connect, Refusal, Ws};
 

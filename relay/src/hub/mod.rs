@@ -286,6 +286,12 @@ impl Hub {
 
     /// Delivers one committed batch, in order. Returns the number of frames queued.
     pub fn dispatch(&self, batch: &CommitBatch) -> usize {
+        self.dispatch_counting(batch, &mut Vec::new())
+    }
+
+    /// [`Hub::dispatch`], also pushing `(message id, subscribers)` to `audience` for every stored
+    /// message that had local subscribers (for `realtime.messages.ws_audience_count`).
+    pub fn dispatch_counting(&self, batch: &CommitBatch, audience: &mut Vec<(String, u32)>) -> usize {
         let state = self.state.read().expect("hub lock");
         let mut queued = 0;
         let mut last_commit = None;
@@ -337,6 +343,9 @@ impl Hub {
                 }
             };
             if let Some(subs) = state.channels.get(channel) {
+                if let (LogEvent::Stored(m), false) = (event, subs.is_empty()) {
+                    audience.push((m.id.clone(), u32::try_from(subs.len()).unwrap_or(u32::MAX)));
+                }
                 let cursor = cursor.map(|c| c.to_string());
                 let frame = Frame::from(message(&MessageFields { cursor: cursor.as_deref(), ..fields }));
                 let mut sent = 0u64;
@@ -409,6 +418,7 @@ mod tests {
             sender_id: None,
             created_at: "2026-11-23T10:00:00Z".into(),
             cursor: Cursor { commit_lsn: lsn, seq },
+            wh_audience: 0,
         })
     }
 
@@ -446,6 +456,24 @@ mod tests {
         assert_eq!(hub.dispatch(&batch(vec![stored("c", 2, 1)])), 2);
         let (fa, fb) = (ra.try_recv().unwrap(), rb.try_recv().unwrap());
         assert_eq!(fa.as_str().as_ptr(), fb.as_str().as_ptr(), "frames share one buffer");
+    }
+
+    #[test]
+    fn dispatch_counting_reports_subscribers_of_stored_messages_only() {
+        let hub = Hub::new();
+        let (a, _ra, _) = session(&hub, 8);
+        let (b, _rb, _) = session(&hub, 8);
+        hub.subscribe("c", &a, |_| Frame::from("r"));
+        hub.subscribe("c", &b, |_| Frame::from("r"));
+        let eph = LogEvent::Ephemeral(Ephemeral {
+            channel: "c".into(),
+            event: "e".into(),
+            payload: "{}".into(),
+            sender_id: None,
+        });
+        let mut counts = Vec::new();
+        hub.dispatch_counting(&batch(vec![stored("c", 2, 1), stored("nobody", 2, 2), eph]), &mut counts);
+        assert_eq!(counts, vec![("id-1".to_string(), 2)]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Everything that talks to Postgres: the connection pool, permission checks run under the
 //! client's role and claims, and the replication stream that follows the message log.
 
+pub mod audience;
 pub mod authz;
 pub mod cursor;
 pub mod history;
@@ -10,6 +11,7 @@ pub mod positions;
 pub mod presence;
 pub mod publish;
 pub mod replication;
+pub mod webhooks;
 
 /// Errors of the Postgres layer.
 #[derive(Debug, thiserror::Error)]

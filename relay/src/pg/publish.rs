@@ -2,7 +2,9 @@
 //!
 //! * A persisted client publish is an `INSERT` into `realtime.messages` under the client's role
 //!   and claims, so the owner's RLS `WITH CHECK` policies decide; the row then flows through
-//!   logical replication like any other message.
+//!   logical replication like any other message. It stores the channel's webhook count in
+//!   `wh_audience_count` (`realtime.channel_webhook_count`, which the client's role may call), so
+//!   the `enqueue_webhooks` trigger queues its webhooks in the same transaction.
 //! * An ephemeral client publish passes the same check (the insert is rolled back) and is
 //!   emitted as a transactional `realtime:broadcast` logical message that every relay decodes.
 //! * A trusted service (the `service_role` token) publishes with `realtime.publish()` as the
@@ -76,8 +78,10 @@ pub async fn insert_as(
         .await?;
     let insert = tx
         .prepare_cached(
-            "INSERT INTO realtime.messages (id, channel, channel_id, event, payload, sender_type, sender_id) \
-             VALUES ($1::text::uuid, $2, $3, $4, $5::text::jsonb, 'user', $6)",
+            "INSERT INTO realtime.messages \
+             (id, channel, channel_id, event, payload, sender_type, sender_id, wh_audience_count) \
+             VALUES ($1::text::uuid, $2, $3, $4, $5::text::jsonb, 'user', $6, \
+                     realtime.channel_webhook_count($3))",
         )
         .await?;
     for (m, payload) in messages.iter().zip(&payloads) {

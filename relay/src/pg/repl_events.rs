@@ -31,6 +31,8 @@ pub struct StoredMessage {
     /// RFC 3339 UTC with microseconds, e.g. `2026-11-23T10:50:00.123456Z`.
     pub created_at: String,
     pub cursor: Cursor,
+    /// `wh_audience_count`: webhook deliveries enqueued with the message (0 for most).
+    pub wh_audience: i32,
 }
 
 /// A `realtime.broadcast` (or client `persist:false`) message: delivered, never stored.
@@ -100,6 +102,7 @@ pub fn stored_from_row(row: &Row, commit_lsn: u64) -> Result<(StoredMessage, Opt
         sender_id: get("sender_id"),
         created_at,
         cursor: Cursor::new(commit_lsn, seq),
+        wh_audience: get("wh_audience_count").and_then(|v| v.parse().ok()).unwrap_or(0),
     };
     Ok((msg, get("xid")))
 }

@@ -211,6 +211,7 @@ mod tests {
             sender_id: None,
             created_at: "2026-11-23T10:50:00.000000Z".into(),
             cursor: Cursor::new(0, seq),
+            wh_audience: 0,
         }
     }
 

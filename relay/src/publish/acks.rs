@@ -67,6 +67,7 @@ mod tests {
             sender_id: None,
             created_at: "2026-11-23T10:00:00.000000Z".into(),
             cursor: Cursor::new(lsn, 1),
+            wh_audience: 0,
         })
     }
 
