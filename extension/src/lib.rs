@@ -57,6 +57,9 @@ pub extern "C-unwind" fn _PG_init() {
 }
 
 #[cfg(any(test, feature = "pg_test"))]
+mod pg_test_sql;
+
+#[cfg(any(test, feature = "pg_test"))]
 mod pg_tests;
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -7,20 +7,8 @@
 
 #[pgrx::pg_schema]
 mod tests {
-    use pgrx::datum::{FromDatum, IntoDatum};
+    use crate::pg_test_sql::{count, one, run, try_sql};
     use pgrx::prelude::*;
-
-    fn run(sql: &str) {
-        Spi::run(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-
-    fn one<T: FromDatum + IntoDatum>(sql: &str) -> Option<T> {
-        Spi::get_one::<T>(sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
-    }
-
-    fn count(sql: &str) -> i64 {
-        one::<i64>(sql).expect("count is never NULL")
-    }
 
     fn channel(pattern: &str) -> i64 {
         let sql = format!("INSERT INTO realtime.channels (pattern) VALUES ('{pattern}') RETURNING id");
@@ -28,16 +16,6 @@ mod tests {
     }
 
     /// Creates `pg_temp.try_sql(text)`: runs a statement, returns `ok` or `SQLSTATE: message`.
-    fn install_try_sql() {
-        run("CREATE OR REPLACE FUNCTION pg_temp.try_sql(q text) RETURNS text LANGUAGE plpgsql AS $$ \
-             BEGIN EXECUTE q; RETURN 'ok'; \
-             EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE || ': ' || SQLERRM; END $$");
-    }
-
-    fn try_sql(sql: &str) -> String {
-        Spi::get_one_with_args::<String>("SELECT pg_temp.try_sql($1)", &[sql.into()]).unwrap().unwrap()
-    }
-
     #[pg_test]
     fn publish_inserts_row_with_matched_channel_id_and_returns_its_uuid() {
         let id = channel("t01:room");
@@ -111,7 +89,6 @@ mod tests {
 
     #[pg_test]
     fn pattern_updates_are_validated_and_stamp_updated_at() {
-        install_try_sql();
         channel("t07:x");
         run("UPDATE realtime.channels SET updated_at = '2000-01-01' WHERE pattern = 't07:x'");
         assert_eq!(
@@ -152,7 +129,6 @@ mod tests {
 
     #[pg_test]
     fn changing_config_max_payload_bytes_changes_the_limit() {
-        install_try_sql();
         channel("t11:%");
         run("UPDATE realtime.config SET max_payload_bytes = 20");
         // '{"a": 1}' is 8 bytes; '{"a": "0123456789abc"}' is 22
@@ -173,7 +149,6 @@ mod tests {
 
     #[pg_test]
     fn publish_validates_channel_and_event() {
-        install_try_sql();
         channel("t12:%");
         assert_eq!(try_sql("SELECT realtime.publish('', 'e')"), "22023: realtime: channel must not be empty");
         assert_eq!(
@@ -207,7 +182,6 @@ mod tests {
 
     #[pg_test]
     fn broadcast_validates_and_stores_nothing() {
-        install_try_sql();
         channel("t14:%");
         run(r#"SELECT realtime.broadcast('t14:x', 'typing', '{"who":"ada"}')"#);
         assert_eq!(count("SELECT count(*) FROM realtime.messages WHERE channel = 't14:x'"), 0);
@@ -281,8 +255,6 @@ mod tests {
         assert!(has(&format!("has_column_privilege({r}, 'realtime.channels', 'pattern', 'SELECT')")));
         assert!(!has(&format!("has_column_privilege({r}, 'realtime.channels', 'webhook_secret', 'SELECT')")));
         assert!(!has(&format!("has_column_privilege({r}, 'realtime.channels', 'webhook_urls', 'SELECT')")));
-
-        install_try_sql();
         channel("t15:x");
         run("SET LOCAL ROLE rt_test_nobody");
         assert_eq!(

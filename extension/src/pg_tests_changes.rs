@@ -8,20 +8,8 @@
 
 #[pgrx::pg_schema]
 mod tests {
-    use pgrx::datum::{FromDatum, IntoDatum};
+    use crate::pg_test_sql::{count, one, run, try_sql};
     use pgrx::prelude::*;
-
-    fn run(sql: &str) {
-        Spi::run(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-
-    fn one<T: FromDatum + IntoDatum>(sql: &str) -> Option<T> {
-        Spi::get_one::<T>(sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
-    }
-
-    fn count(sql: &str) -> i64 {
-        one::<i64>(sql).expect("count is never NULL")
-    }
 
     fn truthy(sql: &str) -> bool {
         one::<bool>(sql).unwrap_or_else(|| panic!("{sql} returned NULL"))
@@ -32,13 +20,6 @@ mod tests {
     }
 
     /// Creates `pg_temp.try_sql(text)`: runs a statement, returns `ok` or `SQLSTATE: message`.
-    fn try_sql(sql: &str) -> String {
-        run("CREATE OR REPLACE FUNCTION pg_temp.try_sql(q text) RETURNS text LANGUAGE plpgsql AS $$ \
-             BEGIN EXECUTE q; RETURN 'ok'; \
-             EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE || ': ' || SQLERRM; END $$");
-        Spi::get_one_with_args::<String>("SELECT pg_temp.try_sql($1)", &[sql.into()]).unwrap().unwrap()
-    }
-
     /// The payload of the newest message on `channel`, as jsonb text, compared in SQL to `expected`.
     fn last_payload_is(channel: &str, expected: &str) -> bool {
         truthy(&format!(

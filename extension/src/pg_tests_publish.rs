@@ -8,29 +8,11 @@
 
 #[pgrx::pg_schema]
 mod tests {
-    use pgrx::datum::{FromDatum, IntoDatum};
+    use crate::pg_test_sql::{one, run, try_sql};
     use pgrx::prelude::*;
-
-    fn run(sql: &str) {
-        Spi::run(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-
-    fn one<T: FromDatum + IntoDatum>(sql: &str) -> Option<T> {
-        Spi::get_one::<T>(sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
-    }
 
     fn published(channel: &str) -> bool {
         one::<String>(&format!("SELECT realtime.publish('{channel}', 'e')::text")).is_some()
-    }
-
-    fn install_try_sql() {
-        run("CREATE OR REPLACE FUNCTION pg_temp.try_sql(q text) RETURNS text LANGUAGE plpgsql AS $$ \
-             BEGIN EXECUTE q; RETURN 'ok'; \
-             EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE || ': ' || SQLERRM; END $$");
-    }
-
-    fn try_sql(sql: &str) -> String {
-        Spi::get_one_with_args::<String>("SELECT pg_temp.try_sql($1)", &[sql.into()]).unwrap().unwrap()
     }
 
     #[pg_test]
@@ -96,7 +78,6 @@ mod tests {
 
     #[pg_test]
     fn payload_just_under_and_just_over_the_limit() {
-        install_try_sql();
         run("INSERT INTO realtime.channels (pattern) VALUES ('p06:%')");
         // 100 control characters: ~120 bytes of jsonb, 609 bytes of text ({"a": "\u0001..."})
         let payload = "jsonb_build_object('a', repeat(chr(1), 100))";

@@ -8,20 +8,8 @@
 
 #[pgrx::pg_schema]
 mod tests {
-    use pgrx::datum::{FromDatum, IntoDatum};
+    use crate::pg_test_sql::{count, one, run, try_sql};
     use pgrx::prelude::*;
-
-    fn run(sql: &str) {
-        Spi::run(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-
-    fn one<T: FromDatum + IntoDatum>(sql: &str) -> Option<T> {
-        Spi::get_one::<T>(sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
-    }
-
-    fn count(sql: &str) -> i64 {
-        one::<i64>(sql).unwrap()
-    }
 
     fn deliveries_of(message: &str) -> i64 {
         count(&format!("SELECT count(*) FROM realtime.webhook_deliveries WHERE message_id = '{message}'"))
@@ -49,12 +37,6 @@ mod tests {
 
     #[pg_test]
     fn bad_webhook_urls_and_secrets_are_refused_with_a_clear_error() {
-        run("CREATE OR REPLACE FUNCTION pg_temp.try_sql(q text) RETURNS text LANGUAGE plpgsql AS $$ \
-             BEGIN EXECUTE q; RETURN 'ok'; \
-             EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE || ': ' || SQLERRM; END $$");
-        let try_sql = |sql: &str| {
-            Spi::get_one_with_args::<String>("SELECT pg_temp.try_sql($1)", &[sql.into()]).unwrap().unwrap()
-        };
         for (urls, bad) in [
             ("ARRAY['ftp://a.example/']", "'ftp://a.example/'"),
             ("ARRAY['http://ok.example/', 'not a url']", "'not a url'"),

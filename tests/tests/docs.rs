@@ -374,8 +374,8 @@ async fn quickstart_walkthrough_delivers_order_changes_to_the_owner_only() {
         .await;
     assert_eq!(reply["recovered"], true, "{reply}");
     let missed = again.expect_message("order:42").await;
-    assert_eq!(
-        (missed["replayed"].clone(), missed["payload"]["record"]["status"].clone()),
-        (json!(true), json!("delivered"))
-    );
+    // Replayed when the relay had decoded the UPDATE before the resume, live (no `replayed`)
+    // when it commits through the stream just after: either way exactly the missed message.
+    assert_eq!(missed["payload"]["record"]["status"], json!("delivered"), "{missed}");
+    assert!(missed["replayed"] == json!(true) || missed["replayed"].is_null(), "{missed}");
 }
