@@ -248,11 +248,13 @@ relay_ensure() {
     relay_start
 }
 
+# TERM, then KILL after RELAY_STOP_WAIT seconds (10; longer when the relay runs under a
+# profiler that writes its output at exit).
 relay_stop() {
     [ -n "$RELAY_PID" ] || return 0
     kill -TERM "$RELAY_PID" 2>/dev/null || true
     local i
-    for i in $(seq 1 100); do
+    for i in $(seq 1 $((${RELAY_STOP_WAIT:-10} * 10))); do
         kill -0 "$RELAY_PID" 2>/dev/null || break
         sleep 0.1
     done
