@@ -15,8 +15,8 @@
 # time, each freshly started for its run.
 #
 # Settings (environment): BENCH_TARGETS ("realtime ws socketio"), BENCH_ROUNDS (3),
-# BENCH_STEPS ("1000 5000 10000 20000 30000 50000"), BENCH_SETTLE (3), BENCH_PORT (55486),
-# BENCH_RELAY_PORT (55487), BENCH_PEER_PORT (55488), BENCH_DIR (/tmp/bench-connections),
+# BENCH_STEPS ("1000 5000 10000 20000 30000 50000"), BENCH_SETTLE (3), BENCH_PORT (24486),
+# BENCH_RELAY_PORT (24487), BENCH_PEER_PORT (24488), BENCH_DIR (/tmp/bench-connections),
 # BENCH_RESULTS, BENCH_RECORD (1 in full mode), BENCH_KEEP=1, BENCH_RELAY_BIN and
 # BENCH_LOADGEN_BIN (both set: no build).
 set -euo pipefail
@@ -45,9 +45,9 @@ else
     SETTLE=${BENCH_SETTLE:-3} RECORD=${BENCH_RECORD:-1} MAX_SECONDS=2400
 fi
 TARGETS=${BENCH_TARGETS:-"realtime ws socketio"}
-PORT=${BENCH_PORT:-55486}
-RELAY_PORT=${BENCH_RELAY_PORT:-55487}
-PEER_PORT=${BENCH_PEER_PORT:-55488}
+PORT=${BENCH_PORT:-24486}
+RELAY_PORT=${BENCH_RELAY_PORT:-24487}
+PEER_PORT=${BENCH_PEER_PORT:-24488}
 WORK=${BENCH_DIR:-/tmp/bench-connections}
 RESULTS_MD=${BENCH_RESULTS:-$ROOT/bench/RESULTS.md}
 RAW=$(mktemp /tmp/bench-connections-raw.XXXXXX.jsonl)

@@ -40,9 +40,17 @@ peers_setup() {
     psql_q -f "$ROOT/bench/peers/notify.sql" >/dev/null
 }
 
+# Starts bench/peers/<name>-server.mjs on PEER_PORT. The bench ports lie in the ephemeral range,
+# where another job's listener may land for a while: then the next free port is used (the
+# recorded commands carry the port of each run).
 peer_start() {
-    local name=$1
-    port_free "$PEER_PORT" || die "port $PEER_PORT is in use; set BENCH_PEER_PORT"
+    local name=$1 try
+    for try in 1 2 3 4 5 6 7 8 9 10; do
+        port_free "$PEER_PORT" && break
+        [ "$try" = 10 ] && die "no free port for the $name peer (last tried $PEER_PORT)"
+        log "port $PEER_PORT is in use; the $name peer takes $((PEER_PORT + 1))"
+        PEER_PORT=$((PEER_PORT + 1))
+    done
     echo "--- $name start $(date -u +%T)" >>"$WORK/peer-$name.log"
     node "$ROOT/bench/peers/$name-server.mjs" --port "$PEER_PORT" --database-url "$DB_URL" \
         </dev/null >>"$WORK/peer-$name.log" 2>&1 &

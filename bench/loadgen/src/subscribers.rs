@@ -87,6 +87,8 @@ pub async fn run_one(
 pub async fn connect(i: usize, target: &Target, url: &str) -> Result<Ws, String> {
     let source = Ipv4Addr::new(127, 0, 0, 1 + (i % usize::from(target.source_ips)) as u8);
     let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {}", e.kind()))?;
+    // SO_REUSEADDR: this side's TIME_WAIT sockets then never keep a server from binding their port.
+    socket.set_reuseaddr(true).map_err(|e| format!("reuseaddr: {}", e.kind()))?;
     socket.bind(SocketAddr::new(source.into(), 0)).map_err(|e| format!("bind: {}", e.kind()))?;
     let stream = socket.connect(target.relay).await.map_err(|e| format!("connect: {}", e.kind()))?;
     stream.set_nodelay(true).map_err(|e| format!("nodelay: {}", e.kind()))?;
