@@ -17,6 +17,7 @@ export PG_BIN := $(patsubst %/,%,$(dir $(PG_CONFIG)))
 PGRX_SUDO := $(if $(filter 0,$(shell id -u)),,--sudo)
 
 .PHONY: run test deps build install-ext lint test-unit test-ext test-e2e test-js fmt bench bench-ingest bench-changes bench-latency bench-fanout bench-presence bench-webhooks
+.PHONY: bench-connections bench-subscribe
 
 run: install-ext build
 	@scripts/run.sh
@@ -77,10 +78,20 @@ bench-presence: install-ext
 bench-webhooks: install-ext
 	bench/webhooks/run.sh
 
-# A short smoke run of every scenario, to keep the harness working (needs jq and curl).
+bench-connections: install-ext
+	bench/connections/run.sh
+
+bench-subscribe: install-ext
+	bench/subscribe/run.sh
+
+# A short smoke run of every scenario (under 3 minutes), to keep the harness working (needs jq,
+# curl and node; figures from it mean nothing).
 bench: install-ext build
 	bench/ingest/run.sh --smoke
+	bench/changes/run.sh --smoke
 	bench/latency/run.sh --smoke
 	bench/fanout/run.sh --smoke
+	bench/connections/run.sh --smoke
+	bench/subscribe/run.sh --smoke
 	bench/presence/run.sh --smoke
 	bench/webhooks/run.sh --smoke

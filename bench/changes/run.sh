@@ -5,62 +5,48 @@
 #
 #   bench/changes/run.sh            ~3.5 min at T=15; appends a section to bench/RESULTS.md
 #   BENCH_RECORD=0 bench/changes/run.sh   print only
+#   bench/changes/run.sh --smoke    1 round, 2 s runs, 1,000 rows (< 20 s), prints only
 #
 # Settings (environment): BENCH_T (seconds per run, 15), BENCH_ROUNDS (5), BENCH_CLIENTS (8),
 # BENCH_ROWS (100000), BENCH_PORT (55470), BENCH_DIR (/tmp/bench-changes),
 # BENCH_RESULTS (bench/RESULTS.md), BENCH_RECORD (1).
-# Needs the extension installed into the system Postgres 15 (`make install-ext`). No relay runs:
+# Needs the extension installed into $PG_BIN's Postgres (`make install-ext PG_PREFIX=...`). No relay runs:
 # this measures what the trigger + publish cost the writing transaction.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
-PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
-T=${BENCH_T:-15}
-ROUNDS=${BENCH_ROUNDS:-5}
+NAME=changes
+CLUSTER_MAX_CONNECTIONS=50
+# shellcheck source=../lib.sh
+. "$ROOT/bench/lib.sh"
+case "${1:-}" in
+    "") T=${BENCH_T:-15} ROUNDS=${BENCH_ROUNDS:-5} ROWS=${BENCH_ROWS:-100000} RECORD=${BENCH_RECORD:-1} ;;
+    --smoke) T=${BENCH_T:-2} ROUNDS=${BENCH_ROUNDS:-1} ROWS=${BENCH_ROWS:-1000} RECORD=${BENCH_RECORD:-0} ;;
+    *) die "unknown argument '$1' (expected --smoke)" ;;
+esac
 CLIENTS=${BENCH_CLIENTS:-8}
-ROWS=${BENCH_ROWS:-100000}
 PORT=${BENCH_PORT:-55470}
 WORK=${BENCH_DIR:-/tmp/bench-changes}
 RESULTS_MD=${BENCH_RESULTS:-$ROOT/bench/RESULTS.md}
-RECORD=${BENCH_RECORD:-1}
 
-log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-psql_q() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U postgres -d postgres "$@"; }
-sql() { psql_q -At -c "$1"; }
-median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.1f\n", (a[NR/2]+a[NR/2+1])/2}'; }
-
-STARTED=""
 cleanup() {
     local rc=$?
-    if [ -n "$STARTED" ]; then
-        as_pg "$PG_BIN/pg_ctl" -D "$WORK/data" stop -m immediate -w -t 30 >/dev/null 2>&1 || true
-    fi
+    set +e
     [ $rc -ne 0 ] && [ -f "$WORK/postgres.log" ] && tail -n 20 "$WORK/postgres.log" >&2
+    cluster_stop
     rm -rf "$WORK"
     exit $rc
 }
 trap cleanup EXIT
 
-[ -f "$("$PG_BIN/pg_config" --sharedir)/extension/realtime.control" ] ||
-    die "the realtime extension is not installed (cd extension && cargo pgrx install --pg-config $PG_BIN/pg_config)"
-(exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && die "port $PORT is in use (BENCH_PORT)"
-
-rm -rf "$WORK" && mkdir -p "$WORK"
-[ "$(id -u)" = 0 ] && chown postgres:postgres "$WORK"
-as_pg "$PG_BIN/initdb" -D "$WORK/data" -A trust -U postgres -E UTF8 --locale=C --no-sync >"$WORK/initdb.log" 2>&1 ||
-    die "initdb failed: $(cat "$WORK/initdb.log")"
-# Durable commits (fsync, synchronous_commit on), as in bench/ingest; wal_level as the relay needs.
-OPTS="-p $PORT -k $WORK -c listen_addresses=127.0.0.1 -c wal_level=logical -c shared_buffers=256MB"
-OPTS+=" -c fsync=on -c synchronous_commit=on -c max_connections=50"
-as_pg "$PG_BIN/pg_ctl" -D "$WORK/data" -l "$WORK/postgres.log" -w -t 60 -o "$OPTS" start >/dev/null ||
-    die "Postgres did not start"
-STARTED=1
-
+extension_so >/dev/null
+cluster_start
+create_roles
 log "setup: $ROWS rows in bench_plain and bench_watched (watched: channel acct:{id})"
+note_extension
 psql_q -v rows="$ROWS" -f "$HERE/setup.sql" >/dev/null
+pin_extension
 
 RAW=$(mktemp)
 for round in $(seq 1 "$ROUNDS"); do

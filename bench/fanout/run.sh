@@ -1,21 +1,28 @@
 #!/usr/bin/env bash
-# Fan-out benchmark (issue 8, scenario 3): the highest deliveries/s the relay sustains with
-# p99 < 50 ms and nothing missing, (a) one shared channel × many subscribers, (b) many channels
-# × few subscribers (per-user). Goal: ≥ 300k deliveries/s on this machine.
+# Fan-out benchmark (issue 8, scenario 3): the highest deliveries/s with p99 < 50 ms and nothing
+# missing, for our relay and two peers run side by side in the same window with the same
+# workload and message size: a Node `ws` broadcast server and a Node Socket.IO server, both
+# relaying the same realtime.publish() commits the InsForge way (bench/peers/). Two shapes:
+# (a) one shared channel × many subscribers, (b) many channels × few subscribers (per-user).
+# Goals: ≥ 300k deliveries/s; ≥ 3x Socket.IO and ≥ 1.5x Node ws in the same run.
 #
-#   bench/fanout/run.sh            3 rounds per step (< 10 min), appends a section to bench/RESULTS.md
-#   bench/fanout/run.sh --smoke    1 round, 200 subscribers, two short steps each (< 30 s), prints only
+#   bench/fanout/run.sh            5 interleaved rounds per step (≤ 30 min), appends to bench/RESULTS.md
+#   bench/fanout/run.sh --smoke    1 round, 200 subscribers, one short step per shape and server (< 1 min)
 #
-# Each pattern climbs a ladder of publish rates; a step passes when the median over its rounds
-# has p99 < 50 ms (send→recv) and no missing delivery. The climb stops at the first failing step.
+# Each shape climbs a ladder of publish rates. At each step every server still climbing runs
+# once per round, servers in an order rotated per round (interleaved); a server passes the step
+# when the median over its rounds has p99 < 50 ms (send→recv) and no missing delivery, and stops
+# climbing at its first failing step. Only one server runs at a time. Ratios: our best passing
+# deliveries/s over each peer's (a lower bound when we never failed).
 #
-# Settings (environment): BENCH_ROUNDS (3), BENCH_T (measured seconds per run, 6),
-# BENCH_SHARED_SUBS (2000), BENCH_SHARED_RATES ("10 25 50 75 100 150 200 300"),
-# BENCH_USER_SUBS (2000), BENCH_USER_CHANNELS (1000), BENCH_USER_RATES ("500 1000 2000 4000 8000"),
-# BENCH_USER_BATCH (messages per publish transaction for per-user, 10), BENCH_PORT (55482),
-# BENCH_RELAY_PORT (55483), BENCH_DIR (/tmp/bench-fanout), BENCH_RESULTS (bench/RESULTS.md),
-# BENCH_RECORD (1 in full mode), BENCH_SYNC_COMMIT (on), BENCH_KEEP=1, BENCH_RELAY_BIN and
-# BENCH_LOADGEN_BIN (both set: use these binaries, no build).
+# Settings (environment): BENCH_TARGETS ("realtime ws socketio"), BENCH_ROUNDS (5), BENCH_T
+# (measured seconds per run, 5), BENCH_SHARED_SUBS (500), BENCH_SHARED_RATES
+# ("10 25 50 100 200 300 400 600"), BENCH_USER_SUBS (2000), BENCH_USER_CHANNELS (1000),
+# BENCH_USER_RATES ("1000 2000 4000 8000"), BENCH_USER_BATCH (messages per publish transaction
+# for per-user, 10), BENCH_PORT (24482), BENCH_RELAY_PORT (24483), BENCH_PEER_PORT (24484),
+# BENCH_DIR (/tmp/bench-fanout), BENCH_RESULTS (bench/RESULTS.md), BENCH_RECORD (1 in full mode),
+# BENCH_SYNC_COMMIT (on), BENCH_KEEP=1, BENCH_RELAY_BIN and BENCH_LOADGEN_BIN (both set: use
+# these binaries, no build), BENCH_BUDGET (seconds after which no new step starts; 1200).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -29,42 +36,44 @@ case "${1:-}" in
     "") ;;
     --smoke) MODE=smoke ;;
     -h | --help)
-        sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *) die "unknown argument '$1' (expected --smoke)" ;;
 esac
 if [ "$MODE" = smoke ]; then
-    ROUNDS=${BENCH_ROUNDS:-1} T=${BENCH_T:-2} WARMUP=0.5
-    SHARED_SUBS=${BENCH_SHARED_SUBS:-200} SHARED_RATES=${BENCH_SHARED_RATES:-"50 200"}
+    ROUNDS=${BENCH_ROUNDS:-1} T=${BENCH_T:-1.5} WARMUP=0.5
+    SHARED_SUBS=${BENCH_SHARED_SUBS:-200} SHARED_RATES=${BENCH_SHARED_RATES:-"50"}
     USER_SUBS=${BENCH_USER_SUBS:-200} USER_CHANNELS=${BENCH_USER_CHANNELS:-100}
-    USER_RATES=${BENCH_USER_RATES:-"200 1000"} RECORD=${BENCH_RECORD:-0}
-    MAX_SECONDS=120 CLIMB_BUDGET=60
+    USER_RATES=${BENCH_USER_RATES:-"500"} RECORD=${BENCH_RECORD:-0}
+    MAX_SECONDS=150 CLIMB_BUDGET=${BENCH_BUDGET:-100}
 else
-    ROUNDS=${BENCH_ROUNDS:-3} T=${BENCH_T:-6} WARMUP=1
-    SHARED_SUBS=${BENCH_SHARED_SUBS:-2000} SHARED_RATES=${BENCH_SHARED_RATES:-"10 25 50 75 100 150 200 300"}
+    ROUNDS=${BENCH_ROUNDS:-5} T=${BENCH_T:-5} WARMUP=1
+    SHARED_SUBS=${BENCH_SHARED_SUBS:-500} SHARED_RATES=${BENCH_SHARED_RATES:-"10 25 50 100 200 300 400 600"}
     USER_SUBS=${BENCH_USER_SUBS:-2000} USER_CHANNELS=${BENCH_USER_CHANNELS:-1000}
-    USER_RATES=${BENCH_USER_RATES:-"500 1000 2000 4000 8000"} RECORD=${BENCH_RECORD:-1}
-    # The whole run stays under 10 minutes: no new step starts after CLIMB_BUDGET seconds.
-    MAX_SECONDS=660 CLIMB_BUDGET=510
+    USER_RATES=${BENCH_USER_RATES:-"1000 2000 4000 8000"} RECORD=${BENCH_RECORD:-1}
+    CLIMB_BUDGET=${BENCH_BUDGET:-1200}
+    MAX_SECONDS=$((CLIMB_BUDGET + 600))
 fi
+TARGETS=${BENCH_TARGETS:-"realtime ws socketio"}
 USER_BATCH=${BENCH_USER_BATCH:-10}
 P99_LIMIT_US=50000
-PORT=${BENCH_PORT:-55482}
-RELAY_PORT=${BENCH_RELAY_PORT:-55483}
+PORT=${BENCH_PORT:-24482}
+RELAY_PORT=${BENCH_RELAY_PORT:-24483}
+PEER_PORT=${BENCH_PEER_PORT:-24484}
 WORK=${BENCH_DIR:-/tmp/bench-fanout}
 RESULTS_MD=${BENCH_RESULTS:-$ROOT/bench/RESULTS.md}
 RAW=$(mktemp /tmp/bench-fanout-raw.XXXXXX.jsonl)
 
-WATCHDOG_PID=""
 cleanup() {
     local rc=$?
     set +e
+    peer_stop
     relay_stop
     [ $rc -ne 0 ] && [ -f "$WORK/relay.log" ] && tail -n 10 "$WORK/relay.log" >&2
     cluster_stop
     [ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$WORK"
-    [ -n "$WATCHDOG_PID" ] && kill "$WATCHDOG_PID" 2>/dev/null
+    watchdog_stop
     exit $rc
 }
 trap cleanup EXIT
@@ -72,20 +81,17 @@ trap 'log "interrupted"; exit 130' INT TERM
 
 command -v jq >/dev/null || die "jq is required (apt-get install -y jq)"
 command -v curl >/dev/null || die "curl is required"
+ports_free "$PORT" "$RELAY_PORT" "$PEER_PORT"
 raise_fd_limit
 build_binaries
-setsid bash -c 'sleep "$0"; kill -TERM "$1"' "$MAX_SECONDS" "$$" &
-WATCHDOG_PID=$!
-
-START_DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
-COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-DIRTY=$(git -C "$ROOT" status --porcelain 2>/dev/null | wc -l)
-LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+watchdog_start "$MAX_SECONDS"
+git_facts
 cluster_start
 cluster_setup
-relay_start
+peers_install
+peers_setup
 CLIMB_START=$SECONDS
-log "mode $MODE: ${T}s runs, $ROUNDS round(s) per step; relay pid $RELAY_PID on $RELAY_PORT"
+log "mode $MODE: ${T}s runs, $ROUNDS round(s) per step, servers [$TARGETS]"
 
 # Whether a label's step passed: median p99 < limit and median missing == 0.
 step_passes() {
@@ -95,97 +101,159 @@ step_passes() {
     [ "$p99" != - ] && awk -v p="$p99" -v m="$miss" -v l="$P99_LIMIT_US" 'BEGIN { exit !(p < l && m <= 0) }'
 }
 
-# usage: climb PREFIX RATES -- LOADGEN ARGS (without --rate). Sets BEST_<PREFIX> to the label of
-# the highest passing step, STEPS_<PREFIX> to every label run.
-climb() {
-    local prefix=$1 rates=$2 rate r label line best="" steps=""
-    shift 3
-    for rate in $rates; do
-        if [ $((SECONDS - CLIMB_START)) -gt "$CLIMB_BUDGET" ]; then
-            log "time budget reached; $prefix stops before rate $rate"
-            STOPPED_EARLY+="$prefix at $rate/s; "
-            break
-        fi
-        label="$prefix-$rate"
-        steps+="$label "
-        for ((r = 1; r <= ROUNDS; r++)); do
-            line=$(loadgen_run "$label" --rate "$rate" --duration "$T" --warmup "$WARMUP" --drain 3 "$@")
-            log "$label round $r: $(jq -r '"\(.deliveries_per_s)/s missing \(.missing) p50 \(.latency_us.p50)µs p99 \(.latency_us.p99)µs relay cpu \(.cpu_s.relay)s loadgen cpu \(.cpu_s.loadgen)s"' <<<"$line")"
-        done
-        if step_passes "$label"; then
-            best=$label
-        else
-            log "$label fails (median p99 ≥ 50 ms or deliveries missing); $prefix stops here"
-            break
-        fi
-    done
-    printf -v "BEST_$prefix" '%s' "$best"
-    printf -v "STEPS_$prefix" '%s' "$steps"
-}
+declare -A BEST STEPS
 STOPPED_EARLY=""
+
+# usage: climb SHAPE RATES -- LOADGEN ARGS (without --rate). Sets BEST[SHAPE,target] to the label
+# of the highest passing step and STEPS[SHAPE] to every label run.
+climb() {
+    local shape=$1 rates=$2 rate r t label line climbing
+    shift 3
+    climbing=$TARGETS
+    for rate in $rates; do
+        [ -n "${climbing// /}" ] || break
+        if [ $((SECONDS - CLIMB_START)) -gt "$CLIMB_BUDGET" ]; then
+            log "time budget reached; $shape stops before rate $rate"
+            STOPPED_EARLY+="$shape at $rate/s ($climbing still climbing); "
+            break
+        fi
+        for ((r = 1; r <= ROUNDS; r++)); do
+            # shellcheck disable=SC2046
+            for t in $(rotate $((r - 1)) $climbing); do
+                use_target "$t"
+                label="$shape-$rate-$t"
+                line=$(loadgen_run "$label" --rate "$rate" --duration "$T" --warmup "$WARMUP" --drain 3 "$@")
+                log "$label round $r: $(jq -r '"\(.deliveries_per_s)/s missing \(.missing) p50 \(.latency_us.p50)µs p99 \(.latency_us.p99)µs server cpu \(.cpu_s.relay)s loadgen cpu \(.cpu_s.loadgen)s \(.frame_bytes_mean) B/frame"' <<<"$line")"
+            done
+        done
+        local still=""
+        for t in $climbing; do
+            label="$shape-$rate-$t"
+            STEPS[$shape]+="$label "
+            if step_passes "$label"; then
+                BEST[$shape,$t]=$label
+                still+="$t "
+            else
+                log "$label fails (median p99 ≥ 50 ms or deliveries missing); $t stops climbing $shape"
+            fi
+        done
+        climbing=$still
+    done
+    CLIMBING[$shape]=$climbing
+}
+declare -A CLIMBING
 
 climb shared "$SHARED_RATES" -- --connections "$SHARED_SUBS" --pattern shared --publishers 8 --pad 100
 climb peruser "$USER_RATES" -- --connections "$USER_SUBS" --pattern per-user --channels "$USER_CHANNELS" \
     --batch "$USER_BATCH" --publishers 8 --pad 100
+use_target realtime >/dev/null 2>&1 || true
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------------------------------------
 # Report.
 
+best_dps() {
+    local b=${BEST[$1,$2]:-}
+    [ -n "$b" ] && field_median "$b" .deliveries_per_s || echo -
+}
+
 best_line() {
-    local what=$1 best=$2 steps=$3
-    if [ -z "$steps" ]; then
-        echo "- $what: not run (no rates given)."
-        return
-    fi
-    if [ -z "$best" ]; then
-        echo "- $what: no step passed (p99 < 50 ms, nothing missing)."
-        return
-    fi
-    echo "- $what: **$(field_median "$best" .deliveries_per_s) deliveries/s** at \`$best\`" \
-        "(p99 $(us_to_ms "$(field_median "$best" .latency_us.p99)") ms; medians of $ROUNDS round(s))."
+    local shape=$1 what=$2 t b
+    for t in $TARGETS; do
+        b=${BEST[$shape,$t]:-}
+        if [ -z "$b" ]; then
+            echo "- $what, **$t**: no step passed (p99 < 50 ms, nothing missing)."
+            continue
+        fi
+        local open=""
+        [[ " ${CLIMBING[$shape]:-} " == *" $t "* ]] && open=" (never failed: the ladder ended first, so this is a lower bound)"
+        echo "- $what, **$t**: **$(field_median "$b" .deliveries_per_s) deliveries/s** at \`$b\`" \
+            "(p99 $(us_to_ms "$(field_median "$b" .latency_us.p99)") ms)$open."
+    done
+}
+
+ratio_line() {
+    local shape=$1 what=$2 ours peer t
+    ours=$(best_dps "$shape" realtime)
+    for t in $TARGETS; do
+        [ "$t" = realtime ] && continue
+        peer=$(best_dps "$shape" "$t")
+        local goal=1.5
+        [ "$t" = socketio ] && goal=3
+        if [ "$ours" = - ] || [ "$peer" = - ]; then
+            echo "- $what: ours / $t: not measurable (a server passed no step)."
+        elif [[ " ${CLIMBING[$shape]:-} " == *" $t "* ]]; then
+            echo "- $what: ours / $t: not measurable ($t passed every step too: the ladder was too short)."
+        else
+            awk -v o="$ours" -v p="$peer" -v t="$t" -v g="$goal" -v w="$what" -v lb="$([[ " ${CLIMBING[$shape]:-} " == *" realtime "* ]] && echo 1 || echo 0)" \
+                'BEGIN { r = o / p; printf "- %s: ours / %s = **%s%.2fx** (goal ≥ %sx: %s)\n", w, t, (lb ? "≥ " : ""), r, g, (r >= g ? "met" : "not met") }'
+        fi
+    done
+}
+
+# Server CPU µs per delivery of a label (median over rounds): a figure the machine's noise
+# disturbs less than p99 does.
+cpu_us_per_delivery() {
+    jq -r --arg l "$1" 'select(.label == $l and .deliveries > 0 and .cpu_s.relay != null)
+        | .cpu_s.relay * 1000000 / .deliveries' "$RAW" | median
+}
+
+# At the lowest step of a shape (every server ran it): CPU per delivery of each server and the
+# peers' over ours.
+cpu_line() {
+    local shape=$1 first t ours v
+    first=$(echo "${STEPS[$shape]:-}" | awk '{ print $1 }' | sed 's/-[a-z]*$//')
+    [ -n "$first" ] || return 0
+    ours=$(cpu_us_per_delivery "$first-realtime")
+    local out="- $shape, server CPU per delivery at '$first' (all servers, same load):"
+    for t in $TARGETS; do
+        v=$(cpu_us_per_delivery "$first-$t")
+        out+=" $t $(awk -v v="$v" 'BEGIN { if (v == "-") print "-"; else printf "%.1f µs", v }')"
+        if [ "$t" != realtime ] && [ "$v" != - ] && [ "$ours" != - ]; then
+            out+=" ($(awk -v a="$v" -v b="$ours" 'BEGIN { printf "%.2fx ours", a / b }'))"
+        fi
+        out+=";"
+    done
+    echo "${out%;}." | tr "'" '`'
 }
 
 REPORT=$(
-    echo "## Fan-out: highest deliveries/s with p99 < 50 ms ($START_DATE)"
+    echo "## Fan-out with peers: highest deliveries/s with p99 < 50 ms ($START_DATE)"
     echo
     echo "Commit $COMMIT ($DIRTY uncommitted changes), extension $EXT_VERSION, relay $RELAY_BUILD," \
-        "$(nproc) cores, load average $LOAD_START at start / $LOAD_END at end, fd limit $FD_LIMIT." \
+        "peers: $PEER_VERSIONS. Machine: $(machine_line); load average $LOAD_START at start /" \
+        "$LOAD_END at end (other jobs share the cores), fd limit $FD_LIMIT." \
         "\`bench/fanout/run.sh\`: throwaway Postgres 15 on port $PORT (fsync and synchronous_commit" \
-        "${BENCH_SYNC_COMMIT:-on}, wal_level=logical), relay on $RELAY_PORT. Each pattern climbs a" \
-        "ladder of publish rates, $ROUNDS round(s) of ${T} s (after ${WARMUP} s of warm-up) per step;" \
-        "a step passes when its median p99 (send→recv) < 50 ms and its median missing count is 0;" \
-        "the climb stops at the first failing step. **shared**: $SHARED_SUBS subscribers on" \
-        "\`bench:shared\`, one message per publish transaction. **peruser**: $USER_SUBS subscribers" \
-        "over $USER_CHANNELS channels (\`bench:<i % $USER_CHANNELS>\`, 2 subscribers each), message s to" \
-        "\`bench:<s % $USER_CHANNELS>\`, $USER_BATCH messages per publish transaction (to reach rates" \
-        "a single-row commit cannot). Figures are medians over rounds: a first cut on a noisy 2-core" \
-        "machine that the relay, Postgres and the load generator share."
+        "${BENCH_SYNC_COMMIT:-on}, wal_level=logical); our relay on $RELAY_PORT; the peers on" \
+        "$PEER_PORT (only one server runs at a time; the peers' NOTIFY trigger is enabled only during" \
+        "their runs). Each shape climbs a ladder of publish rates, $ROUNDS interleaved round(s) of" \
+        "${T} s (after ${WARMUP} s of warm-up) per step and server; a step passes when its median p99" \
+        "(send→recv) < 50 ms and its median missing count is 0. **shared**: $SHARED_SUBS subscribers" \
+        "on \`bench:shared\`, one message per publish transaction. **peruser**: $USER_SUBS subscribers" \
+        "over $USER_CHANNELS channels (2 each), $USER_BATCH messages per publish transaction." \
+        "Payload \`{s, t, pad: 100 × x}\`; the frame size column shows every server sends about the" \
+        "same bytes per delivery. Figures are medians over rounds."
     echo
-    best_line "one shared channel × $SHARED_SUBS" "${BEST_shared:-}" "${STEPS_shared:-}"
-    best_line "$USER_CHANNELS channels × 2 subscribers" "${BEST_peruser:-}" "${STEPS_peruser:-}"
-    if [ -n "$STOPPED_EARLY" ]; then echo "- Stopped by the 10-minute budget: $STOPPED_EARLY"; fi
-    echo "- Goal ≥ 300,000 deliveries/s: see the figures above and the notes below."
+    best_line shared "one shared channel × $SHARED_SUBS"
+    best_line peruser "$USER_CHANNELS channels × 2 subscribers"
+    ratio_line shared "shared"
+    ratio_line peruser "peruser"
+    cpu_line shared
+    cpu_line peruser
+    if [ -n "$STOPPED_EARLY" ]; then echo "- Stopped by the time budget: $STOPPED_EARLY"; fi
+    echo "- Goal ≥ 300,000 deliveries/s (ours): shared $(best_dps shared realtime), peruser $(best_dps peruser realtime)."
     echo
     summary_header
-    for l in ${STEPS_shared:-} ${STEPS_peruser:-}; do summary_row "$l"; done
+    for l in ${STEPS[shared]:-} ${STEPS[peruser]:-}; do summary_row "$l"; done
     echo
     echo "send→recv includes the publish statement and its durable commit; ack→recv starts when the"
-    echo "publish call returned. CPU seconds are over the measured window (machine busy: both cores)."
+    echo "publish call returned. CPU seconds are over the measured window (server = our relay or the"
+    echo "Node peer; machine busy counts both cores)."
     echo
-    echo "Exact commands (first round of each step; every round is the same):"
+    echo "Exact commands (first round of each step; every round is the same; the peers were started"
+    echo "as \`node bench/peers/<ws|socketio>-server.mjs --port $PEER_PORT --database-url $DB_URL\`):"
     echo
     commands_block
-    for l in ${BEST_shared:-} ${BEST_peruser:-}; do
-        if [ -f "$WORK/top.$l.txt" ]; then
-            echo
-            echo "\`top\` half-way through the last $l run:"
-            echo
-            echo '```'
-            sed -n '1,16p' "$WORK/top.$l.txt"
-            echo '```'
-        fi
-    done
     echo
     echo "<details><summary>Raw JSON lines</summary>"
     echo

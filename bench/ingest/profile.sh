@@ -7,7 +7,6 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
 PORT=${BENCH_PORT:-55468}

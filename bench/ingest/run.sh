@@ -18,7 +18,6 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
 
@@ -165,14 +164,6 @@ ingest_run() {
 
 truncate_tables() {
     sql "TRUNCATE realtime.messages, realtime.commits, bench_plain, bench_notify" >/dev/null
-}
-
-# rotate N WORDS...: the words rotated left by N.
-rotate() {
-    local n=$1
-    shift
-    local a=("$@") i
-    for ((i = 0; i < ${#a[@]}; i++)); do printf '%s ' "${a[$(((i + n) % ${#a[@]}))]}"; done
 }
 
 cd "$ROOT" # pgbench -f paths are relative to the repository root, as recorded

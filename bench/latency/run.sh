@@ -13,7 +13,7 @@
 #
 # Settings (environment): BENCH_ROUNDS (3), BENCH_SUBS ("1 100 1000 5000": own-N series),
 # BENCH_SHARED_SUBS ("1 100": shared-N series), BENCH_RATE (1000),
-# BENCH_T (measured seconds per run, 10), BENCH_PORT (55480), BENCH_RELAY_PORT (55481),
+# BENCH_T (measured seconds per run, 10), BENCH_PORT (24480), BENCH_RELAY_PORT (24481),
 # BENCH_DIR (/tmp/bench-latency), BENCH_RESULTS (bench/RESULTS.md), BENCH_RECORD (1 in full
 # mode), BENCH_SYNC_COMMIT (on), BENCH_KEEP=1 (keep the cluster directory), BENCH_RELAY_BIN and
 # BENCH_LOADGEN_BIN (both set: use these binaries, no build).
@@ -45,8 +45,8 @@ else
     RECORD=${BENCH_RECORD:-1} MAX_SECONDS=900
 fi
 RATE=${BENCH_RATE:-1000}
-PORT=${BENCH_PORT:-55480}
-RELAY_PORT=${BENCH_RELAY_PORT:-55481}
+PORT=${BENCH_PORT:-24480}
+RELAY_PORT=${BENCH_RELAY_PORT:-24481}
 WORK=${BENCH_DIR:-/tmp/bench-latency}
 RESULTS_MD=${BENCH_RESULTS:-$ROOT/bench/RESULTS.md}
 RAW=$(mktemp /tmp/bench-latency-raw.XXXXXX.jsonl)

@@ -1,198 +1,143 @@
-# Helpers for bench/latency/run.sh and bench/fanout/run.sh: the throwaway cluster, the relay,
-# loadgen runs and their summaries. Sourced, not run. Same approach as bench/ingest/lib.sh
-# (cluster as `postgres`, extension library pinned, private relay copy); every process started
-# here is remembered by pid and stopped by cleanup(); nothing is killed by name.
+# Helpers for the loadgen scenarios (bench/latency, bench/fanout, bench/connections,
+# bench/subscribe): loadgen runs and their summaries. Sourced, not run. The cluster, the relay,
+# the extension pinning, logging and medians come from bench/lib.sh (sourced here, so scripts
+# that source this file keep working).
 #
-# The caller sets: NAME (latency|fanout), PORT, RELAY_PORT, WORK, ROOT, MODE (full|smoke).
+# The caller sets: NAME, PORT, RELAY_PORT, WORK, ROOT, RAW (the JSON lines file).
 
-PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
-JWT_SECRET=bench-loadgen-jwt-secret-0123456789abcdef
-
-log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
-die() {
-    log "ERROR: $*"
-    exit 1
-}
-
-as_pg() {
-    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
-
-psql_q() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$WORK" -p "$PORT" -U postgres -d postgres "$@"; }
-sql() { psql_q -At -c "$1"; }
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# File descriptors: one per WebSocket connection on each side (the relay inherits the limit).
-raise_fd_limit() {
-    ulimit -n 200000 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-    FD_LIMIT=$(ulimit -n)
-    log "file descriptor limit: $FD_LIMIT"
-}
+# shellcheck source=../lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/lib.sh"
 
 # ---------------------------------------------------------------------------------------------
-# Binaries: release builds of the relay and the load generator (BENCH_RELAY_BIN and
-# BENCH_LOADGEN_BIN, both set, skip the build).
+# Servers under test. TARGET (realtime, ws, socketio) selects the one loadgen_run drives:
+# `realtime` is our relay (relay_start in bench/lib.sh); `ws` and `socketio` are the Node peers
+# in bench/peers/, relaying the same realtime.publish() commits through an AFTER INSERT trigger
+# that pg_notify()s each message id (InsForge's design; bench/peers/relay-core.mjs).
+# The caller sets PEER_PORT. Only one server runs at a time (use_target), so none takes CPU from
+# another's run, and the notify trigger is enabled only while a peer runs.
 
-build_binaries() {
-    if [ -n "${BENCH_RELAY_BIN:-}" ] && [ -n "${BENCH_LOADGEN_BIN:-}" ]; then
-        RELAY_BIN=$BENCH_RELAY_BIN LOADGEN=$BENCH_LOADGEN_BIN
-        RELAY_BUILD="given ($RELAY_BIN)"
-    else
-        log "cargo build --release -p realtime-relay -p realtime-loadgen"
-        (cd "$ROOT" && cargo build --release -q -p realtime-relay -p realtime-loadgen) ||
-            die "release build failed"
-        local target=${CARGO_TARGET_DIR:-$ROOT/target}
-        RELAY_BIN=$target/release/realtime-relay LOADGEN=$target/release/realtime-loadgen
-        RELAY_BUILD="release build"
+TARGET=${TARGET:-realtime}
+PEER_PID=""
+PEER_NAME=""
+
+# npm ci in bench/peers when its node_modules is missing or older than the lock file.
+peers_install() {
+    local dir=$ROOT/bench/peers
+    command -v node >/dev/null || die "node is required for the peer servers (Node 20)"
+    if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
+        log "npm ci in bench/peers"
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null 2>"$WORK/npm.log") ||
+            die "npm ci failed: $(tail -n 5 "$WORK/npm.log")"
+        touch "$dir/node_modules"
     fi
-    [ -x "$RELAY_BIN" ] && [ -x "$LOADGEN" ] || die "binaries not found: $RELAY_BIN $LOADGEN"
+    PEER_VERSIONS=$(cd "$dir" && node -e '
+        const v = (p) => JSON.parse(require("fs").readFileSync(`node_modules/${p}/package.json`)).version;
+        console.log(`node ${process.versions.node}, ws ${v("ws")}, socket.io ${v("socket.io")}, pg ${v("pg")}`)')
 }
 
-# ---------------------------------------------------------------------------------------------
-# Cluster: fsync and synchronous_commit on (real, durable commits, as in bench/ingest).
+# The trigger the peers listen to (created disabled); call once after cluster_setup.
+peers_setup() {
+    psql_q -f "$ROOT/bench/peers/notify.sql" >/dev/null
+}
 
-PG_STARTED=""
-
-cluster_start() {
-    port_free "$PORT" || die "port $PORT is in use"
-    if [ -f "$WORK/data/postmaster.pid" ]; then
-        as_pg "$PG_BIN/pg_ctl" -D "$WORK/data" stop -m immediate -w -t 30 >/dev/null 2>&1 || true
-    fi
-    rm -rf "$WORK"
-    mkdir -p "$WORK"
-    [ "$(id -u)" = 0 ] && chown postgres:postgres "$WORK"
-    as_pg "$PG_BIN/initdb" -D "$WORK/data" -A trust -U postgres -E UTF8 --locale=C --no-sync \
-        >"$WORK/initdb.log" 2>&1 || die "initdb failed: $(tail -n 5 "$WORK/initdb.log")"
-    local opts="-p $PORT -k $WORK -c listen_addresses=127.0.0.1 -c wal_level=logical"
-    opts+=" -c max_wal_senders=10 -c max_replication_slots=10 -c shared_buffers=256MB"
-    opts+=" -c max_connections=100 -c fsync=on -c synchronous_commit=${BENCH_SYNC_COMMIT:-on}"
-    # The port is inside the ephemeral range: an outgoing connection may hold it for a moment.
-    local try
-    for try in 1 2 3 4; do
-        as_pg "$PG_BIN/pg_ctl" -D "$WORK/data" -l "$WORK/postgres.log" -w -t 60 -o "$opts" start \
-            >/dev/null 2>&1 && break
-        [ "$try" = 4 ] && die "Postgres did not start: $(tail -n 10 "$WORK/postgres.log")"
-        log "Postgres did not start (try $try), retrying: $(grep -m1 'could not' "$WORK/postgres.log" || true)"
-        sleep 2
+# Starts bench/peers/<name>-server.mjs on PEER_PORT. The bench ports lie in the ephemeral range,
+# where another job's listener may land for a while: then the next free port is used (the
+# recorded commands carry the port of each run).
+peer_start() {
+    local name=$1 try
+    for try in 1 2 3 4 5 6 7 8 9 10; do
+        port_free "$PEER_PORT" && break
+        [ "$try" = 10 ] && die "no free port for the $name peer (last tried $PEER_PORT)"
+        log "port $PEER_PORT is in use; the $name peer takes $((PEER_PORT + 1))"
+        PEER_PORT=$((PEER_PORT + 1))
     done
-    PG_STARTED=1
-    DB_URL="postgres://postgres@127.0.0.1:$PORT/postgres"
-}
-
-cluster_stop() {
-    [ -n "$PG_STARTED" ] || return 0
-    as_pg "$PG_BIN/pg_ctl" -D "$WORK/data" stop -m immediate -w -t 30 >/dev/null 2>&1 || true
-    PG_STARTED=""
-}
-
-# Roles, the extension (its library pinned to a private copy: other jobs reinstall it in place),
-# one pattern channel for every bench:* name, and a policy letting every role subscribe.
-cluster_setup() {
-    local so epoch
-    so="$("$PG_BIN/pg_config" --pkglibdir)/realtime.so"
-    [ -f "$so" ] || die "the realtime extension is not installed; run 'make install-ext' first"
-    epoch=$(stat -c %Y "$so")
-    psql_q <<'SQL' >/dev/null
-DO $$
-DECLARE r text;
-BEGIN
-    FOREACH r IN ARRAY ARRAY['anon', 'authenticated', 'service_role'] LOOP
-        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
-            EXECUTE format('CREATE ROLE %I NOLOGIN', r);
-        END IF;
-    END LOOP;
-END $$;
-CREATE EXTENSION realtime;
-INSERT INTO realtime.channels (pattern) VALUES ('bench:%');
-CREATE POLICY bench_all ON realtime.channels FOR SELECT USING (true);
-SQL
-    mkdir -p "$WORK/lib"
-    cp "$so" "$WORK/lib/realtime.so"
-    chmod 0755 "$WORK/lib" "$WORK/lib/realtime.so"
-    [ "$(stat -c %Y "$so")" = "$epoch" ] || die "realtime.so was reinstalled during setup; run again"
-    sql "UPDATE pg_catalog.pg_proc SET probin = '$WORK/lib/realtime' WHERE probin = '\$libdir/realtime'" >/dev/null
-    EXT_VERSION=$(sql "SELECT extversion FROM pg_extension WHERE extname = 'realtime'")
-}
-
-# ---------------------------------------------------------------------------------------------
-# Relay: a private copy under its own name, so no other job's broad pkill can take it down.
-# RELAY_EXTRA_FLAGS (optional) are appended to its command line.
-
-RELAY_PID=""
-RELAY_FLAGS=""
-
-relay_start() {
-    port_free "$RELAY_PORT" || die "port $RELAY_PORT is in use"
-    cp "$RELAY_BIN" "$WORK/bench-$NAME-relay"
-    # More connections than the default cap (10,000), where this relay version has the flag.
-    if "$RELAY_BIN" --help 2>/dev/null | grep -q -- --max-connections; then
-        RELAY_FLAGS="--max-connections 100000"
-    fi
-    RUST_LOG="${RUST_LOG:-warn}" "$WORK/bench-$NAME-relay" \
-        --database-url "$DB_URL" --bind "127.0.0.1:$RELAY_PORT" --jwt-secret "$JWT_SECRET" \
-        --relay-id "bench_$NAME" $RELAY_FLAGS ${RELAY_EXTRA_FLAGS:-} </dev/null >>"$WORK/relay.log" 2>&1 &
-    RELAY_PID=$!
-    local deadline=$((SECONDS + 60)) code=""
+    echo "--- $name start $(date -u +%T)" >>"$WORK/peer-$name.log"
+    node "$ROOT/bench/peers/$name-server.mjs" --port "$PEER_PORT" --database-url "$DB_URL" \
+        </dev/null >>"$WORK/peer-$name.log" 2>&1 &
+    PEER_PID=$! PEER_NAME=$name
+    local deadline=$((SECONDS + 30)) code=""
     while [ $SECONDS -lt $deadline ]; do
-        kill -0 "$RELAY_PID" 2>/dev/null || die "the relay exited: $(tail -n 10 "$WORK/relay.log")"
-        code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$RELAY_PORT/readyz" || true)
+        kill -0 "$PEER_PID" 2>/dev/null || die "the $name peer exited: $(tail -n 10 "$WORK/peer-$name.log")"
+        code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PEER_PORT/readyz" || true)
         [ "$code" = 200 ] && return 0
         sleep 0.2
     done
-    die "the relay was not ready within 60 s (last /readyz: $code)"
+    die "the $name peer was not ready within 30 s: $(tail -n 10 "$WORK/peer-$name.log")"
 }
 
-relay_stop() {
-    [ -n "$RELAY_PID" ] || return 0
-    kill -TERM "$RELAY_PID" 2>/dev/null || true
+peer_stop() {
+    [ -n "$PEER_PID" ] || return 0
+    kill -TERM "$PEER_PID" 2>/dev/null || true
     local i
     for i in $(seq 1 50); do
-        kill -0 "$RELAY_PID" 2>/dev/null || break
+        kill -0 "$PEER_PID" 2>/dev/null || break
         sleep 0.1
     done
-    kill -KILL "$RELAY_PID" 2>/dev/null || true
-    wait "$RELAY_PID" 2>/dev/null || true
-    RELAY_PID=""
+    kill -KILL "$PEER_PID" 2>/dev/null || true
+    wait "$PEER_PID" 2>/dev/null || true
+    PEER_PID="" PEER_NAME=""
 }
 
-relay_ensure() {
-    if [ -n "$RELAY_PID" ] && ! kill -0 "$RELAY_PID" 2>/dev/null; then
-        log "WARNING: the relay died; restarting it. $(tail -n 3 "$WORK/relay.log")"
-        RELAY_RESTARTS=$((RELAY_RESTARTS + 1))
-        RELAY_PID=""
-        relay_start
-    fi
+# Makes TARGET the only server running. Switching to our relay waits until its slot caught up
+# with what the peers' runs published (the relay decodes it with nobody subscribed).
+use_target() {
+    TARGET=$1
+    case "$TARGET" in
+        realtime)
+            peer_stop
+            sql "ALTER TABLE realtime.messages DISABLE TRIGGER bench_peers_notify" >/dev/null 2>&1 || true
+            if ! relay_alive; then
+                RELAY_PID=""
+                relay_start
+                local c
+                c=$(relay_catch_up)
+                if [ "$c" = timeout ]; then log "WARNING: the relay is still decoding the peers' messages"; fi
+            fi
+            ;;
+        ws | socketio)
+            relay_stop
+            [ "$PEER_NAME" = "$TARGET" ] && kill -0 "$PEER_PID" 2>/dev/null && return 0
+            peer_stop
+            sql "ALTER TABLE realtime.messages ENABLE TRIGGER bench_peers_notify" >/dev/null
+            peer_start "$TARGET"
+            ;;
+        *) die "unknown target '$TARGET' (realtime, ws, socketio)" ;;
+    esac
 }
-RELAY_RESTARTS=0
+
+target_url() {
+    case "$TARGET" in
+        realtime) echo "ws://127.0.0.1:$RELAY_PORT/v1/socket" ;;
+        ws) echo "ws://127.0.0.1:$PEER_PORT/v1/socket" ;;
+        socketio) echo "ws://127.0.0.1:$PEER_PORT/socket.io/?EIO=4&transport=websocket" ;;
+    esac
+}
+
+target_pid() { if [ "$TARGET" = realtime ]; then echo "$RELAY_PID"; else echo "$PEER_PID"; fi; }
 
 # ---------------------------------------------------------------------------------------------
-# One loadgen run. usage: loadgen_run LABEL ARGS...
+# One loadgen run against TARGET. usage: loadgen_run LABEL ARGS...
 # Appends the JSON line plus the exact command to $RAW; the loadgen samples `top` once mid-window
 # into $WORK/top.LABEL.txt. Prints the JSON line.
 
 loadgen_run() {
     local label=$1
     shift
-    relay_ensure
-    local cmd=(target/release/realtime-loadgen --url "ws://127.0.0.1:$RELAY_PORT/v1/socket"
-        --database-url "$DB_URL" --relay-pid "$RELAY_PID" --label "$label" "$@")
+    if [ "$TARGET" = realtime ]; then relay_ensure "$label"; fi
+    local cmd=(target/release/realtime-loadgen --target "$TARGET" --url "$(target_url)"
+        --database-url "$DB_URL" --relay-pid "$(target_pid)" --label "$label" "$@")
     local out
     out=$("$LOADGEN" "${cmd[@]:1}" --top-file "$WORK/top.$label.txt" 2>>"$WORK/loadgen.log") || {
         tail -n 20 "$WORK/loadgen.log" >&2
-        die "loadgen failed: ${cmd[*]}"
+        die "loadgen failed: $(printf '%q ' "${cmd[@]}")"
     }
-    # The recorded command (ports and pid as in this run).
-    jq -c --arg cmd "${cmd[*]}" '. + {command: $cmd}' <<<"$out" >>"$RAW"
+    # The recorded command (ports and pid as in this run), quoted for a shell.
+    local recorded
+    recorded=$(printf '%q ' "${cmd[@]}")
+    jq -c --arg cmd "${recorded% }" '. + {command: $cmd}' <<<"$out" >>"$RAW"
     printf '%s\n' "$out"
-    # Let the relay drop the closed sessions before the next run.
+    # Let the server drop the closed sessions before the next run.
     sleep 1
-}
-
-# Median of numbers on stdin ("-" when none).
-median() {
-    sort -g | awk '{ a[NR] = $1 } END {
-        if (NR == 0) { print "-"; exit }
-        print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
 
 # usage: field_median LABEL JQ_EXPR — median of one field over the rounds of a label.
@@ -210,12 +155,12 @@ us_to_ms() { awk -v v="$1" 'BEGIN { if (v == "-") print "-"; else printf "%.2f",
 
 # A results row for one label: rounds, deliveries/s, missing, send→recv and ack→recv
 # percentiles (ms, medians over rounds), errors, CPU seconds over the measured window (relay,
-# loadgen, machine busy of machine capacity = cores × window) and
-# relay peak RSS (MB), all medians.
+# loadgen, machine busy of machine capacity = cores × window), the server's peak RSS (MB)
+# and the mean delivered frame size (bytes), all medians. "server" is the relay or the peer.
 summary_row() {
     local l=$1 n
     n=$(jq -r --arg l "$l" 'select(.label == $l) | .label' "$RAW" | wc -l)
-    local dps miss p50 p90 p99 p999 max a50 a99 err rcpu lcpu mcpu cap rss
+    local dps miss p50 p90 p99 p999 max a50 a99 err rcpu lcpu mcpu cap rss bytes
     dps=$(field_median "$l" .deliveries_per_s)
     miss=$(field_range "$l" .missing)
     p50=$(us_to_ms "$(field_median "$l" .latency_us.p50)")
@@ -233,14 +178,15 @@ summary_row() {
     cap=$(field_median "$l" .cpu_s.machine_capacity)
     rss=$(jq -r --arg l "$l" 'select(.label == $l) | .relay_rss_kb.peak // empty' "$RAW" | median |
         awk '{ if ($1 == "-") print "-"; else printf "%.0f", $1 / 1024 }')
-    printf '| %s | %s | %s | %s | %s / %s / %s / %s / %s | %s / %s | %s | %s / %s / %s of %s s | %s |\n' \
+    bytes=$(field_median "$l" .frame_bytes_mean)
+    printf '| %s | %s | %s | %s | %s / %s / %s / %s / %s | %s / %s | %s | %s / %s / %s of %s s | %s | %s |\n' \
         "$l" "$n" "$dps" "$miss" "$p50" "$p90" "$p99" "$p999" "$max" "$a50" "$a99" "$err" \
-        "$rcpu" "$lcpu" "$mcpu" "$cap" "$rss"
+        "$rcpu" "$lcpu" "$mcpu" "$cap" "$rss" "$bytes"
 }
 
 summary_header() {
-    echo '| run | rounds | deliveries/s | missing (min–max) | send→recv p50 / p90 / p99 / p99.9 / max (ms) | ack→recv p50 / p99 (ms) | errors (all rounds) | CPU s: relay / loadgen / machine busy of capacity | relay peak RSS (MB) |'
-    echo '|---|---|---|---|---|---|---|---|---|'
+    echo '| run | rounds | deliveries/s | missing (min–max) | send→recv p50 / p90 / p99 / p99.9 / max (ms) | ack→recv p50 / p99 (ms) | errors (all rounds) | CPU s: server / loadgen / machine busy of capacity | server peak RSS (MB) | frame bytes |'
+    echo '|---|---|---|---|---|---|---|---|---|---|'
 }
 
 # The exact command of each label's first round (ports as in this run).
@@ -252,11 +198,3 @@ commands_block() {
     echo '```'
 }
 
-append_results() {
-    local results=$1 report=$2
-    if [ ! -f "$results" ]; then
-        printf '# Benchmark results\n\nAppended by the benchmark scripts; newest last. Method: bench/README.md.\n' >"$results"
-    fi
-    printf '\n%s\n' "$report" >>"$results"
-    log "appended to $results"
-}

@@ -94,3 +94,38 @@ async fn anonymous_connection_refused_when_anon_disabled() {
         "a role outside the allowlist is refused (HTTP 401/403 or close 4001), got {outcome:?}"
     );
 }
+
+/// The permission check pipelines BEGIN, SET LOCAL ROLE, the settings, the check and ROLLBACK on
+/// one pooled connection. With a pool of one connection, a policy that raises an error must leave
+/// that connection outside any transaction and under its own role: the next checks on it still
+/// decide correctly (allowed, then refused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_policy_check_leaves_the_pooled_connection_clean() {
+    let (cluster, relay) = start_stack_with(RelayOptions {
+        extra_args: vec!["--pool-size".into(), "1".into()],
+        ..RelayOptions::default()
+    })
+    .await;
+    let db = cluster.client().await;
+    create_channel(&db, "user:%").await;
+    create_channel(&db, "boom:%").await;
+    exec(
+        &db,
+        "CREATE POLICY own_user_channel ON realtime.channels FOR SELECT TO authenticated
+           USING (CASE WHEN realtime.channel_name() LIKE 'boom:%' THEN length(realtime.channel_name()) / 0 = 1
+                       ELSE realtime.channel_name() = 'user:' || realtime.user_id() END)",
+    )
+    .await;
+
+    let mut alice =
+        Ws::connect(&relay.ws_url(), Connect::Bearer(relay.token(Some("alice"), "authenticated"))).await;
+    let reply = alice.subscribe("boom:1").await;
+    assert_eq!(error_code(&reply), "INTERNAL_ERROR", "a policy error is an internal error: {reply}");
+    for _ in 0..3 {
+        alice.subscribe_ok("user:alice").await;
+        let reply = alice.unsubscribe("user:alice").await;
+        assert_eq!(reply["ok"], true, "unsubscribe: {reply}");
+        let reply = alice.subscribe("user:bob").await;
+        assert_eq!(error_code(&reply), "REALTIME_UNAUTHORIZED", "still checked as alice: {reply}");
+    }
+}

@@ -1,14 +1,15 @@
-//! `realtime-loadgen`: N WebSocket subscribers on the relay, an open-loop publisher through
-//! `realtime.publish()`, send-to-receive latency in HDR histograms.
-//!
-//! Phases: (1) subscribe — open N connections (source addresses 127.0.0.1..=127.0.0.K,
-//! round-robin), subscribe each to its channel, wait for every reply; (2) publish — `--rate`
-//! messages/s for `--warmup` + `--duration` seconds on a fixed schedule, each call stamped with
-//! the wall-clock µs taken just before it is issued (so the latency includes the publish
-//! statement and its commit: "send-to-receive"); (3) drain — wait until every expected delivery
-//! arrived or `--drain` seconds passed. Prints one JSON line on stdout and a table on stderr.
+//! `realtime-loadgen`: drives our relay, or a Node peer in `bench/peers/`, with one workload
+//! (WebSocket subscribers; open-loop publishing through `realtime.publish()` in Postgres) and
+//! measures it: send-to-receive latency in HDR histograms, deliveries/s, errors, the server's CPU
+//! seconds and peak RSS. Modes: `fanout` (src/fanout.rs), `idle` (src/idle.rs: connections and
+//! RSS per connection), `churn` (src/churn.rs: RLS-checked subscribes per second). Connections
+//! are spread over source addresses 127.0.0.1..=127.0.0.K (`--source-ips`), so more than ~60k fit
+//! on loopback. Protocol adapters per server: src/adapter/.
 
-mod frame;
+mod adapter;
+mod churn;
+mod fanout;
+mod idle;
 mod procstat;
 mod publisher;
 mod report;
@@ -16,19 +17,20 @@ mod stats;
 mod subscribers;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use tokio::sync::{mpsc, Semaphore};
 
-use crate::publisher::{ChannelOf, Plan};
-use crate::stats::{AckTimes, Events};
-use crate::subscribers::{Ready, Shared, Target};
+use crate::adapter::Proto;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Pattern {
+pub enum Mode {
+    Fanout,
+    Idle,
+    Churn,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Pattern {
     /// Every connection subscribes to `bench:shared`.
     Shared,
     /// Connection i subscribes to `bench:<i % channels>`; message s goes to `bench:<s % channels>`.
@@ -37,66 +39,94 @@ enum Pattern {
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Load generator for realtime-relay (WebSocket protocol v1)")]
-struct Args {
-    /// Relay WebSocket URL.
+pub struct Args {
+    /// What to run: `fanout` (subscribe, publish on schedule, measure deliveries), `idle`
+    /// (open idle subscribed connections in steps, read the server's RSS after each) or `churn`
+    /// (authenticated clients subscribing and unsubscribing distinct channels).
+    #[arg(long, value_enum, default_value_t = Mode::Fanout)]
+    pub mode: Mode,
+    /// The server under test, for its protocol adapter.
+    #[arg(long, value_enum, default_value_t = Proto::Realtime)]
+    pub target: Proto,
+    /// Server WebSocket URL (Socket.IO peer: ws://HOST:PORT/socket.io/?EIO=4&transport=websocket).
     #[arg(long, default_value = "ws://127.0.0.1:4000/v1/socket")]
-    url: String,
+    pub url: String,
     /// Postgres URL for the publishing connections.
-    #[arg(long, env = "DATABASE_URL")]
-    database_url: String,
+    #[arg(long, env = "DATABASE_URL", default_value = "")]
+    pub database_url: String,
     /// WebSocket connections (one subscription each).
     #[arg(long, short = 'n', default_value_t = 100)]
-    connections: usize,
+    pub connections: usize,
     #[arg(long, value_enum, default_value_t = Pattern::Shared)]
-    pattern: Pattern,
+    pub pattern: Pattern,
     /// Channels for `--pattern per-user`.
     #[arg(long, default_value_t = 1000)]
-    channels: u64,
+    pub channels: u64,
     /// Messages published per second (open loop).
     #[arg(long, default_value_t = 1000.0)]
-    rate: f64,
+    pub rate: f64,
     /// Measured seconds of publishing.
     #[arg(long, default_value_t = 10.0)]
-    duration: f64,
+    pub duration: f64,
     /// Seconds of publishing before the measurement (deliveries not measured).
     #[arg(long, default_value_t = 1.0)]
-    warmup: f64,
+    pub warmup: f64,
     /// Messages per publish call (one transaction).
     #[arg(long, default_value_t = 1)]
-    batch: usize,
+    pub batch: usize,
     /// Bytes of padding in each payload.
     #[arg(long, default_value_t = 100)]
-    pad: i32,
+    pub pad: i32,
     /// Publishing Postgres connections (calls are pipelined over them).
     #[arg(long, default_value_t = 4)]
-    publishers: usize,
+    pub publishers: usize,
     /// Most publish calls in flight; past it the schedule slips (reported).
     #[arg(long, default_value_t = 1024)]
-    max_in_flight: usize,
+    pub max_in_flight: usize,
     /// Source addresses 127.0.0.1..=127.0.0.K used round-robin (about 28k connections each).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u8).range(1..=254))]
-    source_ips: u8,
+    pub source_ips: u8,
     /// Connections being set up at once.
     #[arg(long, default_value_t = 256)]
-    connect_concurrency: usize,
+    pub connect_concurrency: usize,
     /// Seconds allowed for one connection's connect + handshake + subscribe.
     #[arg(long, default_value_t = 60.0)]
-    connect_timeout: f64,
+    pub connect_timeout: f64,
     /// Seconds to wait after the last publish for outstanding deliveries.
     #[arg(long, default_value_t = 5.0)]
-    drain: f64,
+    pub drain: f64,
     /// The relay's pid (CPU and RSS); default: the newest process named realtime-relay.
     #[arg(long)]
-    relay_pid: Option<String>,
+    pub relay_pid: Option<String>,
     /// Tokio worker threads (default: one per core).
     #[arg(long)]
-    threads: Option<usize>,
+    pub threads: Option<usize>,
     /// Write `top -b -n1` (first 20 lines) here half-way through the measured window.
     #[arg(long)]
-    top_file: Option<std::path::PathBuf>,
+    pub top_file: Option<std::path::PathBuf>,
+    /// `--mode idle`: connection counts to step through, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1000,5000,10000")]
+    pub steps: Vec<usize>,
+    /// `--mode idle`: seconds to wait after each step before reading the server's RSS.
+    #[arg(long, default_value_t = 3.0)]
+    pub settle: f64,
+    /// `--mode churn`: users (JWT subjects u0..u<users-1>); connection i is user i % users.
+    #[arg(long, default_value_t = 1000)]
+    pub users: u64,
+    /// `--mode churn`: rooms each user is a member of (room r belongs to user r % users, so
+    /// user u subscribes to room:u, room:u+users, ...: always a distinct channel).
+    #[arg(long, default_value_t = 100)]
+    pub rooms_per_user: u64,
+    /// `--mode churn`: every Nth subscribe goes to another user's room, which must be refused
+    /// (0: never).
+    #[arg(long, default_value_t = 0)]
+    pub foreign_every: u64,
+    /// `--mode churn`: HS256 secret to mint the clients' tokens with (the relay's --jwt-secret).
+    #[arg(long, env = "REALTIME_JWT_SECRET", default_value = "")]
+    pub jwt_secret: String,
     /// A label copied into the JSON line.
     #[arg(long, default_value = "")]
-    label: String,
+    pub label: String,
 }
 
 fn main() {
@@ -106,7 +136,14 @@ fn main() {
         rt.worker_threads(t);
     }
     let rt = rt.enable_all().build().expect("tokio runtime");
-    match rt.block_on(run(args)) {
+    let res = rt.block_on(async move {
+        match args.mode {
+            Mode::Fanout => fanout::run(args).await,
+            Mode::Idle => idle::run(args).await,
+            Mode::Churn => churn::run(args).await,
+        }
+    });
+    match res {
         Ok(()) => std::process::exit(0),
         Err(e) => {
             eprintln!("realtime-loadgen: {e}");
@@ -115,180 +152,7 @@ fn main() {
     }
 }
 
-fn channel_of_sub(pattern: Pattern, channels: u64, i: u64) -> String {
-    match pattern {
-        Pattern::Shared => "bench:shared".to_string(),
-        Pattern::PerUser => format!("bench:{}", i % channels),
-    }
-}
-
-async fn run(args: Args) -> Result<(), String> {
-    if args.rate <= 0.0 || args.duration <= 0.0 || args.batch == 0 || args.channels == 0 {
-        return Err("--rate, --duration, --batch and --channels must be positive".into());
-    }
-    let relay_pid = args.relay_pid.clone().or_else(procstat::find_relay);
-    let relay_addr = relay_socket_addr(&args.url)?;
-    let warmup_msgs = (args.warmup * args.rate).round() as u64;
-    let measured_msgs = (args.duration * args.rate).round() as u64;
-    let total_msgs = warmup_msgs + measured_msgs;
-    let acks = Arc::new(AckTimes::new(total_msgs as usize));
-    let shared = Arc::new(Shared {
-        events: Events::default(),
-        acks: acks.clone(),
-        warmup_msgs,
-        stopping: AtomicBool::new(false),
-    });
-
-    // Phase 1: subscribe.
-    let t0 = Instant::now();
-    let target = Arc::new(Target {
-        relay: relay_addr,
-        url: args.url.clone(),
-        source_ips: args.source_ips,
-        connect_timeout: Duration::from_secs_f64(args.connect_timeout),
-    });
-    let gate = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
-    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
-    for i in 0..args.connections {
-        let channel = channel_of_sub(args.pattern, args.channels, i as u64);
-        let tx = ready_tx.clone();
-        let (target, shared, gate) = (target.clone(), shared.clone(), gate.clone());
-        tokio::spawn(subscribers::run_one(i, channel, target, shared, gate, tx));
-    }
-    drop(ready_tx);
-    let setup_events = Events::default();
-    let mut subs_per_channel: Vec<u64> = match args.pattern {
-        Pattern::Shared => vec![0],
-        Pattern::PerUser => vec![0; args.channels as usize],
-    };
-    let (mut ok, mut failed, mut last_note) = (0usize, 0usize, Instant::now());
-    while ok + failed < args.connections {
-        let Some((i, r)) = ready_rx.recv().await else { break };
-        match r {
-            Ready::Ok => {
-                ok += 1;
-                let idx = match args.pattern {
-                    Pattern::Shared => 0,
-                    Pattern::PerUser => (i as u64 % args.channels) as usize,
-                };
-                subs_per_channel[idx] += 1;
-            }
-            Ready::Failed(why) => {
-                failed += 1;
-                setup_events.add(why);
-            }
-        }
-        if last_note.elapsed() > Duration::from_secs(5) {
-            eprintln!(
-                "  subscribed {ok}/{} ({failed} failed) after {:.1} s",
-                args.connections,
-                t0.elapsed().as_secs_f64()
-            );
-            last_note = Instant::now();
-        }
-    }
-    let setup_secs = t0.elapsed().as_secs_f64();
-    eprintln!("  subscribed {ok}/{} ({failed} failed) in {setup_secs:.1} s", args.connections);
-    if ok == 0 {
-        return Err(format!("no connection subscribed: {:?}", setup_events.snapshot()));
-    }
-
-    // Phase 2: publish on schedule.
-    let channels = args.channels;
-    let channel_of: ChannelOf = match args.pattern {
-        Pattern::Shared => Arc::new(|_| "bench:shared".to_string()),
-        Pattern::PerUser => Arc::new(move |s| format!("bench:{}", s % channels)),
-    };
-    let plan = Arc::new(Plan {
-        database_url: args.database_url.clone(),
-        connections: args.publishers.max(1),
-        rate: args.rate,
-        batch: args.batch,
-        total_msgs,
-        pad: args.pad,
-        channel_of,
-        max_in_flight: args.max_in_flight.max(1),
-    });
-    let clients = publisher::connect(&plan).await.map_err(|e| format!("publisher connect: {e}"))?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let start = Instant::now() + Duration::from_millis(50);
-    let measure_start = start + Duration::from_secs_f64(args.warmup);
-
-    // CPU and peak RSS over the measured window only (warm-up excluded).
-    let pid = relay_pid.clone();
-    let before = tokio::spawn(async move {
-        tokio::time::sleep_until(measure_start.into()).await;
-        let rss_reset = pid.as_deref().is_some_and(procstat::reset_peak_rss);
-        (procstat::Cpu::read(pid.as_deref()), rss_reset, Instant::now())
-    });
-    if let Some(path) = args.top_file.clone() {
-        let at = measure_start + Duration::from_secs_f64(args.duration / 2.0);
-        tokio::spawn(async move {
-            tokio::time::sleep_until(at.into()).await;
-            let top = tokio::process::Command::new("top").args(["-b", "-n1", "-w", "160"]).output().await;
-            if let Ok(out) = top {
-                let text = String::from_utf8_lossy(&out.stdout);
-                let head: Vec<&str> = text.lines().take(20).collect();
-                let _ = std::fs::write(path, head.join("\n") + "\n");
-            }
-        });
-    }
-    let outcome = publisher::run(plan.clone(), clients, acks.clone(), start).await;
-    let (cpu_before, rss_reset, window_start) = before.await.map_err(|e| e.to_string())?;
-
-    // Phase 3: drain.
-    let expected: u64 = (warmup_msgs..total_msgs)
-        .filter(|&s| acks.get(s).is_some())
-        .map(|s| match args.pattern {
-            Pattern::Shared => subs_per_channel[0],
-            Pattern::PerUser => subs_per_channel[(s % args.channels) as usize],
-        })
-        .sum();
-    let deadline = Instant::now() + Duration::from_secs_f64(args.drain);
-    while stats::deliveries() < expected && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let window_secs = window_start.elapsed().as_secs_f64();
-    let cpu = cpu_before.delta(&procstat::Cpu::read(relay_pid.as_deref()));
-    shared.stopping.store(true, Ordering::Relaxed);
-    let rec = stats::merged();
-    let relay_rss =
-        relay_pid.as_deref().map(|p| (procstat::status_kb(p, "VmHWM"), procstat::status_kb(p, "VmRSS")));
-
-    let r = report::Report {
-        label: &args.label,
-        pattern: match args.pattern {
-            Pattern::Shared => "shared",
-            Pattern::PerUser => "per-user",
-        },
-        connections: args.connections,
-        subscribed: ok,
-        channels: subs_per_channel.iter().filter(|&&n| n > 0).count(),
-        rate: args.rate,
-        batch: args.batch,
-        duration: args.duration,
-        warmup: args.warmup,
-        pad: args.pad,
-        publishers: plan.connections,
-        setup_secs,
-        setup_errors: setup_events.snapshot(),
-        measured_msgs,
-        outcome: &outcome,
-        expected,
-        rec: &rec,
-        events: shared.events.snapshot(),
-        window_secs,
-        cpu,
-        relay_pid: relay_pid.as_deref(),
-        relay_rss,
-        rss_reset,
-    };
-    println!("{}", r.json());
-    eprintln!("{}", r.table());
-    Ok(())
-}
-
-fn relay_socket_addr(url: &str) -> Result<SocketAddr, String> {
+pub fn relay_socket_addr(url: &str) -> Result<SocketAddr, String> {
     let rest = url.strip_prefix("ws://").ok_or("--url must start with ws://")?;
     let hostport = rest.split('/').next().unwrap_or(rest);
     let hostport = if hostport.contains(':') { hostport.to_string() } else { format!("{hostport}:80") };

@@ -11,6 +11,8 @@ use crate::stats::{summary, Recorder};
 
 pub struct Report<'a> {
     pub label: &'a str,
+    /// The server under test (`realtime`, `ws`, `socketio`).
+    pub target: &'a str,
     pub pattern: &'a str,
     pub connections: usize,
     pub subscribed: usize,
@@ -81,6 +83,8 @@ impl Report<'_> {
             "latency_us": summary(&self.rec.send_to_recv),
             "ack_to_recv_us": summary(&self.rec.ack_to_recv),
             "delivered_before_ack": self.rec.before_ack,
+            "frame_bytes_mean": self.rec.bytes.checked_div(self.rec.deliveries).unwrap_or(0),
+            "target": self.target,
             "errors": self.events,
             "window_s": r2(self.window_secs),
             "cpu_s": {

@@ -33,6 +33,8 @@ pub struct Recorder {
     pub warmup_deliveries: u64,
     /// Deliveries whose commit acknowledgement had not reached the publisher yet.
     pub before_ack: u64,
+    /// Text bytes of the measured deliveries (frame size as sent by the server).
+    pub bytes: u64,
 }
 
 impl Recorder {
@@ -43,6 +45,7 @@ impl Recorder {
             deliveries: 0,
             warmup_deliveries: 0,
             before_ack: 0,
+            bytes: 0,
         }
     }
 }
@@ -85,6 +88,7 @@ pub fn merged() -> Recorder {
         out.deliveries += r.deliveries;
         out.warmup_deliveries += r.warmup_deliveries;
         out.before_ack += r.before_ack;
+        out.bytes += r.bytes;
     }
     out
 }

@@ -1,5 +1,6 @@
 //! The subscribe phase and the readers: one small task per WebSocket connection, each bound to a
-//! 127.0.0.x source address (round-robin) so more than ~60k connections fit on loopback.
+//! 127.0.0.x source address (round-robin) so more than ~60k connections fit on loopback. The
+//! server under test is spoken to through its [`Proto`] adapter.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,13 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
 
-use crate::frame::{self, Kind};
+use crate::adapter::{self, short, Incoming, Kind, Proto, Ws};
 use crate::stats::{self, AckTimes, Events};
 
 /// Bytes read from the socket at most per read call.
@@ -27,14 +27,15 @@ pub struct Shared {
     pub acks: Arc<AckTimes>,
     /// Messages with a seq below this are warm-up: counted apart, not measured.
     pub warmup_msgs: u64,
-    /// Set when the measurement is over: later closes are ours, not the relay's.
+    /// Set when the measurement is over: later closes are ours, not the server's.
     pub stopping: AtomicBool,
 }
 
-/// How to reach the relay and what to subscribe to.
+/// How to reach the server under test.
 pub struct Target {
     pub relay: SocketAddr,
     pub url: String,
+    pub proto: Proto,
     pub source_ips: u8,
     pub connect_timeout: Duration,
 }
@@ -56,8 +57,14 @@ pub async fn run_one(
     ready: mpsc::UnboundedSender<(usize, Ready)>,
 ) {
     let permit = gate.acquire_owned().await.expect("gate open");
-    let setup =
-        tokio::time::timeout(target.connect_timeout, connect_and_subscribe(i, &channel, &target)).await;
+    let setup = tokio::time::timeout(target.connect_timeout, async {
+        let mut ws = connect(i, &target, &target.url).await?;
+        adapter::request(target.proto, &mut ws, target.proto.subscribe(&channel, 1))
+            .await
+            .map_err(|e| format!("subscribe: {e}"))?;
+        Ok::<_, String>(ws)
+    })
+    .await;
     drop(permit);
     let ws = match setup {
         Ok(Ok(ws)) => ws,
@@ -72,16 +79,16 @@ pub async fn run_one(
     };
     let _ = ready.send((i, Ready::Ok));
     drop(ready);
-    read_loop(ws, &shared).await;
+    read_loop(ws, target.proto, &shared).await;
 }
 
-async fn connect_and_subscribe(
-    i: usize,
-    channel: &str,
-    target: &Target,
-) -> Result<WebSocketStream<TcpStream>, String> {
+/// TCP connect from source address 127.0.0.(1 + i % source_ips), the WebSocket handshake on
+/// `url`, and the adapter's opening exchange.
+pub async fn connect(i: usize, target: &Target, url: &str) -> Result<Ws, String> {
     let source = Ipv4Addr::new(127, 0, 0, 1 + (i % usize::from(target.source_ips)) as u8);
     let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {}", e.kind()))?;
+    // SO_REUSEADDR: this side's TIME_WAIT sockets then never keep a server from binding their port.
+    socket.set_reuseaddr(true).map_err(|e| format!("reuseaddr: {}", e.kind()))?;
     socket.bind(SocketAddr::new(source.into(), 0)).map_err(|e| format!("bind: {}", e.kind()))?;
     let stream = socket.connect(target.relay).await.map_err(|e| format!("connect: {}", e.kind()))?;
     stream.set_nodelay(true).map_err(|e| format!("nodelay: {}", e.kind()))?;
@@ -89,34 +96,25 @@ async fn connect_and_subscribe(
     // frames here are a few hundred bytes, so a small buffer saves that memset per delivery
     // (larger frames still work: the buffer grows to the frame's length).
     let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER).write_buffer_size(0);
-    let (mut ws, _) = tokio_tungstenite::client_async_with_config(target.url.as_str(), stream, Some(config))
+    let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config))
         .await
         .map_err(|e| format!("handshake: {}", short(&e.to_string())))?;
-    let sub = serde_json::json!({"type": "subscribe", "ref": 1, "channel": channel}).to_string();
-    ws.send(Message::text(sub)).await.map_err(|e| format!("send: {}", short(&e.to_string())))?;
-    loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(t))) => match frame::subscribe_reply(t.as_str()) {
-                Some(Ok(())) => return Ok(ws),
-                Some(Err(code)) => return Err(format!("subscribe: {code}")),
-                None => {}
-            },
-            Some(Ok(Message::Close(c))) => return Err(format!("close {} during subscribe", close_code(c))),
-            Some(Ok(_)) => {}
-            Some(Err(e)) => return Err(format!("read: {}", short(&e.to_string()))),
-            None => return Err("eof during subscribe".into()),
-        }
-    }
+    target.proto.open(&mut ws).await?;
+    Ok(ws)
 }
 
 /// Reads frames until the socket ends; every tick frame is one delivery.
-async fn read_loop(mut ws: WebSocketStream<TcpStream>, shared: &Shared) {
+async fn read_loop(mut ws: Ws, proto: Proto, shared: &Shared) {
     while let Some(next) = ws.next().await {
         match next {
-            Ok(Message::Text(t)) => on_text(t.as_str(), shared),
+            Ok(Message::Text(t)) => {
+                if on_text(proto, t.as_str(), shared) {
+                    let _ = ws.send(Message::text(proto.pong())).await;
+                }
+            }
             Ok(Message::Close(c)) => {
                 if !shared.stopping.load(Ordering::Relaxed) {
-                    shared.events.add(format!("close {}", close_code(c)));
+                    shared.events.add(format!("close {}", c.map_or(1005, |f| u16::from(f.code))));
                 }
                 return;
             }
@@ -135,17 +133,19 @@ async fn read_loop(mut ws: WebSocketStream<TcpStream>, shared: &Shared) {
     }
 }
 
-fn on_text(text: &str, shared: &Shared) {
-    match frame::classify(text) {
-        Kind::Tick { seq, sent_us } => {
+/// Records one frame; true when it was a ping to answer.
+fn on_text(proto: Proto, text: &str, shared: &Shared) -> bool {
+    match proto.decode(text) {
+        Incoming::Delivery(Kind::Tick { seq, sent_us }) => {
             let now = stats::now_us();
             if seq < shared.warmup_msgs {
                 stats::with_local(|r| r.warmup_deliveries += 1);
-                return;
+                return false;
             }
             let ack = shared.acks.get(seq);
             stats::with_local(|r| {
                 r.deliveries += 1;
+                r.bytes += text.len() as u64;
                 r.send_to_recv.saturating_record(now.saturating_sub(sent_us).max(1));
                 match ack {
                     Some(a) => r.ack_to_recv.saturating_record(now.saturating_sub(a).max(1)),
@@ -156,16 +156,11 @@ fn on_text(text: &str, shared: &Shared) {
                 }
             });
         }
-        Kind::ForeignMessage => shared.events.add("foreign message"),
-        Kind::Other => shared.events.add(format!("frame {}", frame::frame_type(text))),
+        Incoming::Delivery(_) => shared.events.add("foreign message"),
+        Incoming::Ping => return true,
+        Incoming::Reply(_) | Incoming::Other => {
+            shared.events.add(format!("frame {}", proto.frame_type(text)))
+        }
     }
-}
-
-fn close_code(c: Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>) -> u16 {
-    c.map_or(1005, |f| u16::from(f.code))
-}
-
-/// Error texts can carry addresses or long bodies; keep the kind readable and the map small.
-fn short(s: &str) -> String {
-    s.chars().take(60).collect()
+    false
 }

@@ -28,21 +28,32 @@ pub fn set_role_sql(role: &str) -> Result<String, PgError> {
 }
 
 /// May `who` subscribe to `channel`?
+///
+/// One round trip: BEGIN + `SET LOCAL ROLE`, the settings, the check and ROLLBACK are pipelined
+/// on the pooled connection (all sent before any reply is awaited; Postgres runs them in order).
+/// Every subscribe pays this check, so waiting for five replies in turn made the pool's round
+/// trips, not Postgres' work, the limit on subscribes per second. ROLLBACK is sent with the
+/// others, so it runs even when an earlier statement failed (they then fail as "transaction
+/// aborted") and the connection goes back to the pool outside any transaction.
 pub async fn check_subscribe(pool: &Pool, who: &Identity, channel: &str) -> Result<Access, PgError> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    tx.batch_execute(&set_role_sql(&who.role)?).await?;
-    let stmt = tx
+    let client = pool.get().await?;
+    let begin = format!("BEGIN; {}", set_role_sql(&who.role)?);
+    let settings = client
         .prepare_cached(
             "SELECT set_config('request.jwt.claims', $1, true), set_config('realtime.channel_name', $2, true)",
         )
         .await?;
-    tx.query_one(&stmt, &[&who.claims, &channel]).await?;
-    let stmt = tx
+    let check = client
         .prepare_cached("SELECT realtime.match_channel($1) IS NOT NULL, realtime.can_subscribe($1)")
         .await?;
-    let row = tx.query_one(&stmt, &[&channel]).await?;
-    tx.rollback().await?;
+    let settings_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&who.claims, &channel];
+    let check_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&channel];
+    let (_, _, row, _) = tokio::try_join!(
+        client.batch_execute(&begin),
+        client.query_one(&settings, &settings_params),
+        client.query_one(&check, &check_params),
+        client.batch_execute("ROLLBACK"),
+    )?;
     let (exists, allowed): (bool, Option<bool>) = (row.get(0), row.get(1));
     Ok(match (exists, allowed.unwrap_or(false)) {
         (false, _) => Access::NotFound,

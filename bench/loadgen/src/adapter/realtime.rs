@@ -1,19 +1,22 @@
-//! Cheap reading of the relay's text frames: no JSON parse per delivered message.
+//! Wire protocol v1 (our relay, and the Node `ws` peer, which speaks the same subset: subscribe,
+//! unsubscribe, reply, message): frames to send and cheap reading of the frames received — no
+//! JSON parse per delivered message.
 //!
 //! The publisher's payload is `jsonb_build_object('s', seq, 't', send_us, 'pad', ...)`; jsonb
 //! prints it as `{"s": 12, "t": 1700000000000000, "pad": "xx"}` (keys by length, then bytes),
 //! and the relay copies it verbatim into `"payload":{...}`. So a message frame is recognised by
 //! its prefix and the two numbers are scanned right after `"payload":`.
 
-/// What a server frame is, as far as the load generator cares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// A `message` frame with the load generator's `seq` and send time (µs since the epoch).
-    Tick { seq: u64, sent_us: u64 },
-    /// A `message` frame without our payload fields.
-    ForeignMessage,
-    /// Anything else (`reply`, `unsubscribed`, `reset`, `pong`, ...).
-    Other,
+use super::Kind;
+
+/// `{"type":"subscribe","ref":R,"channel":C}`.
+pub fn subscribe(channel: &str, reference: u64) -> String {
+    serde_json::json!({"type": "subscribe", "ref": reference, "channel": channel}).to_string()
+}
+
+/// `{"type":"unsubscribe","ref":R,"channel":C}`.
+pub fn unsubscribe(channel: &str, reference: u64) -> String {
+    serde_json::json!({"type": "unsubscribe", "ref": reference, "channel": channel}).to_string()
 }
 
 const MESSAGE_PREFIX: &str = r#"{"type":"message""#;
@@ -49,7 +52,7 @@ fn number_after<'a>(s: &'a str, key: &str) -> Option<(u64, &'a str)> {
     (i > start).then_some((v, &s[i..]))
 }
 
-/// The reply to a subscribe: `Ok(())`, or the error code.
+/// A reply frame (to subscribe or unsubscribe): `Ok(())`, or the error code.
 pub fn subscribe_reply(text: &str) -> Option<Result<(), String>> {
     if !text.starts_with(r#"{"type":"reply""#) {
         return None;
