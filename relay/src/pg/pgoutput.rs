@@ -107,8 +107,27 @@ pub enum PgOutputMessage {
     Ignored(char),
 }
 
-/// A decoded row: column name to text value (`None` for SQL NULL).
-pub type Row = HashMap<String, Option<String>>;
+/// A decoded row: column names (borrowed from the relation) and their text values (`None` for
+/// SQL NULL), in column order. Looked up by name with a linear scan: a handful of columns, and
+/// no per-row hashing or copying of column names on the replication hot path.
+#[derive(Debug, Default, PartialEq)]
+pub struct Row<'a> {
+    names: Vec<&'a str>,
+    values: Vec<Option<String>>,
+}
+
+impl<'a> Row<'a> {
+    /// A row from (name, value) pairs, in column order.
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (&'a str, Option<String>)>) -> Self {
+        let (names, values) = pairs.into_iter().unzip();
+        Row { names, values }
+    }
+
+    /// The value of column `name`: `None` when there is no such column, `Some(None)` for NULL.
+    pub fn get(&self, name: &str) -> Option<&Option<String>> {
+        self.names.iter().position(|n| *n == name).map(|i| &self.values[i])
+    }
+}
 
 /// Decodes one `pgoutput` (v1) message.
 pub fn decode(data: &Bytes) -> Result<PgOutputMessage, DecodeError> {
@@ -171,7 +190,7 @@ impl Relation {
     }
 
     /// Turns an Insert's tuple into column name → text value.
-    pub fn row(&self, values: &[TupleValue]) -> Result<Row, DecodeError> {
+    pub fn row(&self, values: &[TupleValue]) -> Result<Row<'_>, DecodeError> {
         if values.len() != self.columns.len() {
             return Err(DecodeError::ColumnCount {
                 relation: self.qualified_name(),
@@ -179,7 +198,8 @@ impl Relation {
                 got: values.len(),
             });
         }
-        let mut row = Row::with_capacity(values.len());
+        let mut row =
+            Row { names: Vec::with_capacity(values.len()), values: Vec::with_capacity(values.len()) };
         for (col, value) in self.columns.iter().zip(values) {
             let text = match value {
                 TupleValue::Null => None,
@@ -189,7 +209,8 @@ impl Relation {
                 TupleValue::Binary(_) => return Err(DecodeError::BinaryValue(col.name.clone())),
                 TupleValue::UnchangedToast => return Err(DecodeError::UnchangedToast(col.name.clone())),
             };
-            row.insert(col.name.clone(), text);
+            row.names.push(&col.name);
+            row.values.push(text);
         }
         Ok(row)
     }
@@ -367,9 +388,10 @@ mod tests {
         let msg = decode(&insert_msg(7, &[V::T(b"chat:lobby"), V::T(big.as_bytes()), V::N])).unwrap();
         let PgOutputMessage::Insert { relation_id, values } = msg else { panic!() };
         let row = cache.get(relation_id).unwrap().row(&values).unwrap();
-        assert_eq!(row["channel"].as_deref(), Some("chat:lobby"));
-        assert_eq!(row["payload"].as_deref(), Some(big.as_str()));
-        assert_eq!(row["sender_id"], None);
+        assert_eq!(row.get("channel").cloned().flatten().as_deref(), Some("chat:lobby"));
+        assert_eq!(row.get("payload").cloned().flatten().as_deref(), Some(big.as_str()));
+        assert_eq!(row.get("sender_id"), Some(&None));
+        assert_eq!(row.get("no_such_column"), None);
     }
 
     #[test]
