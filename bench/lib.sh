@@ -28,6 +28,21 @@ die() {
     exit 1
 }
 
+# usage: parse_mode "$@" — sets MODE to full (no argument) or smoke (--smoke); --help prints the
+# calling script's header comment.
+parse_mode() {
+    MODE=full
+    case "${1:-}" in
+        "") ;;
+        --smoke) MODE=smoke ;;
+        -h | --help)
+            awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+            exit 0
+            ;;
+        *) die "unknown argument '$1' (expected --smoke)" ;;
+    esac
+}
+
 # Postgres refuses to run as root: run its server tools as `postgres` when we are root.
 as_pg() {
     if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi

@@ -27,16 +27,7 @@ NAME=connections
 # shellcheck source=../loadgen/lib.sh
 . "$ROOT/bench/loadgen/lib.sh"
 
-MODE=full
-case "${1:-}" in
-    "") ;;
-    --smoke) MODE=smoke ;;
-    -h | --help)
-        sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
-        exit 0
-        ;;
-    *) die "unknown argument '$1' (expected --smoke)" ;;
-esac
+parse_mode "$@"
 if [ "$MODE" = smoke ]; then
     ROUNDS=${BENCH_ROUNDS:-1} STEPS=${BENCH_STEPS:-"200 1000"} SETTLE=${BENCH_SETTLE:-1}
     RECORD=${BENCH_RECORD:-0} MAX_SECONDS=150

@@ -31,16 +31,7 @@ NAME=fanout
 # shellcheck source=../loadgen/lib.sh
 . "$ROOT/bench/loadgen/lib.sh"
 
-MODE=full
-case "${1:-}" in
-    "") ;;
-    --smoke) MODE=smoke ;;
-    -h | --help)
-        sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'
-        exit 0
-        ;;
-    *) die "unknown argument '$1' (expected --smoke)" ;;
-esac
+parse_mode "$@"
 if [ "$MODE" = smoke ]; then
     ROUNDS=${BENCH_ROUNDS:-1} T=${BENCH_T:-1.5} WARMUP=0.5
     SHARED_SUBS=${BENCH_SHARED_SUBS:-200} SHARED_RATES=${BENCH_SHARED_RATES:-"50"}

@@ -21,16 +21,7 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
 
-MODE=full
-case "${1:-}" in
-    "") ;;
-    --smoke) MODE=smoke ;;
-    -h | --help)
-        sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
-        exit 0
-        ;;
-    *) die "unknown argument '$1' (expected --smoke)" ;;
-esac
+parse_mode "$@"
 
 if [ "$MODE" = smoke ]; then
     T=${BENCH_T:-3} ROUNDS=${BENCH_ROUNDS:-1} CLIENTS=${BENCH_CLIENTS:-"1 8"}

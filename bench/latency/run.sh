@@ -25,16 +25,7 @@ NAME=latency
 # shellcheck source=../loadgen/lib.sh
 . "$ROOT/bench/loadgen/lib.sh"
 
-MODE=full
-case "${1:-}" in
-    "") ;;
-    --smoke) MODE=smoke ;;
-    -h | --help)
-        sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
-        exit 0
-        ;;
-    *) die "unknown argument '$1' (expected --smoke)" ;;
-esac
+parse_mode "$@"
 if [ "$MODE" = smoke ]; then
     ROUNDS=${BENCH_ROUNDS:-1} SUBS=${BENCH_SUBS:-"100"} SHARED_SUBS=${BENCH_SHARED_SUBS:-"10"}
     T=${BENCH_T:-2} WARMUP=0.5

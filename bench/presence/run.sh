@@ -22,16 +22,7 @@ NAME=presence
 # shellcheck source=../loadgen/lib.sh
 . "$ROOT/bench/loadgen/lib.sh"
 
-MODE=full
-case "${1:-}" in
-    "") ;;
-    --smoke) MODE=smoke ;;
-    -h | --help)
-        sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
-        exit 0
-        ;;
-    *) die "unknown argument '$1' (expected --smoke)" ;;
-esac
+parse_mode "$@"
 if [ "$MODE" = smoke ]; then
     MEMBERS=${BENCH_MEMBERS:-200} WATCHERS=${BENCH_WATCHERS:-4} ROUNDS=${BENCH_ROUNDS:-1}
     RECORD=${BENCH_RECORD:-0}

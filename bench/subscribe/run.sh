@@ -30,16 +30,7 @@ NAME=subscribe
 # shellcheck source=../loadgen/lib.sh
 . "$ROOT/bench/loadgen/lib.sh"
 
-MODE=full
-case "${1:-}" in
-    "") ;;
-    --smoke) MODE=smoke ;;
-    -h | --help)
-        sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
-        exit 0
-        ;;
-    *) die "unknown argument '$1' (expected --smoke)" ;;
-esac
+parse_mode "$@"
 if [ "$MODE" = smoke ]; then
     ROUNDS=${BENCH_ROUNDS:-1} T=${BENCH_T:-2} WARMUP=0.5 CLIENTS=${BENCH_CLIENTS:-16}
     RECORD=${BENCH_RECORD:-0} MAX_SECONDS=120

@@ -25,16 +25,7 @@ NAME=webhooks
 # shellcheck source=../loadgen/lib.sh
 . "$ROOT/bench/loadgen/lib.sh"
 
-MODE=full
-case "${1:-}" in
-    "") ;;
-    --smoke) MODE=smoke ;;
-    -h | --help)
-        sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
-        exit 0
-        ;;
-    *) die "unknown argument '$1' (expected --smoke)" ;;
-esac
+parse_mode "$@"
 if [ "$MODE" = smoke ]; then
     N=${BENCH_N:-300} RECORD=${BENCH_RECORD:-0} MAX_SECONDS=180
 else
