@@ -93,6 +93,34 @@ watchdog_stop() {
     WATCHDOG_PID=""
 }
 
+# On exit: the scenario's own processes (its `scenario_stop`, when it defines one), the relay and
+# the cluster stopped; the relay log's tail shown on failure; $WORK removed unless BENCH_KEEP=1.
+scenario_cleanup() {
+    local rc=$?
+    set +e
+    if declare -F scenario_stop >/dev/null; then scenario_stop; fi
+    relay_stop
+    [ $rc -ne 0 ] && [ -f "$WORK/relay.log" ] && tail -n 10 "$WORK/relay.log" >&2
+    cluster_stop
+    [ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$WORK"
+    watchdog_stop
+    exit $rc
+}
+
+# Installs scenario_cleanup on exit and a clean exit on Ctrl-C / TERM.
+scenario_traps() {
+    trap scenario_cleanup EXIT
+    trap 'log "interrupted"; exit 130' INT TERM
+}
+
+# usage: require_tools jq curl — dies naming the first missing command.
+require_tools() {
+    local t
+    for t in "$@"; do
+        command -v "$t" >/dev/null || die "$t is required (apt-get install -y $t)"
+    done
+}
+
 # ---------------------------------------------------------------------------------------------
 # Binaries: release builds of the relay and the load generator (BENCH_RELAY_BIN and
 # BENCH_LOADGEN_BIN, both set, skip the build).

@@ -56,22 +56,12 @@ WORK=${BENCH_DIR:-/tmp/bench-fanout}
 RESULTS_MD=${BENCH_RESULTS:-$ROOT/bench/RESULTS.md}
 RAW=$(mktemp /tmp/bench-fanout-raw.XXXXXX.jsonl)
 
-cleanup() {
-    local rc=$?
-    set +e
+scenario_stop() {
     peer_stop
-    relay_stop
-    [ $rc -ne 0 ] && [ -f "$WORK/relay.log" ] && tail -n 10 "$WORK/relay.log" >&2
-    cluster_stop
-    [ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$WORK"
-    watchdog_stop
-    exit $rc
 }
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT TERM
+scenario_traps
 
-command -v jq >/dev/null || die "jq is required (apt-get install -y jq)"
-command -v curl >/dev/null || die "curl is required"
+require_tools jq curl
 ports_free "$PORT" "$RELAY_PORT" "$PEER_PORT"
 raise_fd_limit
 build_binaries

@@ -42,27 +42,13 @@ WORK=${BENCH_DIR:-/tmp/bench-latency}
 RESULTS_MD=${BENCH_RESULTS:-$ROOT/bench/RESULTS.md}
 RAW=$(mktemp /tmp/bench-latency-raw.XXXXXX.jsonl)
 
-WATCHDOG_PID=""
-cleanup() {
-    local rc=$?
-    set +e
-    relay_stop
-    [ $rc -ne 0 ] && [ -f "$WORK/relay.log" ] && tail -n 10 "$WORK/relay.log" >&2
-    cluster_stop
-    [ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$WORK"
-    [ -n "$WATCHDOG_PID" ] && kill "$WATCHDOG_PID" 2>/dev/null
-    exit $rc
-}
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT TERM
+scenario_traps
 
-command -v jq >/dev/null || die "jq is required (apt-get install -y jq)"
-command -v curl >/dev/null || die "curl is required"
+require_tools jq curl
 raise_fd_limit
 build_binaries
 # The time limit starts after the build (a first release build takes minutes).
-setsid bash -c 'sleep "$0"; kill -TERM "$1"' "$MAX_SECONDS" "$$" &
-WATCHDOG_PID=$!
+watchdog_start "$MAX_SECONDS"
 
 START_DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
 COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)

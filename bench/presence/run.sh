@@ -37,23 +37,17 @@ RESULTS_MD=${BENCH_RESULTS:-$ROOT/bench/RESULTS.md}
 RAW=$(mktemp /tmp/bench-presence-raw.XXXXXX.jsonl)
 PIDS=()
 
-cleanup() {
-    local rc=$?
-    set +e
+# Both relays of the scenario and its raw results file; scenario_cleanup does the rest.
+scenario_stop() {
+    local pid
     for pid in "${PIDS[@]}"; do
         RELAY_PID=$pid relay_stop
     done
-    [ $rc -ne 0 ] && [ -f "$WORK/relay.log" ] && tail -n 10 "$WORK/relay.log" >&2
-    cluster_stop
-    [ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$WORK"
     rm -f "$RAW"
-    exit $rc
 }
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT TERM
+scenario_traps
 
-command -v jq >/dev/null || die "jq is required (apt-get install -y jq)"
-command -v curl >/dev/null || die "curl is required"
+require_tools jq curl
 raise_fd_limit
 build_binaries
 BENCH=$(dirname "$LOADGEN")/realtime-presence-bench

@@ -41,20 +41,10 @@ WORK=${BENCH_DIR:-/tmp/bench-webhooks}
 RESULTS_MD=${BENCH_RESULTS:-$ROOT/bench/RESULTS.md}
 SINK_PID=""
 
-WATCHDOG_PID=""
-cleanup() {
-    local rc=$?
-    set +e
+scenario_stop() {
     sink_stop
-    relay_stop
-    [ $rc -ne 0 ] && [ -f "$WORK/relay.log" ] && tail -n 10 "$WORK/relay.log" >&2
-    cluster_stop
-    [ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$WORK"
-    [ -n "$WATCHDOG_PID" ] && kill "$WATCHDOG_PID" 2>/dev/null
-    exit $rc
 }
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT TERM
+scenario_traps
 
 sink_start() {
     port_free "$SINK_PORT" || die "port $SINK_PORT is in use"
@@ -119,8 +109,7 @@ scenario() {
     echo "$line"
 }
 
-command -v curl >/dev/null || die "curl is required"
-command -v python3 >/dev/null || die "python3 is required"
+require_tools curl python3
 if [ -n "${BENCH_RELAY_BIN:-}" ]; then
     RELAY_BIN=$BENCH_RELAY_BIN
 else
@@ -129,8 +118,7 @@ else
     RELAY_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/realtime-relay
 fi
 [ -x "$RELAY_BIN" ] || die "relay binary not found: $RELAY_BIN"
-setsid bash -c 'sleep "$0"; kill -TERM "$1"' "$MAX_SECONDS" "$$" &
-WATCHDOG_PID=$!
+watchdog_start "$MAX_SECONDS"
 
 START_DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
 COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
