@@ -59,31 +59,6 @@ pub fn history_body(messages: &[Box<RawValue>]) -> String {
     serde_json::to_string(&Body { messages }).expect("history body serialises")
 }
 
-#[derive(Serialize)]
-struct ResumeReply<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
-    reference: Option<&'a Value>,
-    ok: bool,
-    channel: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cursor: Option<&'a str>,
-    recovered: bool,
-}
-
-/// The reply to a `subscribe` with `resume`:
-/// `{"type":"reply","ref":..,"ok":true,"channel":..,"cursor":..,"recovered":..}`.
-pub fn resume_reply(
-    reference: Option<&Value>,
-    channel: &str,
-    cursor: Option<&str>,
-    recovered: bool,
-) -> String {
-    let r = ResumeReply { kind: "reply", reference, ok: true, channel, cursor, recovered };
-    serde_json::to_string(&r).expect("reply serialises")
-}
-
 /// `{"type":"reset","channel":..,"cursor":..}`
 pub fn reset(channel: &str, cursor: Option<&str>) -> String {
     serde_json::json!({"type": "reset", "channel": channel, "cursor": cursor}).to_string()
@@ -131,9 +106,7 @@ mod tests {
     }
 
     #[test]
-    fn resume_reply_and_reset_frames() {
-        let v: Value = serde_json::from_str(&resume_reply(Some(&json!(1)), "c", Some("0f"), true)).unwrap();
-        assert_eq!(v, json!({"type":"reply","ref":1,"ok":true,"channel":"c","cursor":"0f","recovered":true}));
+    fn reset_frame() {
         let v: Value = serde_json::from_str(&reset("c", Some("0f"))).unwrap();
         assert_eq!(v, json!({"type":"reset","channel":"c","cursor":"0f"}));
     }

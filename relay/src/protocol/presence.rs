@@ -117,6 +117,14 @@ mod tests {
             v,
             json!({"type":"reply","ref":1,"ok":true,"channel":"c","cursor":"0f","presence":{"members":[]}})
         );
+        let v: Value =
+            serde_json::from_str(&subscribe_reply(Some(&json!(1)), "c", Some("0f"), Some(true), &empty))
+                .unwrap();
+        assert_eq!(
+            v,
+            json!({"type":"reply","ref":1,"ok":true,"channel":"c","cursor":"0f","recovered":true,
+                   "presence":{"members":[]}})
+        );
         let one = snapshot_json(&[ada()]);
         let v: Value = serde_json::from_str(&subscribe_reply(None, "c", None, Some(true), &one)).unwrap();
         assert_eq!(v["recovered"], true);
