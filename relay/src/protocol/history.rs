@@ -1,5 +1,5 @@
-//! Frames of history and resume: the history reply with its message objects, the subscribe
-//! reply with `recovered`, and `reset`.
+//! Frames of history and resume: the history reply with its message objects, and `reset`.
+//! (The subscribe reply, with `recovered` on a resume, is `protocol::presence::subscribe_reply`.)
 
 use serde::Serialize;
 use serde_json::value::RawValue;
