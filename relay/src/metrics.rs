@@ -29,7 +29,8 @@
 //! `presence_frames_sent_total`, `presence_dead_relays_reaped_total`.
 //!
 //! Webhooks: `webhook_attempts_total{outcome="succeeded|retried|failed"}`,
-//! `webhook_queue_depth` (gauge), `webhook_attempt_duration_seconds` (histogram).
+//! `webhook_queue_depth` (gauge), `webhook_attempt_duration_seconds` (histogram, the common
+//! buckets).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -193,10 +194,7 @@ pub struct Snapshot {
     pub webhook_outcomes: [u64; 3],
     /// Pending webhook deliveries at the last count (-1: not counted yet or webhooks disabled).
     pub webhook_queue_depth: i64,
-    /// Attempt latency per bucket of [`crate::webhook::LATENCY_BUCKETS`] plus `+Inf`, not
-    /// cumulative.
-    pub webhook_latency_buckets: [u64; 12],
-    pub webhook_latency_sum_micros: u64,
+    pub webhook_attempt_time: HistogramSnapshot,
 }
 
 impl Snapshot {
@@ -230,10 +228,7 @@ impl Snapshot {
             let w = &w.stats;
             s.webhook_outcomes = [load(&w.succeeded), load(&w.retried), load(&w.failed)];
             s.webhook_queue_depth = w.queue_depth.load(Ordering::Relaxed);
-            for (i, b) in w.latency_buckets.iter().enumerate() {
-                s.webhook_latency_buckets[i] = load(b);
-            }
-            s.webhook_latency_sum_micros = load(&w.latency_sum_micros);
+            s.webhook_attempt_time = w.attempt_time.snapshot();
         }
         for (i, c) in app.metrics.subscribe_checks.iter().enumerate() {
             s.subscribe_checks[i] = load(c);
@@ -364,7 +359,11 @@ pub fn render(s: &Snapshot) -> Result<String, MetricsError> {
     depth.set(s.webhook_queue_depth);
     registry.register(Box::new(depth))?;
     let mut text = TextEncoder::new().encode_to_string(&registry.gather())?;
-    render_latency(&mut text, s);
+    s.webhook_attempt_time.render(
+        &mut text,
+        "webhook_attempt_duration_seconds",
+        "Webhook attempt latency (request sent to response read).",
+    );
     s.commit_to_send.render(
         &mut text,
         "commit_to_send_seconds",
@@ -376,29 +375,6 @@ pub fn render(s: &Snapshot) -> Result<String, MetricsError> {
         "Duration of subscribe permission (RLS) checks in Postgres.",
     );
     Ok(text)
-}
-
-/// `realtime_webhook_attempt_duration_seconds` as a Prometheus histogram, from the bucket
-/// counts (the `prometheus` crate cannot build a histogram from stored counts).
-fn render_latency(out: &mut String, s: &Snapshot) {
-    use std::fmt::Write;
-    let name = "realtime_webhook_attempt_duration_seconds";
-    let _ = writeln!(out, "# HELP {name} Webhook attempt latency (request sent to response read).");
-    let _ = writeln!(out, "# TYPE {name} histogram");
-    let mut cumulative = 0;
-    for (i, count) in s.webhook_latency_buckets.iter().enumerate() {
-        cumulative += count;
-        match crate::webhook::LATENCY_BUCKETS.get(i) {
-            Some(le) => {
-                let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
-            }
-            None => {
-                let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
-            }
-        }
-    }
-    let _ = writeln!(out, "{name}_sum {}", s.webhook_latency_sum_micros as f64 / 1e6);
-    let _ = writeln!(out, "{name}_count {cumulative}");
 }
 
 /// `GET /metrics`.

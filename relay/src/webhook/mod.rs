@@ -45,8 +45,6 @@ const RELEASE_DELAY: Duration = Duration::from_millis(200);
 const DEPTH_INTERVAL: Duration = Duration::from_secs(5);
 /// Most outcomes in one write.
 const WRITE_BATCH: usize = 500;
-/// Upper bounds (seconds) of the attempt latency histogram buckets.
-pub const LATENCY_BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// Webhook settings (from the `--webhook-*` flags).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,18 +66,8 @@ pub struct WebhookStats {
     pub failed: AtomicU64,
     /// Pending deliveries at the last count (-1 before the first).
     pub queue_depth: AtomicI64,
-    /// Attempt latencies, per bucket of [`LATENCY_BUCKETS`] plus `+Inf` (not cumulative).
-    pub latency_buckets: [AtomicU64; 12],
-    pub latency_sum_micros: AtomicU64,
-}
-
-impl WebhookStats {
-    fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        let i = LATENCY_BUCKETS.iter().position(|b| secs <= *b).unwrap_or(LATENCY_BUCKETS.len());
-        self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_micros.fetch_add(d.as_micros() as u64, Ordering::Relaxed);
-    }
+    /// Attempt latencies (request sent to response read), in the relay's common buckets.
+    pub attempt_time: crate::metrics::Histogram,
 }
 
 /// The running webhook worker of one relay.
@@ -276,7 +264,7 @@ impl Webhooks {
             let settings = SendSettings { timeout: this.settings.timeout, allow_private: this.settings.allow_private };
             let (result, took) = send::attempt(&this.client, &c, settings).await;
             if let Some(took) = took {
-                this.stats.observe(took);
+                this.stats.attempt_time.observe(took);
             }
             let attempt = u32::try_from(c.attempt).unwrap_or(1);
             let written = match this.settings.retry.decide(attempt, result, rand::random::<f64>()) {
