@@ -327,7 +327,7 @@ AS $$
     RETURNING d.id, d.attempts, d.url, d.message_id::text, m.id IS NOT NULL, c.id IS NOT NULL,
               m.channel, m.event, m.payload::text,
               to_char(m.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-              m.sender_type, m.sender_id, c.webhook_secret
+              m.sender_type::text, m.sender_id, c.webhook_secret
 $$;
 COMMENT ON FUNCTION realtime.claim_webhook_deliveries(integer, double precision, text, text[]) IS
     'Relay: claim due webhook deliveries under a lease (FOR UPDATE SKIP LOCKED)';
@@ -454,3 +454,18 @@ REVOKE EXECUTE ON FUNCTION
     realtime.add_ws_audience(text[], integer[]),
     realtime.retry_failed_webhooks(bigint, text, timestamptz)
 FROM PUBLIC;
+
+-- The message log keeps three indexes instead of four (publish pays for each): (channel, xid)
+-- serves what (channel, seq) and (xid) served, see sql/schema.sql.
+DROP INDEX realtime.messages_channel_seq_idx;
+DROP INDEX realtime.messages_xid_idx;
+CREATE INDEX messages_channel_xid_idx ON realtime.messages (channel, xid);
+
+-- sender_type: a domain instead of the column's CHECK constraint (see sql/schema.sql). The
+-- column's type changes, so Postgres rewrites realtime.messages once, checking every row.
+CREATE DOMAIN realtime.sender_kind AS text
+    CONSTRAINT sender_kind_check CHECK (VALUE IN ('system', 'user'));
+ALTER TABLE realtime.messages
+    DROP CONSTRAINT messages_sender_type_check,
+    ALTER COLUMN sender_type TYPE realtime.sender_kind,
+    ALTER COLUMN sender_type SET DEFAULT 'system';

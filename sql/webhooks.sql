@@ -254,7 +254,7 @@ AS $$
     RETURNING d.id, d.attempts, d.url, d.message_id::text, m.id IS NOT NULL, c.id IS NOT NULL,
               m.channel, m.event, m.payload::text,
               to_char(m.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-              m.sender_type, m.sender_id, c.webhook_secret
+              m.sender_type::text, m.sender_id, c.webhook_secret
 $$;
 COMMENT ON FUNCTION realtime.claim_webhook_deliveries(integer, double precision, text, text[]) IS
     'Relay: claim due webhook deliveries under a lease (FOR UPDATE SKIP LOCKED)';

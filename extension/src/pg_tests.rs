@@ -30,6 +30,25 @@ mod tests {
     }
 
     #[pg_test]
+    fn publish_ids_are_time_ordered_uuid_v7() {
+        channel("t17:%");
+        let a = one::<String>("SELECT realtime.publish('t17:a', 'e')::text").expect("id");
+        let b = one::<String>("SELECT pg_sleep(0.002)::text || realtime.publish('t17:b', 'e')::text")
+            .expect("id");
+        assert_eq!(&a[14..15], "7", "version 7: {a}");
+        assert!(a.as_str() < b.as_str(), "a later publish sorts after an earlier one: {a} {b}");
+    }
+
+    #[pg_test]
+    fn messages_refuse_an_unknown_sender_type() {
+        let err = try_sql(
+            "INSERT INTO realtime.messages (channel, event, sender_type) VALUES ('t18:x', 'e', 'robot')",
+        );
+        assert!(err.starts_with("23514: value for domain realtime.sender_kind"), "{err}");
+        run("INSERT INTO realtime.messages (channel, event, sender_type) VALUES ('t18:x', 'e', 'user')");
+    }
+
+    #[pg_test]
     fn publish_counts_webhook_urls_as_webhook_audience() {
         run("INSERT INTO realtime.channels (pattern, webhook_urls) \
              VALUES ('t02:%', '{http://a.example/h,http://b.example/h}')");

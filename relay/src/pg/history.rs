@@ -4,10 +4,10 @@
 //! caller's subscribe permission was checked.
 //!
 //! Index use: the bounds are on `commits.commit_lsn` (index `commits_commit_lsn_idx`) and the
-//! join is on `messages.xid` (index `messages_xid_idx`), while `messages(channel, seq)` serves
-//! channel-heavy plans; ordering is `(commit_lsn, seq)`, which a backward or forward scan of the
-//! `commit_lsn` index yields up to an incremental sort on `seq`. A channel with few stored
-//! messages is read from its own rows instead (`messages(channel, seq)` then the `commits`
+//! join is on `(messages.channel, messages.xid)` (index `messages_channel_xid_idx`, which also
+//! serves channel-heavy plans); ordering is `(commit_lsn, seq)`, which a backward or forward scan
+//! of the `commit_lsn` index yields up to an incremental sort on `seq`. A channel with few stored
+//! messages is read from its own rows instead (`messages_channel_xid_idx` then the `commits`
 //! primary key): walking every commit of a busy database backwards to find a rare channel's
 //! messages took 1.5 s on 100k commits, the channel-driven read a millisecond. Cursor bounds are split into an
 //! indexable `commit_lsn` range plus a residual `seq` test, never a cross-table row comparison.
