@@ -72,16 +72,21 @@ COMMENT ON FUNCTION realtime.role() IS 'The caller''s JWT role claim; NULL when 
 -- can_subscribe: is the best-matching enabled channel row visible to the caller under RLS?
 -- SECURITY INVOKER on purpose: the owner's SELECT policies on realtime.channels decide.
 -- realtime.channel_name is set transaction-locally first so those policies can read it.
+-- PL/pgSQL, not SQL: a multi-statement SQL function is parsed and planned again on every call,
+-- policies included, which made Postgres the limit on subscribes per second; PL/pgSQL keeps the
+-- plan for the session (planned again when the role changes, as RLS requires).
 
 CREATE FUNCTION realtime.can_subscribe(channel text) RETURNS boolean
-LANGUAGE sql VOLATILE PARALLEL UNSAFE SECURITY INVOKER
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pg_catalog.set_config('realtime.channel_name', COALESCE(channel, ''), true);
-    SELECT EXISTS (
+BEGIN
+    PERFORM pg_catalog.set_config('realtime.channel_name', COALESCE($1, ''), true);
+    RETURN EXISTS (
         SELECT 1 FROM realtime.channels c
-        WHERE c.id OPERATOR(pg_catalog.=) realtime.match_channel(channel)
+        WHERE c.id OPERATOR(pg_catalog.=) realtime.match_channel($1)
     );
+END;
 $$;
 COMMENT ON FUNCTION realtime.can_subscribe(text) IS
     'True when the best enabled channel row matching the name is visible to the caller under RLS';

@@ -469,3 +469,17 @@ ALTER TABLE realtime.messages
     DROP CONSTRAINT messages_sender_type_check,
     ALTER COLUMN sender_type TYPE realtime.sender_kind,
     ALTER COLUMN sender_type SET DEFAULT 'system';
+
+-- can_subscribe in PL/pgSQL, which keeps its plan for the session (see sql/api.sql).
+CREATE OR REPLACE FUNCTION realtime.can_subscribe(channel text) RETURNS boolean
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('realtime.channel_name', COALESCE($1, ''), true);
+    RETURN EXISTS (
+        SELECT 1 FROM realtime.channels c
+        WHERE c.id OPERATOR(pg_catalog.=) realtime.match_channel($1)
+    );
+END;
+$$;
