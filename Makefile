@@ -16,7 +16,7 @@ export PG_BIN := $(patsubst %/,%,$(dir $(PG_CONFIG)))
 # On a non-root machine, let pgrx use sudo to write into the system Postgres.
 PGRX_SUDO := $(if $(filter 0,$(shell id -u)),,--sudo)
 
-.PHONY: run test deps build install-ext lint test-unit test-ext test-e2e test-js fmt bench bench-ingest bench-changes bench-latency bench-fanout bench-presence bench-webhooks
+.PHONY: run test deps build install-ext install-ext-release lint test-unit test-ext test-e2e test-js fmt bench bench-ingest bench-changes bench-latency bench-fanout bench-presence bench-webhooks
 .PHONY: bench-connections bench-subscribe
 
 run: install-ext build
@@ -35,6 +35,12 @@ build: deps
 # install script and every upgrade script from sql/ (CREATE EXTENSION ... VERSION, ALTER ... UPDATE).
 install-ext: deps
 	cd extension && cargo pgrx install $(PGRX_SUDO) --pg-config $(PG_CONFIG)
+	PG_CONFIG=$(PG_CONFIG) scripts/install-sql.sh
+
+# Benchmarks measure an optimised build of the extension (a debug build's publish is several
+# times slower); it serves the tests just as well.
+install-ext-release: deps
+	cd extension && cargo pgrx install --release $(PGRX_SUDO) --pg-config $(PG_CONFIG)
 	PG_CONFIG=$(PG_CONFIG) scripts/install-sql.sh
 
 lint: deps
@@ -60,28 +66,28 @@ fmt:
 	cargo fmt --all
 
 # Benchmarks (never part of `make test`). Results are appended to bench/RESULTS.md.
-bench-ingest: install-ext
+bench-ingest: install-ext-release
 	bench/ingest/run.sh
 
-bench-changes: install-ext
+bench-changes: install-ext-release
 	bench/changes/run.sh
 
-bench-latency: install-ext
+bench-latency: install-ext-release
 	bench/latency/run.sh
 
-bench-fanout: install-ext
+bench-fanout: install-ext-release
 	bench/fanout/run.sh
 
-bench-presence: install-ext
+bench-presence: install-ext-release
 	bench/presence/run.sh
 
-bench-webhooks: install-ext
+bench-webhooks: install-ext-release
 	bench/webhooks/run.sh
 
-bench-connections: install-ext
+bench-connections: install-ext-release
 	bench/connections/run.sh
 
-bench-subscribe: install-ext
+bench-subscribe: install-ext-release
 	bench/subscribe/run.sh
 
 # A short smoke run of every scenario (under 3 minutes), to keep the harness working (needs jq,
