@@ -118,6 +118,9 @@ pub struct Grants {
     pub execute_publish: Option<bool>,
     /// EXECUTE on the webhook queue functions (`realtime.claim_webhook_deliveries`, ...).
     pub execute_webhooks: Option<bool>,
+    /// SELECT, INSERT, UPDATE and DELETE on both presence tables (`realtime.presence`,
+    /// `realtime.relays`), which the relay writes directly.
+    pub presence_tables: Option<bool>,
 }
 
 /// What the catalog says, read by [`gather`].
@@ -395,13 +398,18 @@ fn grants(f: &Facts) -> Item {
              realtime.finish_webhook_deliveries(bigint[], integer[], text[], integer[], text[], double precision[]), \
              realtime.webhook_queue_depth(), realtime.add_ws_audience(text[], integer[])",
         ),
+        (
+            g.presence_tables,
+            "SELECT, INSERT, UPDATE and DELETE on realtime.presence and realtime.relays",
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON realtime.presence, realtime.relays",
+        ),
     ];
     let missing: Vec<_> = wanted.iter().filter(|(has, _, _)| *has != Some(true)).collect();
     if missing.is_empty() {
         return Item::ok(
             NAME,
             format!(
-                "login '{login}' may SELECT/INSERT realtime.messages, INSERT realtime.commits, EXECUTE realtime.publish and the webhook queue functions"
+                "login '{login}' may SELECT/INSERT realtime.messages, INSERT realtime.commits, EXECUTE realtime.publish and the webhook queue functions, and write the presence tables"
             ),
         );
     }
@@ -533,7 +541,11 @@ pub async fn gather(config: &Config) -> Result<Facts, CheckError> {
                     THEN has_function_privilege('realtime.claim_webhook_deliveries(integer,double precision,text,text[])', 'EXECUTE') \
                      AND has_function_privilege('realtime.finish_webhook_deliveries(bigint[],integer[],text[],integer[],text[],double precision[])', 'EXECUTE') \
                      AND has_function_privilege('realtime.webhook_queue_depth()', 'EXECUTE') \
-                     AND has_function_privilege('realtime.add_ws_audience(text[],integer[])', 'EXECUTE') END",
+                     AND has_function_privilege('realtime.add_ws_audience(text[],integer[])', 'EXECUTE') END, \
+                    CASE WHEN to_regclass('realtime.presence') IS NOT NULL AND to_regclass('realtime.relays') IS NOT NULL \
+                    THEN (SELECT bool_and(has_table_privilege(t, p)) \
+                          FROM unnest(ARRAY['realtime.presence', 'realtime.relays']) AS t, \
+                               unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']) AS p) END",
             &[],
         )
         .await?;
@@ -543,6 +555,7 @@ pub async fn gather(config: &Config) -> Result<Facts, CheckError> {
         insert_commits: g.get(2),
         execute_publish: g.get(3),
         execute_webhooks: g.get(4),
+        presence_tables: g.get(5),
     };
     drop(client);
     let _ = conn.await;

@@ -31,6 +31,7 @@ fn good() -> Facts {
             insert_commits: Some(true),
             execute_publish: Some(true),
             execute_webhooks: Some(true),
+            presence_tables: Some(true),
         },
     }
 }
@@ -220,4 +221,16 @@ fn expected_extension_version_is_the_extension_crates_version() {
     let manifest = include_str!("../../extension/Cargo.toml");
     let line = format!("version = \"{EXPECTED_EXTENSION_VERSION}\"");
     assert!(manifest.lines().any(|l| l.trim() == line), "extension/Cargo.toml does not say {line}");
+}
+
+#[test]
+fn missing_presence_table_rights_fail_with_the_grant() {
+    let mut f = good();
+    f.grants.presence_tables = Some(false);
+    let items = evaluate(&f, &jwt());
+    let g = item(&items, "grants");
+    assert_eq!(g.status, Status::Fail, "{g}");
+    assert!(g.detail.contains("realtime.presence and realtime.relays"), "{g}");
+    assert!(g.fix.as_deref().unwrap_or("").contains("ON realtime.presence, realtime.relays"), "{g}");
+    assert!(!passed(&items));
 }

@@ -9,9 +9,14 @@ use realtime_e2e::{unique_id, Cluster, JWT_SECRET};
 /// Runs `realtime-relay check` against `cluster` (database `postgres`, superuser login) with
 /// `extra` flags; returns the exit code and stdout.
 fn run_check(cluster: &Cluster, extra: &[&str]) -> (Option<i32>, String) {
+    run_check_as(&cluster.url("postgres"), extra)
+}
+
+/// [`run_check`] with the database and login of `url`.
+fn run_check_as(url: &str, extra: &[&str]) -> (Option<i32>, String) {
     let out = Command::new(relay_bin())
         .arg("check")
-        .args(["--database-url", &cluster.url("postgres"), "--jwt-secret", JWT_SECRET])
+        .args(["--database-url", url, "--jwt-secret", JWT_SECRET])
         .args(["--relay-id", &unique_id("check")])
         .args(extra)
         .output()
@@ -101,4 +106,51 @@ async fn check_against_an_unreachable_database_fails_on_the_connection() {
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.starts_with("FAIL connection: database 'postgres' on 127.0.0.1:"), "{text}");
     assert!(text.contains("— fix: check --database-url"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_as_a_login_without_presence_table_rights_fails_with_the_grant() {
+    let cluster = Cluster::start().await;
+    cluster.setup_db().await;
+    let db = cluster.client().await;
+    db.batch_execute(
+        "CREATE ROLE relay_login LOGIN REPLICATION; \
+         GRANT anon, authenticated, service_role TO relay_login; \
+         GRANT USAGE ON SCHEMA realtime TO relay_login; \
+         GRANT SELECT, INSERT ON realtime.messages TO relay_login; \
+         GRANT INSERT ON realtime.commits TO relay_login; \
+         GRANT EXECUTE ON FUNCTION realtime.publish(text, text, jsonb), \
+             realtime.claim_webhook_deliveries(integer, double precision, text, text[]), \
+             realtime.finish_webhook_deliveries(bigint[], integer[], text[], integer[], text[], double precision[]), \
+             realtime.webhook_queue_depth(), realtime.add_ws_audience(text[], integer[]) TO relay_login;",
+    )
+    .await
+    .expect("relay login");
+    let url = format!("postgres://relay_login@127.0.0.1:{}/postgres", cluster.port());
+
+    let (code, out) = run_check_as(&url, &[]);
+    assert_eq!(code, Some(1), "{out}");
+    let fails = fail_lines(&out);
+    assert_eq!(fails.len(), 1, "only the grants line fails:\n{out}");
+    assert!(fails[0].starts_with("FAIL grants: login 'relay_login' lacks SELECT, INSERT, UPDATE and DELETE on realtime.presence and realtime.relays"), "{out}");
+    assert!(
+        fails[0].contains(
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON realtime.presence, realtime.relays TO \"relay_login\";"
+        ),
+        "{out}"
+    );
+
+    // Only SELECT and INSERT is still not enough: every right is checked, not any of them.
+    db.batch_execute("GRANT SELECT, INSERT ON realtime.presence, realtime.relays TO relay_login")
+        .await
+        .expect("partial grant");
+    let (code, out) = run_check_as(&url, &[]);
+    assert_eq!(code, Some(1), "{out}");
+
+    db.batch_execute("GRANT UPDATE, DELETE ON realtime.presence, realtime.relays TO relay_login")
+        .await
+        .expect("grant");
+    let (code, out) = run_check_as(&url, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("ok   grants:")), "{out}");
 }
