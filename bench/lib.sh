@@ -397,3 +397,9 @@ append_results() {
     printf '\n%s\n' "$report" >>"$results"
     log "appended to $results"
 }
+
+# Prints a scenario's report and, when RECORD is 1, appends it to RESULTS_MD.
+publish_report() {
+    printf '%s\n' "$1"
+    if [ "${RECORD:-0}" = 1 ]; then append_results "$RESULTS_MD" "$1"; fi
+}

@@ -91,8 +91,4 @@ Ratio watched / unwatched: **${ratio}x** (median of per-round ratios: ${paired}x
 Per round (watched / unwatched tps): $per_round.
 MD
 )
-printf '%s\n' "$report"
-if [ "$RECORD" = 1 ]; then
-    printf '%s\n' "$report" >>"$RESULTS_MD"
-    log "appended to $RESULTS_MD"
-fi
+publish_report "$report"

@@ -236,14 +236,7 @@ REPORT=$(
     echo
     commands_block
     echo
-    echo "<details><summary>Raw JSON lines</summary>"
-    echo
-    echo '```json'
-    jq -c 'del(.command)' "$RAW"
-    echo '```'
-    echo
-    echo "</details>"
+    raw_json_details
 )
-printf '%s\n' "$REPORT"
-if [ "$RECORD" = 1 ]; then append_results "$RESULTS_MD" "$REPORT"; fi
+publish_report "$REPORT"
 rm -f "$RAW"

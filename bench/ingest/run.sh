@@ -226,12 +226,5 @@ END_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 
 . "$HERE/report.sh"
 REPORT=$(report)
-printf '\n%s\n' "$REPORT"
-if [ "$RECORD" = 1 ]; then
-    if [ ! -f "$RESULTS_MD" ]; then
-        printf '# Benchmark results\n\nAppended by the benchmark scripts (`make bench-ingest`, ...); newest last.\nMethod: bench/README.md.\n' >"$RESULTS_MD"
-    fi
-    printf '\n%s\n' "$REPORT" >>"$RESULTS_MD"
-    log "appended to $RESULTS_MD"
-fi
+publish_report "$REPORT"
 rm -f "$RAW_KEEP"

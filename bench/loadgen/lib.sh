@@ -198,3 +198,14 @@ commands_block() {
     echo '```'
 }
 
+# Every run's JSON line (its command left out: commands_block shows it), collapsed.
+raw_json_details() {
+    echo "<details><summary>Raw JSON lines</summary>"
+    echo
+    echo '```json'
+    jq -c 'del(.command)' "$RAW"
+    echo '```'
+    echo
+    echo "</details>"
+}
+

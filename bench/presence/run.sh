@@ -100,5 +100,4 @@ REPORT=$(
     jq -r '.command' "$RAW" | head -n 1
     echo '```'
 )
-printf '%s\n' "$REPORT"
-if [ "$RECORD" = 1 ]; then append_results "$RESULTS_MD" "$REPORT"; fi
+publish_report "$REPORT"

@@ -148,5 +148,4 @@ REPORT=$(
     echo
     echo "Latency is publish (message created_at) → delivered_at, including queueing behind the burst."
 )
-printf '%s\n' "$REPORT"
-if [ "$RECORD" = 1 ]; then append_results "$RESULTS_MD" "$REPORT"; fi
+publish_report "$REPORT"
