@@ -354,29 +354,19 @@ median() {
 }
 median_of() { median; }
 
-# "median (min–max)" of numbers on stdin, rounded to integers.
-fmt_tps() {
-    local s
+# fmt_stats FORMAT: median, min and max of the numbers on stdin through printf FORMAT ("–" if none).
+fmt_stats() {
+    local format=$1 s
     s=$(stats)
     set -- $s
-    [ "$4" = 0 ] && {
-        echo "–"
-        return
-    }
-    printf '%.0f (%.0f–%.0f)' "$1" "$2" "$3"
+    if [ "$4" = 0 ]; then echo "–"; else printf "$format" "$1" "$2" "$3"; fi
 }
 
+# "median (min–max)" of numbers on stdin, rounded to integers.
+fmt_tps() { fmt_stats '%.0f (%.0f–%.0f)'; }
+
 # "0.93x (0.88–0.97)" for ratios on stdin.
-fmt_ratio() {
-    local s
-    s=$(stats)
-    set -- $s
-    [ "$4" = 0 ] && {
-        echo "–"
-        return
-    }
-    printf '%.2fx (%.2f–%.2f)' "$1" "$2" "$3"
-}
+fmt_ratio() { fmt_stats '%.2fx (%.2f–%.2f)'; }
 
 # rotate N WORDS...: the words rotated left by N (interleaving: a different order each round).
 rotate() {

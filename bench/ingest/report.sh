@@ -3,16 +3,8 @@
 # Per-round tpcb drop in percent beside one load: 100 * (1 - with/alone), one per line.
 tpcb_drops() { ratios tpcb "$1" alone "$TPCB_CLIENTS" | awk '{ printf "%.2f\n", 100 * (1 - $1) }'; }
 
-fmt_pct() {
-    local s
-    s=$(stats)
-    set -- $s
-    [ "$4" = 0 ] && {
-        echo "–"
-        return
-    }
-    printf '%.1f %% (%.1f – %.1f)' "$1" "$2" "$3"
-}
+# "12.3 % (10.1 – 14.0)" for percentages on stdin.
+fmt_pct() { fmt_stats '%.1f %% (%.1f – %.1f)'; }
 
 # Top wait events of the pgbench backends of one variant at $SAMPLE_AT clients, as
 # "CPU 61 %, LWLock:WALWrite 20 %, ..." (share of all samples of active backends).
