@@ -9,6 +9,17 @@ fn session(hub: &Hub, cap: usize) -> (SessionHandle, mpsc::Receiver<Frame>, Canc
     (SessionHandle::new(hub.next_session_id(), tx, slow.clone()), rx, slow)
 }
 
+/// Two sessions subscribed to channel "c"; returns their queues (the subscribe replies read).
+fn two_subscribers_of_c(hub: &Hub) -> (mpsc::Receiver<Frame>, mpsc::Receiver<Frame>) {
+    let (a, mut ra, _) = session(hub, 8);
+    let (b, mut rb, _) = session(hub, 8);
+    hub.subscribe("c", &a, |_| Frame::from("r"));
+    hub.subscribe("c", &b, |_| Frame::from("r"));
+    ra.try_recv().unwrap();
+    rb.try_recv().unwrap();
+    (ra, rb)
+}
+
 fn stored(channel: &str, lsn: u64, seq: i64) -> LogEvent {
     LogEvent::Stored(StoredMessage {
         id: format!("id-{seq}"),
@@ -49,12 +60,7 @@ fn subscribe_reply_is_queued_before_messages_and_carries_position() {
 #[test]
 fn one_encoded_frame_is_shared_by_all_subscribers() {
     let hub = Hub::new();
-    let (a, mut ra, _) = session(&hub, 8);
-    let (b, mut rb, _) = session(&hub, 8);
-    hub.subscribe("c", &a, |_| Frame::from("r"));
-    hub.subscribe("c", &b, |_| Frame::from("r"));
-    ra.try_recv().unwrap();
-    rb.try_recv().unwrap();
+    let (mut ra, mut rb) = two_subscribers_of_c(&hub);
     assert_eq!(hub.dispatch(&batch(vec![stored("c", 2, 1)])), 2);
     let (fa, fb) = (ra.try_recv().unwrap(), rb.try_recv().unwrap());
     assert_eq!(fa.as_str().as_ptr(), fb.as_str().as_ptr(), "frames share one buffer");
@@ -63,10 +69,7 @@ fn one_encoded_frame_is_shared_by_all_subscribers() {
 #[test]
 fn dispatch_counting_reports_subscribers_of_stored_messages_only() {
     let hub = Hub::new();
-    let (a, _ra, _) = session(&hub, 8);
-    let (b, _rb, _) = session(&hub, 8);
-    hub.subscribe("c", &a, |_| Frame::from("r"));
-    hub.subscribe("c", &b, |_| Frame::from("r"));
+    let (_ra, _rb) = two_subscribers_of_c(&hub);
     let eph = LogEvent::Ephemeral(Ephemeral {
         channel: "c".into(),
         event: "e".into(),
@@ -135,10 +138,7 @@ fn ephemeral_messages_have_no_cursor_and_do_not_move_position() {
 #[test]
 fn commit_to_send_latency_is_observed_once_per_queued_frame() {
     let hub = Hub::new();
-    let (a, _ra, _) = session(&hub, 8);
-    let (b, _rb, _) = session(&hub, 8);
-    hub.subscribe("c", &a, |_| Frame::from("r"));
-    hub.subscribe("c", &b, |_| Frame::from("r"));
+    let (_ra, _rb) = two_subscribers_of_c(&hub);
     let mut timed = batch(vec![stored("c", 2, 1), stored("nobody", 2, 2)]);
     // committed "now" by the Postgres epoch (2000-01-01), give or take the test's own run time
     let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
