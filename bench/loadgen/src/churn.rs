@@ -20,7 +20,7 @@ use tokio::sync::Semaphore;
 use crate::adapter::{self, Proto, Ws};
 use crate::stats::{self, summary, Events};
 use crate::subscribers::{self, Target};
-use crate::{procstat, relay_socket_addr, Args};
+use crate::{procstat, Args};
 
 /// What one connection measured.
 struct Tally {
@@ -68,13 +68,7 @@ pub async fn run(args: Args) -> Result<(), String> {
         return Err("--users and --rooms-per-user must be positive".into());
     }
     let pid = args.relay_pid.clone().or_else(procstat::find_relay);
-    let target = Arc::new(Target {
-        relay: relay_socket_addr(&args.url)?,
-        url: args.url.clone(),
-        proto: args.target,
-        source_ips: args.source_ips,
-        connect_timeout: Duration::from_secs_f64(args.connect_timeout),
-    });
+    let target = Arc::new(Target::of(&args)?);
 
     // Phase 1: connect every client (authenticated), nothing subscribed yet.
     let t0 = Instant::now();

@@ -27,7 +27,7 @@ pub async fn run(args: Args) -> Result<(), String> {
         return Err("--rate, --duration, --batch and --channels must be positive".into());
     }
     let relay_pid = args.relay_pid.clone().or_else(procstat::find_relay);
-    let relay_addr = crate::relay_socket_addr(&args.url)?;
+    let target = Arc::new(Target::of(&args)?);
     let warmup_msgs = (args.warmup * args.rate).round() as u64;
     let measured_msgs = (args.duration * args.rate).round() as u64;
     let total_msgs = warmup_msgs + measured_msgs;
@@ -41,13 +41,6 @@ pub async fn run(args: Args) -> Result<(), String> {
 
     // Phase 1: subscribe.
     let t0 = Instant::now();
-    let target = Arc::new(Target {
-        relay: relay_addr,
-        url: args.url.clone(),
-        proto: args.target,
-        source_ips: args.source_ips,
-        connect_timeout: Duration::from_secs_f64(args.connect_timeout),
-    });
     let gate = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
     for i in 0..args.connections {

@@ -14,18 +14,12 @@ use tokio::sync::{mpsc, Semaphore};
 use crate::fanout::channel_of_sub;
 use crate::stats::{AckTimes, Events};
 use crate::subscribers::{self, Ready, Shared, Target};
-use crate::{procstat, relay_socket_addr, Args};
+use crate::{procstat, Args};
 
 pub async fn run(args: Args) -> Result<(), String> {
     let pid = args.relay_pid.clone().or_else(procstat::find_relay);
     let rss = |key: &str| pid.as_deref().and_then(|p| procstat::status_kb(p, key));
-    let target = Arc::new(Target {
-        relay: relay_socket_addr(&args.url)?,
-        url: args.url.clone(),
-        proto: args.target,
-        source_ips: args.source_ips,
-        connect_timeout: Duration::from_secs_f64(args.connect_timeout),
-    });
+    let target = Arc::new(Target::of(&args)?);
     let shared = Arc::new(Shared {
         events: Events::default(),
         acks: Arc::new(AckTimes::new(0)),

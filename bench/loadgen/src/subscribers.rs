@@ -40,6 +40,19 @@ pub struct Target {
     pub connect_timeout: Duration,
 }
 
+impl Target {
+    /// The server under test as the command line names it.
+    pub fn of(args: &crate::Args) -> Result<Self, String> {
+        Ok(Target {
+            relay: crate::relay_socket_addr(&args.url)?,
+            url: args.url.clone(),
+            proto: args.target,
+            source_ips: args.source_ips,
+            connect_timeout: Duration::from_secs_f64(args.connect_timeout),
+        })
+    }
+}
+
 /// The outcome of one connection's subscribe phase.
 pub enum Ready {
     Ok,
