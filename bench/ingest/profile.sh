@@ -23,6 +23,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 cluster_start
+create_roles
 SO_EPOCH_START=$(stat -c %Y "$("$PG_BIN/pg_config" --pkglibdir)/realtime.so")
 psql_q -f "$HERE/setup.sql" >/dev/null 2>&1 || die "setup.sql failed"
 pin_extension

@@ -107,6 +107,7 @@ SO_EPOCH_START=$(stat -c %Y "$("$PG_BIN/pg_config" --pkglibdir)/realtime.so")
 START_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 log "mode $MODE: T=${T}s, rounds=$ROUNDS, clients=[$CLIENTS], tpcb rounds=$TPCB_ROUNDS, relay $RELAY_BUILD"
 cluster_start
+create_roles
 psql_q -f "$HERE/setup.sql" 2>&1 | grep -v '^NOTICE' >&2 || true
 [ "$(sql "SELECT count(*) FROM pg_extension WHERE extname = 'realtime'")" = 1 ] ||
     die "CREATE EXTENSION realtime failed (see above)"

@@ -1,17 +1,7 @@
--- Schema for the ingest benchmark (run once in a throwaway cluster by run.sh).
+-- Schema for the ingest benchmark (run once in a throwaway cluster by run.sh and profile.sh).
 \set ON_ERROR_STOP on
 
--- Roles the relay's allowlist names (it checks they exist).
-DO $$
-DECLARE r text;
-BEGIN
-    FOREACH r IN ARRAY ARRAY['anon', 'authenticated', 'service_role'] LOOP
-        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
-            EXECUTE format('CREATE ROLE %I NOLOGIN', r);
-        END IF;
-    END LOOP;
-END $$;
-
+-- The roles the relay's allowlist names come first, from bench/lib.sh's create_roles.
 CREATE EXTENSION realtime;
 
 -- One wildcard channel: every 'bench:<client>' name resolves through the pattern path of
