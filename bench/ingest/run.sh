@@ -108,7 +108,8 @@ START_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 log "mode $MODE: T=${T}s, rounds=$ROUNDS, clients=[$CLIENTS], tpcb rounds=$TPCB_ROUNDS, relay $RELAY_BUILD"
 cluster_start
 create_roles
-psql_q -f "$HERE/setup.sql" 2>&1 | grep -v '^NOTICE' >&2 || true
+setup_out=$(psql_q -f "$HERE/setup.sql" 2>&1) || die "setup.sql failed: $setup_out"
+printf '%s\n' "$setup_out" >&2
 [ "$(sql "SELECT count(*) FROM pg_extension WHERE extname = 'realtime'")" = 1 ] ||
     die "CREATE EXTENSION realtime failed (see above)"
 EXT_VERSION=$(sql "SELECT extversion FROM pg_extension WHERE extname = 'realtime'")

@@ -23,13 +23,17 @@ $$;
 CREATE TRIGGER bench_notify_row AFTER INSERT ON public.bench_notify
     FOR EACH ROW EXECUTE FUNCTION public.bench_notify_row();
 
--- Fail loudly if LIKE did not bring the shape across.
+-- Fail loudly if LIKE did not bring the shape across: both copies must have exactly the
+-- indexes, identity column and column defaults realtime.messages has (counted, not listed, so
+-- a schema change to the log is followed here without editing this file).
 DO $$
 DECLARE
     t text;
     n_idx int;
     n_ident int;
     n_def int;
+    ref_idx int;
+    ref_def int;
 BEGIN
     FOREACH t IN ARRAY ARRAY['realtime.messages', 'public.bench_plain', 'public.bench_notify'] LOOP
         SELECT count(*) INTO n_idx FROM pg_index WHERE indrelid = t::regclass;
@@ -37,7 +41,11 @@ BEGIN
           INTO n_ident, n_def
           FROM pg_attribute WHERE attrelid = t::regclass AND attnum > 0 AND NOT attisdropped;
         RAISE NOTICE '% : % indexes, % identity column(s), % column default(s)', t, n_idx, n_ident, n_def;
-        IF n_idx <> 4 OR n_ident <> 1 OR n_def < 8 THEN
+        IF t = 'realtime.messages' THEN
+            ref_idx := n_idx;
+            ref_def := n_def;
+        END IF;
+        IF n_idx <> ref_idx OR n_ident <> 1 OR n_def <> ref_def OR n_def < 8 THEN
             RAISE EXCEPTION 'table % does not have the shape of realtime.messages', t;
         END IF;
     END LOOP;
