@@ -36,17 +36,11 @@ pub struct Published {
     pub cursor: Option<String>,
 }
 
-/// A time-ordered (version 7) UUID: 48 bits of Unix milliseconds, then random bits. Message ids
-/// made by `realtime.publish` are version 7 too; consecutive ids append to the right edge of
-/// `realtime.messages`' primary key instead of landing on a random leaf.
+/// A time-ordered (version 7) UUID: 48 bits of Unix milliseconds, then random bits, made the
+/// same way (the `uuid` crate) as the ids of `realtime.publish`; consecutive ids append to the
+/// right edge of `realtime.messages`' primary key instead of landing on a random leaf.
 pub fn new_uuid() -> String {
-    let mut b: [u8; 16] = rand::random();
-    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
-    b[..6].copy_from_slice(&(ms as u64).to_be_bytes()[2..]);
-    b[6] = (b[6] & 0x0f) | 0x70;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    uuid::Uuid::now_v7().to_string()
 }
 
 /// Persists `messages` in one transaction (all or nothing) and returns their ids and cursors.
