@@ -10,6 +10,7 @@ WORKDIR /src
 # Every workspace member's sources must be present for cargo to load the workspace; only the
 # relay is compiled.
 COPY Cargo.toml Cargo.lock ./
+COPY crates/realtime-core/ crates/realtime-core/
 COPY relay/ relay/
 COPY extension/ extension/
 COPY tests/ tests/

@@ -45,11 +45,11 @@ install-ext-release: deps
 
 lint: deps
 	cargo fmt --all -- --check
-	cargo clippy -p realtime-relay -p realtime-e2e --all-targets -- -D warnings
+	cargo clippy -p realtime-core -p realtime-relay -p realtime-e2e --all-targets -- -D warnings
 	cargo clippy -p realtime --features "pg15 pg_test" --all-targets -- -D warnings
 
 test-unit: deps
-	cargo test -p realtime-relay
+	cargo test -p realtime-core -p realtime-relay
 
 test-ext: deps
 	scripts/test-extension.sh

@@ -14,6 +14,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY extension/ extension/
 COPY sql/ sql/
+COPY crates/realtime-core/ crates/realtime-core/
 COPY relay/ relay/
 COPY tests/ tests/
 COPY bench/loadgen/ bench/loadgen/

@@ -4,7 +4,8 @@
 //! message log followed by relays through logical replication, `publish` / `broadcast`, and the
 //! RLS hooks. This file only wires the pieces together:
 //!
-//! - [`pattern`]: pure Rust rules for channel patterns, names and matching (plain unit tests);
+//! - `realtime_core::names` (crates/realtime-core, shared with the relay): the rules for channel
+//!   patterns, names and matching (plain unit tests);
 //! - [`changes`]: pure Rust channel templates and trigger arguments of table change events;
 //! - [`api`]: the `#[pg_extern]` functions written in Rust;
 //! - `guc`: the `realtime.strict_publish` setting;
@@ -16,7 +17,6 @@ use pgrx::prelude::*;
 pub mod api;
 pub mod changes;
 mod guc;
-pub mod pattern;
 
 ::pgrx::pg_module_magic!(name, version);
 

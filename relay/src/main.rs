@@ -10,13 +10,16 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Token(t)) => {
-            println!("{}", realtime_relay::auth::mint(&t.jwt_secret, &t.role, t.sub.as_deref(), t.ttl_secs));
+            println!(
+                "{}",
+                realtime_relay::core::auth::mint(&t.jwt_secret, &t.role, t.sub.as_deref(), t.ttl_secs)
+            );
             return Ok(());
         }
         Some(Command::Check(args)) => std::process::exit(check(*args)?),
         Some(Command::Healthcheck(h)) => {
             let timeout = std::time::Duration::from_secs(h.timeout_secs.max(1));
-            match realtime_relay::healthcheck::check(&h.bind, timeout) {
+            match realtime_relay::ops::healthcheck::check(h.bind, timeout) {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     eprintln!("realtime-relay healthcheck: {e}");
@@ -54,7 +57,7 @@ fn main() -> anyhow::Result<()> {
 /// `realtime-relay check`: prints one line per item and returns the exit code (0: nothing
 /// failed, 1: something failed, 2: the settings themselves are invalid).
 fn check(args: ServeArgs) -> anyhow::Result<i32> {
-    use realtime_relay::check;
+    use realtime_relay::ops::check;
     let config = match Config::try_from(args) {
         Ok(c) => c,
         Err(e) => {

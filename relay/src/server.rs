@@ -1,41 +1,25 @@
-//! Wires the relay together: pool, hub, replication stream, dispatcher, webhook worker and the
-//! HTTP/WebSocket server, and shuts them down in order.
+//! Wires the relay together: metrics, pool, hub, replication stream, dispatcher, presence task,
+//! webhook worker and the HTTP/WebSocket server, and shuts them down in order.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::Pool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::Authenticator;
+use crate::app::App;
 use crate::config::Config;
+use crate::core::auth::Authenticator;
+use crate::core::event::{CommitBatch, LogEvent};
+use crate::core::Cursor;
 use crate::hub::Hub;
+use crate::metrics::{as_f64, Metrics, MetricsError};
 use crate::pg::audience::AudienceHandle;
-use crate::pg::cursor::Cursor;
-use crate::pg::replication::{self, CommitBatch, LogEvent, ReplicationConfig, ReplicationStatus};
+use crate::pg::replication::{self, ReplicationConfig, ReplicationStatus};
+use crate::service::presence::task as presence_task;
 use crate::webhook::Webhooks;
-
-/// Shared state of a running relay.
-pub struct App {
-    pub config: Config,
-    pub auth: Authenticator,
-    pub hub: Hub,
-    pub pool: Pool,
-    pub replication: Arc<ReplicationStatus>,
-    pub shutdown: CancellationToken,
-    pub tracker: TaskTracker,
-    pub acks: crate::publish::Acks,
-    /// Open WebSocket connections.
-    pub connections: std::sync::atomic::AtomicUsize,
-    /// Counters only `/metrics` reads (subscribe checks, publishes by outcome).
-    pub metrics: crate::metrics::Counters,
-    /// Presence writes and this relay's presence identity.
-    pub presence: Arc<crate::pg::presence::Presence>,
-    /// The webhook worker (None with `--webhook-concurrency 0`).
-    pub webhooks: Option<Arc<Webhooks>>,
-}
 
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +32,8 @@ pub enum ServerError {
     Serve(std::io::Error),
     #[error(transparent)]
     Webhooks(#[from] crate::webhook::ClientError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
 }
 
 /// Runs the relay until `shutdown` is cancelled.
@@ -57,9 +43,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
         .await
         .map_err(|source| ServerError::Bind { addr: config.bind, source })?;
     let status = Arc::new(ReplicationStatus::default());
+    let metrics = Metrics::new()?;
     let webhooks = match config.webhooks.concurrency {
         0 => None,
-        _ => Some(Webhooks::start(pool.clone(), config.webhooks, config.relay_id.clone())?),
+        _ => Some(Webhooks::start(
+            pool.clone(),
+            config.webhooks,
+            config.relay_id.clone(),
+            metrics.webhooks.clone(),
+        )?),
     };
     let audience = AudienceHandle::spawn(pool.clone());
     let app = Arc::new(App {
@@ -69,18 +61,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
             config.roles.clone(),
             config.allow_anon,
         ),
-        hub: Hub::new(),
+        hub: Hub::new(metrics.hub.clone()),
         pool,
         replication: status.clone(),
         shutdown: shutdown.clone(),
         tracker: TaskTracker::new(),
-        acks: crate::publish::Acks::default(),
+        acks: Default::default(),
         connections: Default::default(),
-        metrics: Default::default(),
+        metrics,
         presence: Arc::new(crate::pg::presence::Presence::new(&config.relay_id)),
         webhooks,
         config,
     });
+    pull_metrics(&app)?;
 
     let (batches_tx, batches_rx) = mpsc::channel::<CommitBatch>(256);
     let repl_cfg = ReplicationConfig {
@@ -91,15 +84,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
     let repl_task = tokio::spawn(replication::run(repl_cfg, batches_tx, status, shutdown.clone()));
     let dispatcher = tokio::spawn(dispatch(app.clone(), batches_rx, audience));
     tokio::spawn(seed_position(app.clone()));
-    let timing = crate::pg::presence::Timing {
-        heartbeat: app.config.presence.heartbeat,
-        relay_timeout: app.config.presence.relay_timeout,
-    };
-    let presence_task =
-        tokio::spawn(crate::pg::presence::run(app.pool.clone(), app.clone(), app.presence.clone(), timing));
+    let presence_task = tokio::spawn(presence_task::run(app.clone()));
 
     tracing::info!(addr = %app.config.bind, slot = %app.config.slot_name(), "listening on ws://{}/v1/socket", app.config.bind);
-    let router = crate::http::router(app.clone());
+    let router = crate::transport::router(app.clone());
     let served =
         axum::serve(listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
     shutdown.cancel();
@@ -146,7 +134,7 @@ async fn seed_position(app: Arc<App>) {
     while !app.shutdown.is_cancelled() {
         if app.replication.wait_readable(1, Duration::from_secs(1)).await {
             let origin = app.replication.origin_lsn();
-            app.hub.advance_position(&Cursor { commit_lsn: origin, seq: 0 }.to_string());
+            app.hub.advance_position(Cursor { commit_lsn: origin, seq: 0 });
             return;
         }
     }
@@ -162,18 +150,72 @@ async fn dispatch(
 ) -> AudienceHandle {
     let mut counts = Vec::new();
     while let Some(batch) = rx.recv().await {
-        app.hub.dispatch_counting(&batch, &mut counts);
-        app.acks.resolve(&batch);
+        let has_webhooks = batch.events.iter().any(|e| matches!(e, LogEvent::Stored(m) if m.wh_audience > 0));
+        let waiting = app.acks.claim(&batch);
+        app.hub.dispatch(batch, &mut counts);
+        waiting.resolve();
         if !counts.is_empty() {
             audience.submit(std::mem::take(&mut counts));
         }
-        if let Some(webhooks) = &app.webhooks {
-            let has_webhooks =
-                batch.events.iter().any(|e| matches!(e, LogEvent::Stored(m) if m.wh_audience > 0));
-            if has_webhooks {
-                webhooks.wake();
-            }
+        if let (Some(webhooks), true) = (&app.webhooks, has_webhooks) {
+            webhooks.wake();
         }
     }
     audience
+}
+
+/// Registers the series whose values live in the relay's own state (read at each scrape).
+fn pull_metrics(app: &Arc<App>) -> Result<(), MetricsError> {
+    let m = &app.metrics;
+    let weak = Arc::downgrade(app);
+    let read = move |f: fn(&App) -> f64| -> crate::metrics::Reader {
+        let weak = weak.clone();
+        Arc::new(move || weak.upgrade().map_or(0.0, |app| f(&app)))
+    };
+    m.pull_gauge(
+        "connections",
+        "Open client connections.",
+        read(|a| a.connections.load(Ordering::Relaxed) as f64),
+    )?;
+    m.pull_gauge(
+        "replication_streaming",
+        "1 while the replication stream is connected.",
+        read(|a| f64::from(u8::from(a.replication.is_streaming()))),
+    )?;
+    m.pull_counter(
+        "replication_reconnects_total",
+        "Replication sessions lost and retried.",
+        read(|a| as_f64(a.replication.reconnects())),
+    )?;
+    m.pull_gauge(
+        "replication_last_commit_lsn",
+        "Commit LSN of the last transaction dispatched (0 before the first).",
+        read(|a| as_f64(a.replication.last_commit_lsn())),
+    )?;
+    m.pull_gauge(
+        "replication_acked_lsn",
+        "Highest LSN acknowledged to the replication slot.",
+        read(|a| as_f64(a.replication.acked_lsn.load(Ordering::Relaxed))),
+    )?;
+    m.pull_gauge(
+        "replication_lag_bytes",
+        "WAL bytes the server reported that this relay has not handled yet (0 when caught up).",
+        read(|a| as_f64(a.replication.lag_bytes())),
+    )?;
+    m.pull_counter(
+        "replication_decode_errors_total",
+        "Rows or logical messages that could not be decoded and were skipped.",
+        read(|a| as_f64(a.replication.decode_errors.load(Ordering::Relaxed))),
+    )?;
+    m.pull_gauge(
+        "presence_members",
+        "Presence members over all channels (the shared view).",
+        read(|a| a.hub.presence.total_members() as f64),
+    )?;
+    m.pull_counter(
+        "presence_dead_relays_reaped_total",
+        "Relays this relay declared dead (heartbeat older than the timeout).",
+        read(|a| as_f64(a.presence.reaped.load(Ordering::Relaxed))),
+    )?;
+    Ok(())
 }

@@ -16,10 +16,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use realtime_relay::pg::cursor::format_pg_lsn;
-use realtime_relay::pg::replication::{
-    run, CommitBatch, LogEvent, ReplicationConfig, ReplicationStatus, StoredMessage,
-};
+use realtime_relay::core::event::{CommitBatch, LogEvent, StoredMessage};
+use realtime_relay::core::format_pg_lsn;
+use realtime_relay::pg::replication::{run, ReplicationConfig, ReplicationStatus};
 use tokio::sync::mpsc;
 use tokio_postgres::{Client, NoTls};
 use tokio_util::sync::CancellationToken;

@@ -5,7 +5,7 @@
 //! What is cached: every enabled `realtime.channels` row (`id`, `pattern`, webhook count) when
 //! there are at most [`MAX_ROWS`]; with more, the enabled `%` rows plus a bounded memo of exact
 //! lookups per name (cleared when it exceeds [`MAX_ROWS`] entries). Matching is
-//! [`crate::pattern::best_match`], the same rule as `realtime.match_channel`.
+//! [`realtime_core::names::best_match`], the same rule as `realtime.match_channel`.
 //!
 //! Invalidation, so no backend ever acts on a channel or config change it should not see:
 //!
@@ -36,7 +36,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::{FromDatum, IntoDatum};
 
-use crate::pattern;
+use realtime_core::names as pattern;
 
 /// Up to this many enabled channel rows are all cached; above it, lookups are memoised per name.
 pub const MAX_ROWS: usize = 10_000;

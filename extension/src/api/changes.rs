@@ -36,7 +36,7 @@ use pgrx::prelude::*;
 use pgrx::{IntoDatum, PgMemoryContexts, PgRelation};
 
 use crate::changes::{ChangeArgs, ChangeArgsError, Operation, Template};
-use crate::pattern;
+use realtime_core::names as pattern;
 
 /// One trigger's parsed arguments, cached by trigger OID.
 struct Spec {
@@ -75,7 +75,7 @@ pub fn channel_template_columns(template: &str) -> Vec<String> {
     if let Err(e) = pattern::validate_channel(Some(&parsed.sample_channel())) {
         fail(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("realtime: channel template '{template}' cannot produce a valid channel: {e}"),
+            format!("realtime: channel template '{template}' cannot produce a valid channel: realtime: {e}"),
         );
     }
     parsed.columns().map(str::to_owned).collect()

@@ -5,7 +5,7 @@
 //! Two cached SPI plans (prepared once per backend, kept with `SPI_keepplan`):
 //! an exact lookup through the unique index on `pattern`, and, only when that finds nothing, a
 //! read of the enabled wildcard rows (a small partial index; patterns are few). The choice among
-//! wildcard rows is [`crate::pattern::best_match`].
+//! wildcard rows is [`realtime_core::names::best_match`].
 
 use std::cell::OnceCell;
 
@@ -13,7 +13,7 @@ use pgrx::pg_sys::{BuiltinOid, PgOid};
 use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiResult};
 
-use crate::pattern;
+use realtime_core::names as pattern;
 
 // Fully qualified, operators included, so the result never depends on the caller's search_path.
 const EXACT_SQL: &str = "SELECT c.id FROM realtime.channels c \

@@ -4,7 +4,7 @@
 //! ([`cache`]) and the `jsonb` payload kept a Postgres datum. The rest of the SQL API
 //! (`broadcast`, the claim helpers, `can_subscribe`, `cleanup_messages`) is hand-written
 //! SQL/PL/pgSQL in `sql/api.sql`. The other Rust functions here are the pieces that need the pure
-//! logic of [`crate::pattern`], and the trigger `broadcast_changes` ([`changes`]), which needs
+//! logic of [`realtime_core::names`], and the trigger `broadcast_changes` ([`changes`]), which needs
 //! fmgr-level access to the changed rows.
 
 pub mod cache;
@@ -16,10 +16,10 @@ pub mod validate;
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;
 use pgrx::prelude::*;
 
-use crate::pattern::NameError;
+use realtime_core::NameError;
 
 /// Reports a validation error as a Postgres `ERROR` with SQLSTATE 22023
 /// (`invalid_parameter_value`); never returns.
 pub(crate) fn raise(err: NameError) -> ! {
-    ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, err.to_string());
+    ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("realtime: {err}"));
 }

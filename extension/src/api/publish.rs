@@ -2,7 +2,7 @@
 //!
 //! The hot path of the whole system, so it does as little as a plain `INSERT`:
 //!
-//! 1. validate channel and event ([`crate::pattern`], the same rules as the SQL validators);
+//! 1. validate channel and event ([`realtime_core::names`], the same rules as the SQL validators);
 //! 2. match the channel and read the payload limit from the per-backend cache
 //!    ([`super::cache`]; no query unless a channel or config change invalidated it);
 //! 3. check the payload size without converting it to text unless it could be over the limit
@@ -36,7 +36,7 @@ use pgrx::spi::OwnedPreparedStatement;
 
 use super::cache::{self, Matched};
 use super::raise;
-use crate::pattern;
+use realtime_core::names as pattern;
 
 const INSERT_SQL: &str = "INSERT INTO realtime.messages \
      (id, channel, channel_id, event, payload, sender_type, wh_audience_count) \

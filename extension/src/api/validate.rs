@@ -1,5 +1,5 @@
 //! `realtime.validate_pattern`, `realtime.validate_channel`, `realtime.validate_event`:
-//! the SQL faces of the validators in [`crate::pattern`].
+//! the SQL faces of the validators in [`realtime_core::names`].
 //!
 //! Each returns its argument unchanged when it is valid and raises an `ERROR` (SQLSTATE 22023)
 //! whose message says why when it is not. The `channels` trigger and `publish` / `broadcast`
@@ -8,7 +8,7 @@
 use pgrx::prelude::*;
 
 use super::raise;
-use crate::pattern;
+use realtime_core::names as pattern;
 
 /// Validates a channel pattern (a `realtime.channels.pattern` value).
 #[pg_extern(immutable, strict, parallel_safe)]

@@ -1,12 +1,13 @@
 //! The hub: which sessions listen to which channel, and fan-out of committed and ephemeral
-//! messages to them. No sockets here.
+//! events to them. No sockets, no Postgres, no wire format here.
 //!
 //! Each session owns one bounded queue ([`SessionHandle`]). The hub only ever `try_send`s: a
 //! full queue marks the session as too slow (it is then closed with 4009 by its own task) and
-//! never delays delivery to anyone else. A message frame is encoded once and the same shared
-//! bytes go to every subscriber.
+//! never delays delivery to anyone else. Each event is wrapped once in a
+//! [`crate::core::event::Shared`] and the same `Arc` goes to every subscriber; each session
+//! encodes it with its protocol, and the encoding is cached in the event, once per protocol.
 //!
-//! A resuming subscription starts *held* ([`Hub::subscribe_held`]): its live frames newer than
+//! A resuming subscription starts *held* ([`Hub::subscribe_held`]): its live events newer than
 //! the position read at registration go to a bounded side buffer while the session replays the
 //! missed messages from the table, then [`Hub::activate`] moves the buffer into the session
 //! queue and switches it to direct delivery, atomically with respect to dispatch.
@@ -16,84 +17,30 @@
 //! commit's last message and everything newer arrives live.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use crate::core::event::{CommitBatch, Event, LogEvent, Message, Shared, SharedEvent};
+use crate::core::presence::Member;
+use crate::core::Cursor;
+use crate::metrics::{since_pg_timestamp, HubMetrics};
 
-use crate::metrics::{since_pg_timestamp, Histogram};
-use crate::pg::cursor::Cursor;
-use crate::pg::replication::{CommitBatch, LogEvent};
-use crate::protocol::server::{message, MessageFields, Sender};
-
+pub mod acks;
 pub mod presence;
 mod presence_sync;
+mod queue;
+
 pub use presence_sync::PresenceHub;
+pub use queue::{Outbound, SessionHandle};
 
-/// An encoded text frame, cheap to clone (shared bytes).
-pub type Frame = axum::extract::ws::Utf8Bytes;
-
-/// The hub's end of one session: its bounded queue and its "too slow" signal.
-#[derive(Clone, Debug)]
-pub struct SessionHandle {
-    pub id: u64,
-    tx: mpsc::Sender<Frame>,
-    slow: CancellationToken,
-}
-
-impl SessionHandle {
-    pub fn new(id: u64, tx: mpsc::Sender<Frame>, slow: CancellationToken) -> Self {
-        Self { id, tx, slow }
-    }
-
-    /// Queues a frame without waiting. A full queue marks the session too slow; returns whether
-    /// the frame was queued.
-    pub fn send(&self, frame: Frame) -> bool {
-        // Once a frame was dropped, nothing more may follow it: the client must see a clean
-        // prefix of the stream and then its close (4009), never a gap followed by later frames.
-        if self.slow.is_cancelled() {
-            return false;
-        }
-        match self.tx.try_send(frame) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.slow.cancel();
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
-    }
-
-    /// Free slots in the queue right now.
-    pub fn room(&self) -> usize {
-        self.tx.capacity()
-    }
-
-    /// The queue's size.
-    pub fn queue_size(&self) -> usize {
-        self.tx.max_capacity()
-    }
-
-    /// Marks the session too slow (it is then closed with 4009).
-    pub fn mark_slow(&self) {
-        self.slow.cancel();
-    }
-
-    /// True once the session was marked too slow or its queue closed.
-    pub fn is_gone(&self) -> bool {
-        self.slow.is_cancelled() || self.tx.is_closed()
-    }
-}
-
-/// Live frames held back for a resuming subscription.
+/// Live events held back for a resuming subscription.
 struct Held {
     session: SessionHandle,
     /// Stored messages at or below this cursor are already covered by the replay.
-    floor: String,
-    frames: Vec<Frame>,
+    floor: Cursor,
+    events: Vec<SharedEvent>,
     cap: usize,
-    /// More than `cap` frames arrived: the buffer was dropped; the replay must go on from the
+    /// More than `cap` events arrived: the buffer was dropped; the replay must go on from the
     /// table up to a newer position.
     overflowed: bool,
 }
@@ -106,15 +53,23 @@ enum Sub {
 /// What [`Hub::activate`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Activation {
-    /// The held frames are queued and the subscription is live.
+    /// The held events are queued and the subscription is live.
     Done,
     /// The side buffer overflowed: replay from the table up to this new position, then try again.
     /// (The subscription stays held, with an empty buffer above the new position.)
-    Overflowed(Option<String>),
-    /// The session queue has no room for the held frames yet; try again shortly.
+    Overflowed(Option<Cursor>),
+    /// The session queue has no room for the held events yet; try again shortly.
     NoRoom,
     /// The subscription is gone (unsubscribed or the session ended).
     Gone,
+}
+
+/// The state a subscribe reply describes, read under the hub lock at registration: the
+/// position and the channel's presence members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    pub position: Option<Cursor>,
+    pub members: Vec<Member>,
 }
 
 #[derive(Default)]
@@ -122,47 +77,25 @@ struct State {
     channels: HashMap<String, HashMap<u64, Sub>>,
 }
 
-/// Counters the hub keeps for health and metrics.
-#[derive(Default, Debug)]
-pub struct HubStats {
-    /// Frames queued to sessions by dispatch.
-    pub delivered: AtomicU64,
-    /// Of `delivered`, frames of ephemeral messages.
-    pub delivered_ephemeral: AtomicU64,
-    /// Commit-to-send latency: from the transaction's commit timestamp (pgoutput Commit, the
-    /// primary's clock) to the moment its frame was queued to a subscriber's send queue (this
-    /// host's clock), one observation per queued frame. Read once per message, after the frame
-    /// went to every local subscriber. Messages without a commit timestamp (non-transactional
-    /// logical messages) and held frames of resuming subscriptions are not observed.
-    pub commit_to_send: Histogram,
-    /// Frames not queued because the session's queue was full (or it was already too slow).
-    pub dropped_slow: AtomicU64,
-    /// Events dispatched (stored + ephemeral).
-    pub messages: AtomicU64,
-    /// Ephemeral events dispatched (the rest of `messages` were stored messages).
-    pub ephemeral: AtomicU64,
-    /// Sessions closed with 4009 because their queue overflowed (counted by the session).
-    pub slow_closes: AtomicU64,
-    /// Channels with at least one subscription (kept under the hub's write lock).
-    pub channels: AtomicUsize,
-    /// Subscriptions (channel × session), live or held.
-    pub subscriptions: AtomicUsize,
-}
-
 /// Channel → subscribed sessions, plus the position (cursor) of the last dispatched message.
-#[derive(Default)]
 pub struct Hub {
     state: RwLock<State>,
-    position: Mutex<Option<String>>,
+    position: Mutex<Option<Cursor>>,
     next_session: AtomicU64,
-    pub stats: HubStats,
+    pub metrics: HubMetrics,
     /// Presence: the view of every channel's members and its synchronisation.
     pub presence: PresenceHub,
 }
 
 impl Hub {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(metrics: HubMetrics) -> Self {
+        Self {
+            state: RwLock::default(),
+            position: Mutex::default(),
+            next_session: AtomicU64::new(0),
+            metrics,
+            presence: PresenceHub::default(),
+        }
     }
 
     /// A fresh session id.
@@ -171,73 +104,74 @@ impl Hub {
     }
 
     /// The cursor of the newest message this hub has dispatched (or the start position).
-    pub fn position(&self) -> Option<String> {
-        self.position.lock().expect("position lock").clone()
+    pub fn position(&self) -> Option<Cursor> {
+        *self.position.lock().expect("position lock")
     }
 
-    /// Raises the position to `cursor` if it is newer (cursors sort as strings).
-    pub fn advance_position(&self, cursor: &str) {
+    /// Raises the position to `cursor` if it is newer.
+    pub fn advance_position(&self, cursor: Cursor) {
         let mut p = self.position.lock().expect("position lock");
-        if p.as_deref().is_none_or(|old| old < cursor) {
-            *p = Some(cursor.to_string());
+        if p.is_none_or(|old| old < cursor) {
+            *p = Some(cursor);
         }
     }
 
-    /// Adds `session` to `channel`. `reply` builds the subscribe reply from the current
-    /// position; it is queued before the subscription becomes visible to dispatch, so the reply
-    /// always precedes the channel's first message. Returns false if the reply could not be
-    /// queued (session gone or too slow), in which case nothing is registered.
+    /// Adds `session` to `channel`. `reply` builds the subscribe reply from the position and
+    /// the channel's presence members; it is queued before the subscription becomes visible to
+    /// dispatch, so the reply always precedes the channel's first event, and no presence event
+    /// is missed or doubled after the members it lists. Returns false if the reply could not
+    /// be queued (session gone or too slow), in which case nothing is registered.
     pub fn subscribe(
         &self,
         channel: &str,
         session: &SessionHandle,
-        reply: impl FnOnce(Option<&str>) -> Frame,
+        reply: impl FnOnce(Joined) -> Outbound,
     ) -> bool {
         let mut state = self.state.write().expect("hub lock");
-        let position = self.position();
-        if !session.send(reply(position.as_deref())) {
+        let joined = Joined { position: self.position(), members: self.presence.members(channel) };
+        if !session.send(reply(joined)) {
             return false;
         }
         self.insert(&mut state, channel, session.id, Sub::Live(session.clone()));
         true
     }
 
+    /// What a subscribe reply of `channel` would describe now (for a repeated subscribe).
+    pub fn joined(&self, channel: &str) -> Joined {
+        let _state = self.state.read().expect("hub lock");
+        Joined { position: self.position(), members: self.presence.members(channel) }
+    }
+
     /// Registers `sub` and keeps the channel and subscription gauges in step (write lock held).
     fn insert(&self, state: &mut State, channel: &str, id: u64, sub: Sub) {
         let subs = state.channels.entry(channel.to_string()).or_insert_with(|| {
-            self.stats.channels.fetch_add(1, Ordering::Relaxed);
+            self.metrics.channels.inc();
             HashMap::new()
         });
         if subs.insert(id, sub).is_none() {
-            self.stats.subscriptions.fetch_add(1, Ordering::Relaxed);
+            self.metrics.subscriptions.inc();
         }
     }
 
-    /// Adds `session` to `channel` in the held state (see the module docs) and returns the
-    /// position read under the same lock: every stored message above it will be held for the
-    /// session (up to `cap` frames), every one at or below it is the replay's business. Also
-    /// returns the channel's presence snapshot taken under that lock (later presence events are
-    /// held too).
-    pub fn subscribe_held(
-        &self,
-        channel: &str,
-        session: &SessionHandle,
-        cap: usize,
-    ) -> (Option<String>, String) {
+    /// Adds `session` to `channel` in the held state (see the module docs) and returns what it
+    /// joined, read under the same lock: every stored message above `position` will be held
+    /// for the session (up to `cap` events), every one at or below it is the replay's
+    /// business; presence events after `members` are held too.
+    pub fn subscribe_held(&self, channel: &str, session: &SessionHandle, cap: usize) -> Joined {
         let mut state = self.state.write().expect("hub lock");
         let position = self.position();
         let held = Held {
             session: session.clone(),
-            floor: position.clone().unwrap_or_default(),
-            frames: Vec::new(),
+            floor: position.unwrap_or(Cursor::MIN),
+            events: Vec::new(),
             cap,
             overflowed: false,
         };
         self.insert(&mut state, channel, session.id, Sub::Held(Mutex::new(held)));
-        (position, self.presence.snapshot_json(channel))
+        Joined { position, members: self.presence.members(channel) }
     }
 
-    /// Ends the held state of `session_id` on `channel`: queues the held frames (all newer than
+    /// Ends the held state of `session_id` on `channel`: queues the held events (all newer than
     /// the replayed range) and switches to direct delivery, unless the buffer overflowed or the
     /// queue lacks room for it. See [`Activation`].
     pub fn activate(&self, channel: &str, session_id: u64) -> Activation {
@@ -250,15 +184,15 @@ impl Hub {
         let held = held.get_mut().expect("held lock");
         if held.overflowed {
             held.overflowed = false;
-            held.frames.clear();
-            held.floor = position.clone().unwrap_or_default();
+            held.events.clear();
+            held.floor = position.unwrap_or(Cursor::MIN);
             return Activation::Overflowed(position);
         }
-        if held.frames.len() > held.session.room() {
+        if held.events.len() > held.session.room() {
             return Activation::NoRoom;
         }
-        for frame in held.frames.drain(..) {
-            held.session.send(frame);
+        for event in held.events.drain(..) {
+            held.session.send(Outbound::Event(event));
         }
         *sub = Sub::Live(held.session.clone());
         Activation::Done
@@ -270,11 +204,11 @@ impl Hub {
         let Some(subs) = state.channels.get_mut(channel) else { return false };
         let removed = subs.remove(&session_id).is_some();
         if removed {
-            self.stats.subscriptions.fetch_sub(1, Ordering::Relaxed);
+            self.metrics.subscriptions.dec();
         }
         if subs.is_empty() {
             state.channels.remove(channel);
-            self.stats.channels.fetch_sub(1, Ordering::Relaxed);
+            self.metrics.channels.dec();
         }
         removed
     }
@@ -284,117 +218,124 @@ impl Hub {
         self.state.read().expect("hub lock").channels.get(channel).map_or(0, HashMap::len)
     }
 
-    /// Delivers one committed batch, in order. Returns the number of frames queued.
-    pub fn dispatch(&self, batch: &CommitBatch) -> usize {
-        self.dispatch_counting(batch, &mut Vec::new())
-    }
-
-    /// [`Hub::dispatch`], also pushing `(message id, subscribers)` to `audience` for every stored
-    /// message that had local subscribers (for `realtime.messages.ws_audience_count`).
-    pub fn dispatch_counting(&self, batch: &CommitBatch, audience: &mut Vec<(String, u32)>) -> usize {
+    /// Delivers one committed batch, in order. Pushes `(message id, subscribers)` to `audience`
+    /// for every stored message that had local subscribers (for
+    /// `realtime.messages.ws_audience_count`). Returns the number of frames queued.
+    pub fn dispatch(&self, batch: CommitBatch, audience: &mut Vec<(String, u32)>) -> usize {
         let state = self.state.read().expect("hub lock");
+        let latency = since_pg_timestamp(batch.commit_time_micros).map(|d| d.as_secs_f64());
+        let latencies = self.metrics.commit_to_send.local();
         let mut queued = 0;
         let mut last_commit = None;
-        for event in &batch.events {
-            let (channel, fields) = match event {
+        for event in batch.events {
+            let (message, subs): (Message, _) = match event {
                 LogEvent::Presence(op) => {
-                    queued += self.presence_op(&state, op);
+                    queued += self.presence_op(&state, &op);
                     continue;
                 }
-                LogEvent::Stored(m) => (
-                    m.channel.as_str(),
-                    MessageFields {
-                        channel: &m.channel,
-                        id: Some(&m.id),
-                        cursor: None,
-                        event: &m.event,
-                        payload: &m.payload,
-                        sender: Sender { kind: &m.sender_type, id: m.sender_id.as_deref() },
-                        created_at: Some(&m.created_at),
-                        replayed: false,
-                    },
-                ),
-                LogEvent::Ephemeral(e) => (
-                    e.channel.as_str(),
-                    MessageFields {
-                        channel: &e.channel,
-                        id: None,
-                        cursor: None,
-                        event: &e.event,
-                        payload: &e.payload,
-                        sender: match &e.sender_id {
-                            Some(id) => Sender { kind: "user", id: Some(id) },
-                            None => Sender { kind: "system", id: None },
-                        },
-                        created_at: None,
-                        replayed: false,
-                    },
-                ),
-            };
-            self.stats.messages.fetch_add(1, Ordering::Relaxed);
-            let cursor = match event {
                 LogEvent::Stored(m) => {
+                    self.metrics.stored_dispatched.inc();
                     last_commit = Some(m.cursor.commit_lsn);
-                    Some(m.cursor)
+                    let Some(subs) = state.channels.get(&m.channel).filter(|s| !s.is_empty()) else {
+                        continue;
+                    };
+                    audience.push((m.id.clone(), u32::try_from(subs.len()).unwrap_or(u32::MAX)));
+                    (m.into(), subs)
                 }
-                _ => {
-                    self.stats.ephemeral.fetch_add(1, Ordering::Relaxed);
-                    None
+                LogEvent::Ephemeral(e) => {
+                    self.metrics.ephemeral_dispatched.inc();
+                    let Some(subs) = state.channels.get(&e.channel) else { continue };
+                    (e.into(), subs)
                 }
             };
-            if let Some(subs) = state.channels.get(channel) {
-                if let (LogEvent::Stored(m), false) = (event, subs.is_empty()) {
-                    audience.push((m.id.clone(), u32::try_from(subs.len()).unwrap_or(u32::MAX)));
+            let stored = message.cursor.is_some();
+            let shared = Shared::new(Event::Message(message), batch.commit_time_micros);
+            let sent = self.deliver(subs, &shared);
+            if sent > 0 {
+                if let Some(secs) = latency {
+                    (0..sent).for_each(|_| latencies.observe(secs));
                 }
-                let cursor = cursor.map(|c| c.to_string());
-                let frame = Frame::from(message(&MessageFields { cursor: cursor.as_deref(), ..fields }));
-                let mut sent = 0u64;
-                for s in subs.values() {
-                    match s {
-                        Sub::Live(s) => {
-                            if s.send(frame.clone()) {
-                                sent += 1;
-                            } else {
-                                self.stats.dropped_slow.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                        Sub::Held(h) => hold(&mut h.lock().expect("held lock"), cursor.as_deref(), &frame),
-                    }
-                }
-                if sent > 0 {
-                    if let Some(latency) = since_pg_timestamp(batch.commit_time_micros) {
-                        self.stats.commit_to_send.observe_n(latency, sent);
-                    }
-                    if cursor.is_none() {
-                        self.stats.delivered_ephemeral.fetch_add(sent, Ordering::Relaxed);
-                    }
-                }
-                queued += sent as usize;
+                let path = if stored {
+                    &self.metrics.delivered_persisted
+                } else {
+                    &self.metrics.delivered_ephemeral
+                };
+                path.inc_by(sent as u64);
             }
+            queued += sent;
         }
+        latencies.flush();
         // One advance per batch: the end of the commit sorts after every cursor in it, and
         // subscribers only read the position under the write lock, never mid-batch.
         if let Some(lsn) = last_commit {
-            self.advance_position(&Cursor::end_of_commit(lsn).to_string());
+            self.advance_position(Cursor::end_of_commit(lsn));
         }
-        self.stats.delivered.fetch_add(queued as u64, Ordering::Relaxed);
+        self.metrics.frames_queued.inc_by(queued as u64);
+        queued
+    }
+
+    /// Queues `event` to every live subscriber in `subs` and holds it for held ones. Returns
+    /// how many live subscribers it was queued to.
+    fn deliver(&self, subs: &HashMap<u64, Sub>, event: &SharedEvent) -> usize {
+        let mut sent = 0;
+        for s in subs.values() {
+            match s {
+                Sub::Live(s) => {
+                    if s.send(Outbound::Event(event.clone())) {
+                        sent += 1;
+                    } else {
+                        self.metrics.dropped_slow.inc();
+                    }
+                }
+                Sub::Held(h) => hold(&mut h.lock().expect("held lock"), event),
+            }
+        }
+        sent
+    }
+}
+
+impl Hub {
+    /// Loads the presence view from the table snapshot `rows` plus the ops buffered since the
+    /// start-up marker (see [`presence_sync`]) and sends the events it causes; false when the
+    /// marker was not reached (nothing changed).
+    pub fn presence_load(&self, rows: Vec<crate::core::presence::Tracked>) -> bool {
+        let state = self.state.write().expect("hub lock");
+        let Some(events) = self.presence.load(rows) else { return false };
+        self.send_presence(&state, events);
+        true
+    }
+
+    /// Dispatch of one presence op from the stream (hub read lock held by the caller).
+    fn presence_op(&self, state: &State, op: &crate::core::presence::PresenceOp) -> usize {
+        let events = self.presence.apply(op);
+        self.send_presence(state, events)
+    }
+
+    /// Wraps each presence event once and queues it to the channel's subscribers.
+    fn send_presence(&self, state: &State, events: Vec<crate::core::presence::PresenceEvent>) -> usize {
+        let mut queued = 0;
+        for e in events {
+            let Some(subs) = state.channels.get(&e.channel) else { continue };
+            queued += self.deliver(subs, &Shared::new(Event::Presence(e), 0));
+        }
+        self.metrics.presence_frames.inc_by(queued as u64);
         queued
     }
 }
 
-/// Keeps `frame` for a held subscription: stored messages at or below the floor are dropped
+/// Keeps `event` for a held subscription: stored messages at or below the floor are dropped
 /// (the replay covers them); past the cap the buffer is given up (see [`Activation::Overflowed`]).
-fn hold(held: &mut Held, cursor: Option<&str>, frame: &Frame) {
-    if held.overflowed || cursor.is_some_and(|c| c <= held.floor.as_str()) {
+fn hold(held: &mut Held, event: &SharedEvent) {
+    if held.overflowed || event.event.cursor().is_some_and(|c| c <= held.floor) {
         return;
     }
-    if held.frames.len() >= held.cap {
+    if held.events.len() >= held.cap {
         held.overflowed = true;
-        held.frames = Vec::new();
+        held.events = Vec::new();
         return;
     }
-    held.frames.push(frame.clone());
+    held.events.push(event.clone());
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

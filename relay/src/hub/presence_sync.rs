@@ -1,19 +1,20 @@
 //! Presence inside the hub: the shared [`View`], its start-up synchronisation, and fan-out of
-//! presence events to the channel's subscribers (one encoded frame per event, shared).
+//! presence events to the channel's subscribers (one shared event each, encoded once per
+//! protocol like messages).
 //!
 //! ## Start-up: table snapshot plus stream, nothing lost, nothing stale
 //!
 //! A relay's replication slot may replay old `realtime:presence` ops, and ops committed while
 //! it reads the table also arrive through the stream. So a relay builds its view like this:
 //!
-//! 1. [`Hub::presence_expect_sync`] arms a nonce; until then ops from the stream are dropped.
+//! 1. [`PresenceHub::expect_sync`] arms a nonce; until then ops from the stream are dropped.
 //! 2. The relay emits a *non-transactional* `sync` op carrying the nonce. Non-transactional
 //!    logical messages are decoded at their own WAL position, so every op committed before it
 //!    comes before it in the stream, every op committed after it comes after it.
 //! 3. When dispatch meets that marker, ops start being buffered (phase `Buffering`) and the
 //!    waiting presence task reads `realtime.presence` (a snapshot taken after the marker was
 //!    written, so it contains every op before the marker).
-//! 4. [`Hub::presence_load`] applies the rows, then the buffered ops, in order, under the hub's
+//! 4. `Hub::presence_load` applies the rows, then the buffered ops, in order, under the hub's
 //!    write lock. An op that the table already reflected is applied again harmlessly: ops
 //!    carry whole entries (idempotent), and applying the buffer in commit order leaves every
 //!    entry as its last op left it. From then on ops are applied as they arrive.
@@ -21,12 +22,10 @@
 //! Subscribers that arrived before the view was loaded got an empty snapshot; loading emits
 //! `join`s to them like any other change.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use super::presence::{Member, PresenceEvent, PresenceOp, Tracked, View};
-use super::{hold, Frame, Hub, State, Sub};
-use crate::protocol::presence as frames;
+use super::presence::View;
+use crate::core::presence::{Member, PresenceEvent, PresenceOp, Tracked};
 
 /// Ops buffered while the table snapshot is read; more restarts the synchronisation.
 const MAX_BUFFERED: usize = 200_000;
@@ -47,8 +46,6 @@ pub struct PresenceHub {
     inner: Mutex<Inner>,
     /// Signalled when the armed marker was seen.
     pub marker_seen: tokio::sync::Notify,
-    /// Presence frames queued to sessions.
-    pub frames_sent: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -65,7 +62,6 @@ impl Default for PresenceHub {
                 phase: Phase::Waiting { relay: String::new(), nonce: None },
             }),
             marker_seen: tokio::sync::Notify::new(),
-            frames_sent: AtomicU64::new(0),
         }
     }
 }
@@ -73,11 +69,6 @@ impl Default for PresenceHub {
 impl PresenceHub {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().expect("presence lock")
-    }
-
-    /// `{"members":[..]}` of `channel` now.
-    pub fn snapshot_json(&self, channel: &str) -> String {
-        frames::snapshot_json(&self.lock().view.members(channel))
     }
 
     /// The members of `channel` now.
@@ -102,31 +93,31 @@ impl PresenceHub {
     }
 }
 
-impl Hub {
+impl PresenceHub {
     /// Arms the start-up marker `nonce` of `relay` (step 1 of the module docs).
-    pub fn presence_expect_sync(&self, relay: &str, nonce: &str) {
-        let mut inner = self.presence.lock();
+    pub fn expect_sync(&self, relay: &str, nonce: &str) {
+        let mut inner = self.lock();
         if !matches!(inner.phase, Phase::Ready) {
             inner.phase = Phase::Waiting { relay: relay.to_string(), nonce: Some(nonce.to_string()) };
         }
     }
 
     /// Whether the armed marker has been seen (ops are being buffered, or the view is live).
-    pub fn presence_marker_reached(&self) -> bool {
-        !matches!(self.presence.lock().phase, Phase::Waiting { .. })
+    pub fn marker_reached(&self) -> bool {
+        !matches!(self.lock().phase, Phase::Waiting { .. })
     }
 
-    /// Loads the table snapshot `rows` plus the buffered ops (step 4); returns false when the
-    /// marker was not reached (or the buffer overflowed), in which case nothing changed.
-    pub fn presence_load(&self, rows: Vec<Tracked>) -> bool {
-        let state = self.state.write().expect("hub lock");
-        let mut guard = self.presence.lock();
+    /// Loads the table snapshot `rows` plus the buffered ops (step 4) and returns the events
+    /// they cause; None when the marker was not reached (or the buffer overflowed), in which
+    /// case nothing changed. The caller holds the hub's write lock.
+    pub(super) fn load(&self, rows: Vec<Tracked>) -> Option<Vec<PresenceEvent>> {
+        let mut guard = self.lock();
         let inner = &mut *guard;
         let Phase::Buffering(ops) = std::mem::replace(&mut inner.phase, Phase::Ready) else {
             if !matches!(inner.phase, Phase::Ready) {
                 inner.phase = Phase::Waiting { relay: String::new(), nonce: None };
             }
-            return false;
+            return None;
         };
         let mut events = Vec::new();
         for row in rows {
@@ -135,16 +126,15 @@ impl Hub {
         for op in ops {
             events.extend(inner.view.apply(op));
         }
-        drop(guard);
-        self.send_presence(&state, events);
-        true
+        Some(events)
     }
 
-    /// Dispatch of one op from the stream (hub read lock held by the caller).
-    pub(super) fn presence_op(&self, state: &State, op: &PresenceOp) -> usize {
-        let mut guard = self.presence.lock();
+    /// One op from the stream: the events it causes now (none while the view is not loaded).
+    /// The caller holds the hub's read lock.
+    pub(super) fn apply(&self, op: &PresenceOp) -> Vec<PresenceEvent> {
+        let mut guard = self.lock();
         let inner = &mut *guard;
-        let events = match &mut inner.phase {
+        match &mut inner.phase {
             Phase::Ready => inner.view.apply(op.clone()),
             Phase::Buffering(ops) => {
                 ops.push(op.clone());
@@ -152,53 +142,29 @@ impl Hub {
                     tracing::warn!("presence: too many ops while loading the view; starting over");
                     inner.phase = Phase::Waiting { relay: String::new(), nonce: None };
                 }
-                return 0;
+                Vec::new()
             }
             Phase::Waiting { relay, nonce } => {
                 if let PresenceOp::Sync { relay: r, nonce: n } = op {
                     if r == relay && Some(n) == nonce.as_ref() {
                         inner.phase = Phase::Buffering(Vec::new());
-                        self.presence.marker_seen.notify_waiters();
+                        self.marker_seen.notify_waiters();
                     }
                 }
-                return 0;
-            }
-        };
-        drop(guard);
-        self.send_presence(state, events)
-    }
-
-    /// Encodes each event once and queues it to the channel's subscribers.
-    fn send_presence(&self, state: &State, events: Vec<PresenceEvent>) -> usize {
-        let mut queued = 0;
-        for e in events {
-            let Some(subs) = state.channels.get(&e.channel) else { continue };
-            let frame = Frame::from(frames::event(&e.channel, e.kind, &e.member));
-            for s in subs.values() {
-                match s {
-                    Sub::Live(s) => {
-                        if s.send(frame.clone()) {
-                            queued += 1;
-                        } else {
-                            self.stats.dropped_slow.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    Sub::Held(h) => hold(&mut h.lock().expect("held lock"), None, &frame),
-                }
+                Vec::new()
             }
         }
-        self.presence.frames_sent.fetch_add(queued as u64, Ordering::Relaxed);
-        queued
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::SessionHandle;
-    use crate::pg::replication::{CommitBatch, LogEvent};
-    use tokio::sync::mpsc;
-    use tokio_util::sync::CancellationToken;
+    use crate::core::event::{CommitBatch, Event, LogEvent};
+    use crate::core::presence::EventKind;
+    use crate::hub::tests::{event, hub, reply, session};
+    use crate::hub::Hub;
+    use crate::hub::Outbound;
 
     fn t(conn: &str, pid: &str, state: &str) -> Tracked {
         Tracked {
@@ -212,27 +178,28 @@ mod tests {
     }
 
     fn op(hub: &Hub, op: PresenceOp) {
-        hub.dispatch(&CommitBatch {
-            commit_lsn: 1,
-            events: vec![LogEvent::Presence(op)],
-            commit_time_micros: 0,
-        });
+        let batch =
+            CommitBatch { commit_lsn: 1, events: vec![LogEvent::Presence(op)], commit_time_micros: 0 };
+        hub.dispatch(batch, &mut Vec::new());
     }
 
-    fn json(f: &Frame) -> serde_json::Value {
-        serde_json::from_str(f.as_str()).unwrap()
+    fn presence(o: Outbound) -> PresenceEvent {
+        match &event(o).event {
+            Event::Presence(p) => p.clone(),
+            other => panic!("not presence: {other:?}"),
+        }
     }
 
     #[test]
     fn ops_before_the_marker_are_dropped_and_buffered_ones_apply_after_the_snapshot() {
-        let hub = Hub::new();
+        let hub = hub();
         op(&hub, PresenceOp::Track(t("k0", "stale", "{}"))); // before arming: dropped
-        hub.presence_expect_sync("me", "n1");
+        hub.presence.expect_sync("me", "n1");
         op(&hub, PresenceOp::Track(t("k1", "old", "{}"))); // before the marker: dropped
         op(&hub, PresenceOp::Sync { relay: "me".into(), nonce: "other".into() });
-        assert!(!hub.presence_marker_reached(), "another nonce is not our marker");
+        assert!(!hub.presence.marker_reached(), "another nonce is not our marker");
         op(&hub, PresenceOp::Sync { relay: "me".into(), nonce: "n1".into() });
-        assert!(hub.presence_marker_reached());
+        assert!(hub.presence.marker_reached());
         // committed after the marker: buffered, and (maybe) also in the snapshot
         op(&hub, PresenceOp::Track(t("k2", "bob", r#"{"v":2}"#)));
         op(&hub, PresenceOp::Untrack { conn: "k1".into(), channels: vec!["c".into()] });
@@ -247,47 +214,51 @@ mod tests {
     }
 
     #[test]
-    fn snapshot_and_events_fit_exactly_and_frames_are_shared() {
-        let hub = Hub::new();
-        hub.presence_expect_sync("me", "n");
+    fn snapshot_and_events_fit_exactly_and_events_are_shared() {
+        let hub = hub();
+        hub.presence.expect_sync("me", "n");
         op(&hub, PresenceOp::Sync { relay: "me".into(), nonce: "n".into() });
         hub.presence_load(vec![t("k1", "alice", "{}")]);
-        let (tx, mut rx) = mpsc::channel(8);
-        let s = SessionHandle::new(hub.next_session_id(), tx, CancellationToken::new());
-        let (tx2, mut rx2) = mpsc::channel(8);
-        let s2 = SessionHandle::new(hub.next_session_id(), tx2, CancellationToken::new());
-        hub.subscribe("c", &s, |_| Frame::from(hub.presence.snapshot_json("c")));
-        hub.subscribe("c", &s2, |_| Frame::from("r"));
-        let snap = json(&rx.try_recv().unwrap());
-        assert_eq!(snap["members"][0]["presence_id"], "alice");
+        let (s, mut rx, _) = session(&hub, 8);
+        let (s2, mut rx2, _) = session(&hub, 8);
+        let mut joined = None;
+        hub.subscribe("c", &s, |j| {
+            joined = Some(j.clone());
+            reply(j)
+        });
+        hub.subscribe("c", &s2, reply);
+        assert_eq!(joined.unwrap().members[0].presence_id, "alice");
+        rx.try_recv().unwrap();
         rx2.try_recv().unwrap();
         op(&hub, PresenceOp::Track(t("k2", "bob", "{}")));
         let (a, b) = (rx.try_recv().unwrap(), rx2.try_recv().unwrap());
-        assert_eq!(json(&a)["event"], "join");
-        assert_eq!(json(&a)["member"]["presence_id"], "bob");
-        assert_eq!(a.as_str().as_ptr(), b.as_str().as_ptr(), "one encoded frame for all");
+        let (ea, eb) = (event(a.clone()), event(b));
+        assert!(std::sync::Arc::ptr_eq(&ea, &eb), "one event for all");
+        let join = presence(a);
+        assert_eq!((join.kind, join.member.presence_id.as_str()), (EventKind::Join, "bob"));
         op(&hub, PresenceOp::Reap { relay: "r".into() });
-        assert_eq!(json(&rx.try_recv().unwrap())["event"], "leave");
-        assert_eq!(json(&rx.try_recv().unwrap())["event"], "leave");
+        assert_eq!(presence(rx.try_recv().unwrap()).kind, EventKind::Leave);
+        assert_eq!(presence(rx.try_recv().unwrap()).kind, EventKind::Leave);
         assert!(rx.try_recv().is_err());
-        assert_eq!(hub.presence.frames_sent.load(Ordering::Relaxed), 6);
+        assert_eq!(hub.metrics.presence_frames.get(), 6);
         assert_eq!(hub.presence.total_members(), 0);
     }
 
     #[test]
     fn subscribers_before_the_load_receive_the_members_as_joins() {
-        let hub = Hub::new();
-        let (tx, mut rx) = mpsc::channel(8);
-        let s = SessionHandle::new(hub.next_session_id(), tx, CancellationToken::new());
-        hub.subscribe("c", &s, |_| Frame::from(hub.presence.snapshot_json("c")));
-        assert_eq!(json(&rx.try_recv().unwrap())["members"], serde_json::json!([]));
-        hub.presence_expect_sync("me", "n");
+        let hub = hub();
+        let (s, mut rx, _) = session(&hub, 8);
+        let mut members = None;
+        hub.subscribe("c", &s, |j| {
+            members = Some(j.members.clone());
+            reply(j)
+        });
+        assert_eq!(members, Some(vec![]));
+        rx.try_recv().unwrap();
+        hub.presence.expect_sync("me", "n");
         op(&hub, PresenceOp::Sync { relay: "me".into(), nonce: "n".into() });
         hub.presence_load(vec![t("k1", "alice", "{}")]);
-        let join = json(&rx.try_recv().unwrap());
-        assert_eq!(
-            (join["event"].as_str(), join["member"]["presence_id"].as_str()),
-            (Some("join"), Some("alice"))
-        );
+        let join = presence(rx.try_recv().unwrap());
+        assert_eq!((join.kind, join.member.presence_id.as_str()), (EventKind::Join, "alice"));
     }
 }

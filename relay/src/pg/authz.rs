@@ -6,8 +6,7 @@
 use deadpool_postgres::Pool;
 
 use super::PgError;
-use crate::auth::Identity;
-use crate::config::is_plain_identifier;
+use crate::core::auth::{is_plain_identifier, Identity};
 
 /// The outcome of a subscribe check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,11 +13,11 @@
 //! indexable `commit_lsn` range plus a residual `seq` test, never a cross-table row comparison.
 //!
 //! A read is only complete up to commit LSN `X` once positions up to `X` are durable (see
-//! [`crate::pg::replication::ReplicationStatus::readable_lsn`]); callers wait for that first.
+//! [`super::replication::ReplicationStatus::readable_lsn`]); callers wait for that first.
 
-use super::cursor::{format_pg_lsn, Cursor};
 use super::PgError;
-use crate::protocol::server::{MessageFields, Sender};
+use crate::core::event::{Message, Sender};
+use crate::core::{format_pg_lsn, Cursor};
 
 /// `limit` when a history request names none.
 pub const DEFAULT_LIMIT: u64 = 50;
@@ -94,43 +94,17 @@ const RECENT_POSITION_SQL: &str = "SELECT coalesce((SELECT committed_at >= now()
      OR coalesce((SELECT committed_at >= now() - make_interval(secs => $2) \
          FROM realtime.commits WHERE commit_lsn > $1::text::pg_lsn ORDER BY commit_lsn LIMIT 1), true)";
 
-/// One stored message as read back, every field in live-frame text form.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HistoryRow {
-    pub id: String,
-    pub cursor: String,
-    pub event: String,
-    pub payload: String,
-    pub sender_type: String,
-    pub sender_id: Option<String>,
-    pub created_at: String,
-}
-
-impl HistoryRow {
-    fn from_row(row: &tokio_postgres::Row) -> Self {
-        HistoryRow {
-            id: row.get(0),
-            cursor: row.get(1),
-            event: row.get(2),
-            payload: row.get(3),
-            sender_type: row.get(4),
-            sender_id: row.get(5),
-            created_at: row.get(6),
-        }
-    }
-
-    /// The fields of this message's frame on `channel`.
-    pub fn fields<'a>(&'a self, channel: &'a str, replayed: bool) -> MessageFields<'a> {
-        MessageFields {
-            channel,
-            id: Some(&self.id),
-            cursor: Some(&self.cursor),
-            event: &self.event,
-            payload: &self.payload,
-            sender: Sender { kind: &self.sender_type, id: self.sender_id.as_deref() },
-            created_at: Some(&self.created_at),
-            replayed,
-        }
+/// One stored message of `channel` as read back (the cursor and `created_at` in exactly the
+/// text form the live stream gives them).
+fn message(row: &tokio_postgres::Row, channel: &str) -> Message {
+    Message {
+        channel: channel.to_string(),
+        id: Some(row.get(0)),
+        cursor: row.get::<_, String>(1).parse().ok(),
+        event: row.get(2),
+        payload: row.get(3),
+        sender: Sender { kind: row.get(4), id: row.get(5) },
+        created_at: Some(row.get(6)),
     }
 }
 
@@ -188,14 +162,14 @@ pub async fn page_before(
     channel: &str,
     before: Cursor,
     limit: i64,
-) -> Result<Vec<HistoryRow>, PgError> {
+) -> Result<Vec<Message>, PgError> {
     let (lsn, seq) = sql_bound(before);
     let small = client.prepare_cached(SMALL_CHANNEL_SQL).await?;
     let count: i64 = client.query_one(&small, &[&channel, &(SMALL_CHANNEL + 1)]).await?.get(0);
     let sql = if count <= SMALL_CHANNEL { BEFORE_SMALL_SQL } else { BEFORE_SQL };
     let stmt = client.prepare_cached(sql).await?;
     let rows = client.query(&stmt, &[&channel, &lsn, &seq, &limit]).await?;
-    Ok(rows.iter().map(HistoryRow::from_row).collect())
+    Ok(rows.iter().map(|r| message(r, channel)).collect())
 }
 
 /// Up to `limit` messages of `channel` with `after < cursor <= upto`, oldest first.
@@ -205,11 +179,11 @@ pub async fn page_after(
     after: Cursor,
     upto: Cursor,
     limit: i64,
-) -> Result<Vec<HistoryRow>, PgError> {
+) -> Result<Vec<Message>, PgError> {
     let ((alsn, aseq), (ulsn, useq)) = (sql_bound(after), sql_bound(upto));
     let stmt = client.prepare_cached(AFTER_SQL).await?;
     let rows = client.query(&stmt, &[&channel, &alsn, &aseq, &ulsn, &useq, &limit]).await?;
-    Ok(rows.iter().map(HistoryRow::from_row).collect())
+    Ok(rows.iter().map(|r| message(r, channel)).collect())
 }
 
 /// How many messages of `channel` lie in `(after, upto]`, counting at most `cap`.

@@ -1,11 +1,12 @@
 //! Everything that talks to Postgres: the connection pool, permission checks run under the
-//! client's role and claims, and the replication stream that follows the message log.
+//! client's role and claims, history reads, publishes, presence and webhook queue writes, and
+//! the replication stream that follows the message log. Depends on [`crate::core`] only.
+
+use std::time::Duration;
 
 pub mod audience;
 pub mod authz;
-pub mod cursor;
 pub mod history;
-pub mod pgoutput;
 pub mod pool;
 pub mod positions;
 pub mod presence;
@@ -38,6 +39,33 @@ impl PgError {
                 e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string())
             }
             other => other.to_string(),
+        }
+    }
+}
+
+/// tokio-postgres prints server errors as just "db error"; include the server's message.
+pub fn describe_pg_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+/// A random delay in `[d/2, d]`.
+pub fn jitter(d: Duration) -> Duration {
+    use rand::Rng;
+    d.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_half_to_full_delay() {
+        for _ in 0..100 {
+            let j = jitter(Duration::from_millis(100));
+            assert!(j >= Duration::from_millis(50) && j <= Duration::from_millis(100));
         }
     }
 }

@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::cursor::format_pg_lsn;
+use crate::core::format_pg_lsn;
 
 /// A batch is written at most this long after its first position arrived.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
@@ -206,12 +206,12 @@ async fn write_with_retry(
                 }
                 health.failing.store(lost, Ordering::Relaxed);
                 *conn = None;
-                warn!(attempt, error = %super::replication::describe_pg_error(&e), "writing commit positions to realtime.commits failed; retrying");
+                warn!(attempt, error = %super::describe_pg_error(&e), "writing commit positions to realtime.commits failed; retrying");
                 if stop.is_cancelled() {
                     return false;
                 }
                 tokio::select! {
-                    _ = tokio::time::sleep(super::replication::jitter(delay)) => {}
+                    _ = tokio::time::sleep(super::jitter(delay)) => {}
                     _ = stop.cancelled() => {}
                 }
                 delay = (delay * 2).min(Duration::from_secs(5));

@@ -8,15 +8,14 @@
 //! [`Presence`] is the relay's handle: sessions queue writes to one writer task, which batches
 //! whatever is queued into one transaction (one commit for many joins) and retries untracks
 //! until they succeed, so a closed connection never stays a member because Postgres blinked.
-//! [`run`] registers the relay (removing rows a previous crash of the same relay id left),
-//! loads the view (see `crate::hub::presence_sync`), then heartbeats, and declares relays
-//! whose heartbeat is older than the timeout dead: one `DELETE ... RETURNING` on
-//! `realtime.relays` (row locks make exactly one relay win), their rows deleted and a `reap` op
-//! emitted in the same transaction. A relay only reaps after its own heartbeats have succeeded
-//! for a whole timeout, so after a database outage live relays get time to heartbeat again.
+//! The statements the presence task (`crate::service::presence_task`) runs: [`register`] the
+//! relay (removing rows a previous crash of the same relay id left), [`heartbeat`], [`reap`]
+//! relays whose heartbeat is older than the timeout (one `DELETE ... RETURNING` on
+//! `realtime.relays`: row locks make exactly one relay win; their rows deleted and a `reap` op
+//! emitted in the same transaction), the start-up marker and table read of the view's load.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,22 +25,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::replication::PRESENCE_PREFIX;
 use super::PgError;
-use crate::hub::presence::{PresenceOp, Tracked};
+use crate::core::presence::{canonical_state, PresenceOp, Tracked};
 
 /// Writes queued at most.
 const QUEUE: usize = 4096;
 /// Writes in one transaction at most.
 const BATCH: usize = 256;
-/// How long one start-up synchronisation waits for the stream, then for its marker, before
-/// trying again.
-const MARKER_WAIT: Duration = Duration::from_secs(5);
-
-/// Timing of heartbeats and dead-relay detection.
-#[derive(Debug, Clone, Copy)]
-pub struct Timing {
-    pub heartbeat: Duration,
-    pub relay_timeout: Duration,
-}
 
 enum Write {
     Track(Tracked, oneshot::Sender<Result<(), PgError>>),
@@ -80,6 +69,16 @@ impl Presence {
 
     pub fn relay_id(&self) -> &str {
         &self.relay_id
+    }
+
+    /// This process's random epoch (registered with the relay id).
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    /// Our registration was lost: the writer writes every local entry again.
+    pub async fn resync(&self) {
+        let _ = self.tx.send(Write::Resync).await;
     }
 
     /// The presence connection id of session `session` of this process.
@@ -126,7 +125,7 @@ const UNTRACK_SQL: &str = "WITH w AS (\
     SELECT pg_logical_emit_message(true, $3, $4)";
 
 /// The writer task: batches queued writes into transactions, in queue order.
-async fn writer(pool: Pool, presence: Arc<Presence>, shutdown: CancellationToken) {
+pub async fn writer(pool: Pool, presence: Arc<Presence>, shutdown: CancellationToken) {
     let Some(mut rx) = presence.rx.lock().expect("presence rx").take() else { return };
     // Entries this relay wrote (for Resync); untracks still to be retried, oldest first.
     let mut local: HashMap<(String, String), Tracked> = HashMap::new();
@@ -209,7 +208,7 @@ async fn writer(pool: Pool, presence: Arc<Presence>, shutdown: CancellationToken
                     }
                 }
                 tokio::select! {
-                    _ = tokio::time::sleep(super::replication::jitter(backoff)) => {}
+                    _ = tokio::time::sleep(super::jitter(backoff)) => {}
                     _ = shutdown.cancelled() => return,
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -264,7 +263,7 @@ async fn write_batch(
 
 /// Registers this relay. With `cleanup`, first deletes rows a previous run with the same relay
 /// id left behind and emits a `reap` op for them.
-async fn register(pool: &Pool, relay: &str, epoch: &str, cleanup: bool) -> Result<u64, PgError> {
+pub async fn register(pool: &Pool, relay: &str, epoch: &str, cleanup: bool) -> Result<u64, PgError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let mut left = 0;
@@ -284,7 +283,7 @@ async fn register(pool: &Pool, relay: &str, epoch: &str, cleanup: bool) -> Resul
 }
 
 /// Heartbeat; false when our registration is gone.
-async fn heartbeat(pool: &Pool, relay: &str, epoch: &str) -> Result<bool, PgError> {
+pub async fn heartbeat(pool: &Pool, relay: &str, epoch: &str) -> Result<bool, PgError> {
     let client = pool.get().await?;
     let n = client
         .execute(
@@ -296,7 +295,7 @@ async fn heartbeat(pool: &Pool, relay: &str, epoch: &str) -> Result<bool, PgErro
 }
 
 /// Declares relays with a heartbeat older than `timeout` dead; returns their ids.
-async fn reap(pool: &Pool, me: &str, timeout: Duration) -> Result<Vec<String>, PgError> {
+pub async fn reap(pool: &Pool, me: &str, timeout: Duration) -> Result<Vec<String>, PgError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let dead: Vec<String> = tx
@@ -318,33 +317,19 @@ async fn reap(pool: &Pool, me: &str, timeout: Duration) -> Result<Vec<String>, P
     Ok(dead)
 }
 
-/// Builds the view (see `crate::hub::presence_sync`): arm a nonce, emit the marker
-/// non-transactionally, wait for the stream to reach it, read the table, load.
-async fn sync_once(app: &crate::server::App, relay: &str) -> Result<bool, PgError> {
-    let (pool, hub, shutdown) = (&app.pool, &app.hub, &app.shutdown);
-    // A marker written before the replication slot exists would never be decoded: wait until
-    // the stream runs (its slot exists, and it streams from before anything we write now).
-    let deadline = tokio::time::Instant::now() + MARKER_WAIT;
-    while !app.replication.is_streaming() {
-        if tokio::time::Instant::now() >= deadline || shutdown.is_cancelled() {
-            return Ok(false);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let nonce = format!("{:016x}", rand::random::<u64>());
-    hub.presence_expect_sync(relay, &nonce);
-    let op = PresenceOp::Sync { relay: relay.to_string(), nonce }.to_json();
+/// Emits the non-transactional start-up marker `nonce` of `relay` (see
+/// `crate::hub::presence_sync`).
+pub async fn emit_marker(pool: &Pool, relay: &str, nonce: &str) -> Result<(), PgError> {
+    let op = PresenceOp::Sync { relay: relay.to_string(), nonce: nonce.to_string() }.to_json();
     pool.get()
         .await?
         .execute("SELECT pg_logical_emit_message(false, $1, $2)", &[&PRESENCE_PREFIX, &op])
         .await?;
-    let deadline = tokio::time::Instant::now() + MARKER_WAIT;
-    while !hub.presence_marker_reached() {
-        if tokio::time::Instant::now() >= deadline || shutdown.is_cancelled() {
-            return Ok(false);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    Ok(())
+}
+
+/// Every entry of `realtime.presence`, oldest first, states in canonical form.
+pub async fn entries(pool: &Pool) -> Result<Vec<Tracked>, PgError> {
     let rows = pool
         .get()
         .await?
@@ -354,7 +339,7 @@ async fn sync_once(app: &crate::server::App, relay: &str) -> Result<bool, PgErro
             &[],
         )
         .await?;
-    let rows: Vec<Tracked> = rows
+    Ok(rows
         .iter()
         .map(|r| Tracked {
             channel: r.get(0),
@@ -362,102 +347,9 @@ async fn sync_once(app: &crate::server::App, relay: &str) -> Result<bool, PgErro
             relay: r.get(2),
             presence_id: r.get(3),
             user_id: r.get(4),
-            state: crate::hub::presence::canonical_state(r.get(5)),
+            state: canonical_state(r.get(5)),
         })
-        .collect();
-    let n = rows.len();
-    let loaded = hub.presence_load(rows);
-    if loaded {
-        tracing::info!(entries = n, "presence view loaded");
-    }
-    Ok(loaded)
-}
-
-/// Sleeps `d` unless shut down first; false on shutdown.
-async fn pause(d: Duration, shutdown: &CancellationToken) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => true,
-        _ = shutdown.cancelled() => false,
-    }
-}
-
-/// Runs presence for this relay until `shutdown`: the writer, registration, the view's
-/// start-up load, heartbeats and dead-relay detection.
-pub async fn run(pool: Pool, app: Arc<crate::server::App>, presence: Arc<Presence>, timing: Timing) {
-    let shutdown = app.shutdown.clone();
-    let writer_task = tokio::spawn(writer(pool.clone(), presence.clone(), shutdown.clone()));
-    let (relay, epoch) = (presence.relay_id.clone(), presence.epoch.clone());
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match register(&pool, &relay, &epoch, true).await {
-            Ok(left) => {
-                if left > 0 {
-                    tracing::info!(rows = left, "presence: removed entries left by a previous run");
-                }
-                break;
-            }
-            Err(e) => tracing::warn!(error = %e, "presence: cannot register this relay; retrying"),
-        }
-        if !pause(super::replication::jitter(backoff), &shutdown).await {
-            return;
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
-    let sync_relay = relay.clone();
-    let sync_shutdown = shutdown.clone();
-    tokio::spawn(async move {
-        loop {
-            match sync_once(&app, &sync_relay).await {
-                Ok(true) => return,
-                Ok(false) => tracing::info!("presence: view not loaded yet (stream not there); retrying"),
-                Err(e) => tracing::warn!(error = %e, "presence: cannot load the view; retrying"),
-            }
-            if !pause(Duration::from_millis(500), &sync_shutdown).await {
-                return;
-            }
-        }
-    });
-    // Since when our heartbeats have been succeeding without interruption.
-    let mut healthy_since: Option<tokio::time::Instant> = Some(tokio::time::Instant::now());
-    while pause(timing.heartbeat, &shutdown).await {
-        match heartbeat(&pool, &relay, &epoch).await {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::warn!(
-                    "presence: this relay's registration was gone; registering and writing its entries again"
-                );
-                match register(&pool, &relay, &epoch, false).await {
-                    Ok(_) => {
-                        let _ = presence.tx.send(Write::Resync).await;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "presence: cannot register again");
-                        healthy_since = None;
-                        continue;
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "presence: heartbeat failed");
-                healthy_since = None;
-                continue;
-            }
-        }
-        let since = *healthy_since.get_or_insert_with(tokio::time::Instant::now);
-        if since.elapsed() < timing.relay_timeout {
-            continue;
-        }
-        match reap(&pool, &relay, timing.relay_timeout).await {
-            Ok(dead) => {
-                for r in &dead {
-                    tracing::info!(relay = %r, "presence: relay declared dead; its members leave");
-                }
-                presence.reaped.fetch_add(dead.len() as u64, Ordering::Relaxed);
-            }
-            Err(e) => tracing::warn!(error = %e, "presence: dead-relay check failed"),
-        }
-    }
-    let _ = writer_task.await;
+        .collect())
 }
 
 /// Graceful stop: this relay's entries leave everywhere and its registration is removed.

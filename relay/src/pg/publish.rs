@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::authz::set_role_sql;
 use super::PgError;
-use crate::auth::Identity;
+use crate::core::Identity;
 
 /// One message to publish. `id` is a UUID chosen by the relay.
 #[derive(Debug, Clone)]

@@ -1,17 +1,55 @@
-//! Wire protocol v1, sans-IO: parsing client frames and encoding server frames.
+//! Wire protocols. Each is a folder: a sans-IO codec (parse client frames, encode server
+//! frames; pure functions with plain unit tests) plus its [`Protocol`] driver, which turns one
+//! connection's requests into calls on its [`Session`] and encodes the results. Transports
+//! (`crate::transport`) move the frames; they know no protocol.
 //!
-//! Nothing here touches a socket. [`parse_client_frame`] turns a text frame into a
-//! [`ClientFrame`] or a [`ProtocolError`] that still carries the request's `ref` so the error
-//! reply can echo it. The `server` module builds server frames; a `message` frame is encoded once
-//! per message and shared by every subscriber.
+//! Adding a protocol: a folder here with a codec and a [`Protocol`] implementation, an encode
+//! slot below, and one route in `crate::transport`.
 
-mod codes;
-pub mod history;
-mod parse;
-pub mod presence;
-pub mod server;
+use std::future::Future;
 
-pub use codes::{close, ErrorCode};
-pub use parse::{
-    parse_client_frame, validate_channel, ClientFrame, ProtocolError, Request, MAX_CHANNEL_BYTES,
-};
+use bytes::Bytes;
+
+use crate::hub::Outbound;
+use crate::service::session::{CloseRequest, Session};
+
+pub use crate::core::frame::WireFrame;
+
+pub mod v1;
+
+/// Slots of the per-event encode cache ([`crate::core::frame::ENCODINGS`]): one per wire
+/// encoding, so each event is encoded at most once per encoding however many sessions use it.
+pub mod slot {
+    /// Protocol v1 JSON text frames.
+    pub const V1: usize = 0;
+    /// Protocol v1 JSON in Server-Sent Events framing.
+    pub const SSE: usize = 1;
+    /// Phoenix serializer vsn 1.0.0 (JSON objects).
+    pub const PHOENIX_V1: usize = 2;
+    /// Phoenix serializer vsn 2.0.0 (JSON arrays and binary frames).
+    pub const PHOENIX_V2: usize = 3;
+}
+
+/// Turns a session's queue items into frames; runs in the connection's writer.
+pub trait Encoder: Send + Sync + 'static {
+    /// The frame of `item`, or None when this protocol sends nothing for it.
+    fn encode(&self, item: Outbound) -> Option<WireFrame>;
+}
+
+/// One connection's protocol: its requests in, its replies out (queued on the session).
+pub trait Protocol: Send + 'static {
+    type Encoder: Encoder;
+
+    /// The encoder the connection's writer uses.
+    fn encoder(&self) -> Self::Encoder;
+
+    /// Handles one text frame.
+    fn on_text(&mut self, session: &mut Session, text: &str) -> impl Future<Output = ()> + Send;
+
+    /// Handles one binary frame; `Err` ends the connection.
+    fn on_binary(
+        &mut self,
+        session: &mut Session,
+        data: Bytes,
+    ) -> impl Future<Output = Result<(), CloseRequest>> + Send;
+}

@@ -17,11 +17,12 @@
 
 pub mod retry;
 pub mod send;
+pub mod settings;
 pub mod sign;
 pub mod target;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,9 +32,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::metrics::WebhookMetrics;
 use crate::pg::webhooks::{self as queue, Claimed, DeliveryResult, Written};
-use retry::{Outcome, RetryPolicy};
+use retry::Outcome;
 use send::SendSettings;
+pub use settings::{WebhookArgs, WebhookSettings};
 
 /// How often the queue is polled without a wake-up.
 pub const POLL: Duration = Duration::from_secs(1);
@@ -45,30 +48,6 @@ const RELEASE_DELAY: Duration = Duration::from_millis(200);
 const DEPTH_INTERVAL: Duration = Duration::from_secs(5);
 /// Most outcomes in one write.
 const WRITE_BATCH: usize = 500;
-
-/// Webhook settings (from the `--webhook-*` flags).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WebhookSettings {
-    /// Attempts in flight at once; 0 disables webhook delivery on this relay.
-    pub concurrency: usize,
-    pub per_endpoint: usize,
-    pub timeout: Duration,
-    pub lease: Duration,
-    pub allow_private: bool,
-    pub retry: RetryPolicy,
-}
-
-/// Counters for `/metrics`.
-#[derive(Debug, Default)]
-pub struct WebhookStats {
-    pub succeeded: AtomicU64,
-    pub retried: AtomicU64,
-    pub failed: AtomicU64,
-    /// Pending deliveries at the last count (-1 before the first).
-    pub queue_depth: AtomicI64,
-    /// Attempt latencies (request sent to response read), in the relay's common buckets.
-    pub attempt_time: crate::metrics::Histogram,
-}
 
 /// The running webhook worker of one relay.
 pub struct Webhooks {
@@ -88,7 +67,7 @@ pub struct Webhooks {
     stop_claims: CancellationToken,
     stop_writer: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
-    pub stats: WebhookStats,
+    pub stats: WebhookMetrics,
 }
 
 /// The HTTP client could not be built.
@@ -98,7 +77,12 @@ pub struct ClientError(#[from] reqwest::Error);
 
 impl Webhooks {
     /// Starts the claim loop and the outcome writer.
-    pub fn start(pool: Pool, settings: WebhookSettings, relay_id: String) -> Result<Arc<Self>, ClientError> {
+    pub fn start(
+        pool: Pool,
+        settings: WebhookSettings,
+        relay_id: String,
+        stats: WebhookMetrics,
+    ) -> Result<Arc<Self>, ClientError> {
         let client = reqwest::Client::builder()
             .user_agent(concat!("realtime-relay/", env!("CARGO_PKG_VERSION"), " (webhooks)"))
             .redirect(reqwest::redirect::Policy::none())
@@ -124,7 +108,7 @@ impl Webhooks {
             stop_claims: CancellationToken::new(),
             stop_writer: CancellationToken::new(),
             tasks: Mutex::new(Vec::new()),
-            stats: WebhookStats { queue_depth: AtomicI64::new(-1), ..Default::default() },
+            stats,
         });
         let claims = tokio::spawn(this.clone().claim_loop());
         let writer = tokio::spawn(this.clone().write_loop(rx));
@@ -166,7 +150,7 @@ impl Webhooks {
             if depth_at.is_none_or(|t| t.elapsed() >= DEPTH_INTERVAL) {
                 depth_at = Some(Instant::now());
                 if let Ok(n) = queue::queue_depth(&self.pool).await {
-                    self.stats.queue_depth.store(n, Ordering::Relaxed);
+                    self.stats.queue_depth.set(n);
                 }
             }
             while !self.stop_claims.is_cancelled() {
@@ -264,22 +248,22 @@ impl Webhooks {
             let settings = SendSettings { timeout: this.settings.timeout, allow_private: this.settings.allow_private };
             let (result, took) = send::attempt(&this.client, &c, settings).await;
             if let Some(took) = took {
-                this.stats.attempt_time.observe(took);
+                this.stats.attempt_time.observe(took.as_secs_f64());
             }
             let attempt = u32::try_from(c.attempt).unwrap_or(1);
             let written = match this.settings.retry.decide(attempt, result, rand::random::<f64>()) {
                 Outcome::Delivered { status } => {
-                    this.stats.succeeded.fetch_add(1, Ordering::Relaxed);
+                    this.stats.succeeded.inc();
                     Written::Delivered { status }
                 }
                 Outcome::Retry { status, error, delay } => {
-                    this.stats.retried.fetch_add(1, Ordering::Relaxed);
+                    this.stats.retried.inc();
                     tracing::debug!(url = %c.url, attempt, %error, "webhook attempt failed; retrying");
                     this.retry_after(delay);
                     Written::Retry { status, error, delay }
                 }
                 Outcome::Failed { status, error } => {
-                    this.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    this.stats.failed.inc();
                     tracing::info!(url = %c.url, message = %c.message_id, attempt, %error, "webhook delivery failed");
                     Written::Failed { status, error }
                 }

@@ -1,0 +1,356 @@
+//! The relay's metrics: one `prometheus` registry, made once at start-up ([`Metrics::new`]),
+//! with every series registered in it; `GET /metrics` only encodes it.
+//!
+//! * **Counted where they happen**: counters and histograms are `prometheus` handles (shared
+//!   atomics, cheap to clone) held by the code that counts: the hub ([`HubMetrics`]), the
+//!   services (subscribe checks, publishes, replays), the webhook worker ([`WebhookMetrics`]).
+//! * **Read where they live**: values the relay keeps anyway for its own logic (open
+//!   connections, replication positions, presence members) are [`Pulled`] series, registered
+//!   once with a reader the server wires up ([`Metrics::pull_gauge`], [`Metrics::pull_counter`]).
+//!
+//! Series (all prefixed `realtime_`): `connections`, `channels`, `subscriptions` (gauges);
+//! `messages_dispatched_total{kind="stored|ephemeral"}`, `frames_queued_total` (every frame
+//! dispatch queued, presence included), `messages_delivered_total{path="persisted|ephemeral|
+//! replay"}` (message frames: live stored, live ephemeral, resume replays),
+//! `slow_consumer_frames_dropped_total`, `slow_consumer_closes_total`;
+//! `replication_streaming` (0/1), `replication_reconnects_total`, `replication_last_commit_lsn`,
+//! `replication_acked_lsn`, `replication_lag_bytes`, `replication_decode_errors_total`;
+//! `subscribe_checks_total{outcome="allowed|denied|not_found|error"}`,
+//! `publishes_total{kind,outcome}` (one per publish request; a batch counts once);
+//! `presence_members`, `presence_frames_sent_total`, `presence_dead_relays_reaped_total`;
+//! `webhook_attempts_total{outcome="succeeded|retried|failed"}`, `webhook_queue_depth`.
+//! Histograms (seconds, [`LATENCY_BUCKETS`]): `commit_to_send_seconds` (the transaction's
+//! commit timestamp on the primary to its frame queued to a subscriber, one observation per
+//! queued frame), `subscribe_check_seconds`, `webhook_attempt_duration_seconds`.
+
+mod pulled;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+pub use pulled::{Pulled, Reader};
+
+/// Upper bounds (`le`, seconds) of every latency histogram; `+Inf` follows implicitly.
+pub const LATENCY_BUCKETS: [f64; 16] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+/// Microseconds between 1970-01-01 and 2000-01-01, the Postgres epoch of pgoutput timestamps.
+const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
+
+/// A series could not be made or registered (a programming error: a bad or duplicate name).
+#[derive(Debug, thiserror::Error)]
+#[error("metrics: {0}")]
+pub struct MetricsError(#[from] prometheus::Error);
+
+/// Stored (persisted) or ephemeral publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Stored,
+    Ephemeral,
+}
+
+impl Kind {
+    /// `persist` flag of a publish to its kind.
+    pub fn of_persist(persist: bool) -> Self {
+        if persist {
+            Kind::Stored
+        } else {
+            Kind::Ephemeral
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Stored => "stored",
+            Kind::Ephemeral => "ephemeral",
+        }
+    }
+}
+
+/// How a publish ended (label of `realtime_publishes_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishOutcome {
+    Ok,
+    Unauthorized,
+    NotFound,
+    TooLarge,
+    RateLimited,
+    Error,
+}
+
+impl PublishOutcome {
+    const ALL: [PublishOutcome; 6] = [
+        PublishOutcome::Ok,
+        PublishOutcome::Unauthorized,
+        PublishOutcome::NotFound,
+        PublishOutcome::TooLarge,
+        PublishOutcome::RateLimited,
+        PublishOutcome::Error,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            PublishOutcome::Ok => "ok",
+            PublishOutcome::Unauthorized => "unauthorized",
+            PublishOutcome::NotFound => "not_found",
+            PublishOutcome::TooLarge => "too_large",
+            PublishOutcome::RateLimited => "rate_limited",
+            PublishOutcome::Error => "error",
+        }
+    }
+}
+
+/// How a subscribe permission check ended (label of `realtime_subscribe_checks_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckOutcome {
+    Allowed,
+    Denied,
+    NotFound,
+    Error,
+}
+
+impl CheckOutcome {
+    const ALL: [CheckOutcome; 4] =
+        [CheckOutcome::Allowed, CheckOutcome::Denied, CheckOutcome::NotFound, CheckOutcome::Error];
+
+    fn label(self) -> &'static str {
+        match self {
+            CheckOutcome::Allowed => "allowed",
+            CheckOutcome::Denied => "denied",
+            CheckOutcome::NotFound => "not_found",
+            CheckOutcome::Error => "error",
+        }
+    }
+}
+
+/// What the hub counts.
+#[derive(Clone, Debug)]
+pub struct HubMetrics {
+    pub stored_dispatched: IntCounter,
+    pub ephemeral_dispatched: IntCounter,
+    /// Every frame dispatch queued (messages and presence).
+    pub frames_queued: IntCounter,
+    pub delivered_persisted: IntCounter,
+    pub delivered_ephemeral: IntCounter,
+    pub delivered_replay: IntCounter,
+    pub dropped_slow: IntCounter,
+    pub slow_closes: IntCounter,
+    pub commit_to_send: Histogram,
+    pub channels: IntGauge,
+    pub subscriptions: IntGauge,
+    pub presence_frames: IntCounter,
+}
+
+/// What the webhook worker counts.
+#[derive(Clone, Debug)]
+pub struct WebhookMetrics {
+    pub succeeded: IntCounter,
+    pub retried: IntCounter,
+    pub failed: IntCounter,
+    /// Pending deliveries at the last count (-1: not counted yet).
+    pub queue_depth: IntGauge,
+    pub attempt_time: Histogram,
+}
+
+/// Every series of the relay, registered once in one registry.
+pub struct Metrics {
+    registry: Registry,
+    pub hub: HubMetrics,
+    pub webhooks: WebhookMetrics,
+    subscribe_checks: IntCounterVec,
+    pub subscribe_check_time: Histogram,
+    publishes: IntCounterVec,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+fn latency(registry: &Registry, name: &str, help: &str) -> Result<Histogram, MetricsError> {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()))?;
+    registry.register(Box::new(h.clone()))?;
+    Ok(h)
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> Result<IntCounter, MetricsError> {
+    let c = IntCounter::new(name, help)?;
+    registry.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> Result<IntGauge, MetricsError> {
+    let g = IntGauge::new(name, help)?;
+    registry.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+fn counter_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, MetricsError> {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+impl Metrics {
+    /// Makes the registry and registers every series counted in the relay (the pulled ones are
+    /// added by whoever owns their values).
+    pub fn new() -> Result<Arc<Self>, MetricsError> {
+        let r = Registry::new_custom(Some("realtime".into()), None)?;
+        let dispatched = counter_vec(
+            &r,
+            "messages_dispatched_total",
+            "Messages handed to the hub by the replication stream.",
+            &["kind"],
+        )?;
+        let delivered = counter_vec(
+            &r,
+            "messages_delivered_total",
+            "Message frames queued to subscribers by path (persisted and ephemeral: live; replay: resume).",
+            &["path"],
+        )?;
+        let hub = HubMetrics {
+            stored_dispatched: dispatched.with_label_values(&["stored"]),
+            ephemeral_dispatched: dispatched.with_label_values(&["ephemeral"]),
+            frames_queued: counter(&r, "frames_queued_total", "Frames queued to subscribers by dispatch.")?,
+            delivered_persisted: delivered.with_label_values(&["persisted"]),
+            delivered_ephemeral: delivered.with_label_values(&["ephemeral"]),
+            delivered_replay: delivered.with_label_values(&["replay"]),
+            dropped_slow: counter(
+                &r,
+                "slow_consumer_frames_dropped_total",
+                "Frames not queued because the subscriber's send queue was full.",
+            )?,
+            slow_closes: counter(
+                &r,
+                "slow_consumer_closes_total",
+                "Connections closed with 4009 because their send queue overflowed.",
+            )?,
+            commit_to_send: latency(
+                &r,
+                "commit_to_send_seconds",
+                "Commit timestamp of the transaction (primary's clock) to its frame queued to a subscriber (per frame).",
+            )?,
+            channels: gauge(&r, "channels", "Channels with at least one subscriber on this relay.")?,
+            subscriptions: gauge(&r, "subscriptions", "Subscriptions (channel x connection) on this relay.")?,
+            presence_frames: counter(
+                &r,
+                "presence_frames_sent_total",
+                "Presence event frames queued to subscribers.",
+            )?,
+        };
+        let attempts = counter_vec(
+            &r,
+            "webhook_attempts_total",
+            "Webhook attempts by outcome (succeeded, retried, failed).",
+            &["outcome"],
+        )?;
+        let webhooks = WebhookMetrics {
+            succeeded: attempts.with_label_values(&["succeeded"]),
+            retried: attempts.with_label_values(&["retried"]),
+            failed: attempts.with_label_values(&["failed"]),
+            queue_depth: gauge(
+                &r,
+                "webhook_queue_depth",
+                "Pending webhook deliveries (refreshed every 5 s; -1 before the first count).",
+            )?,
+            attempt_time: latency(
+                &r,
+                "webhook_attempt_duration_seconds",
+                "Webhook attempt latency (request sent to response read).",
+            )?,
+        };
+        webhooks.queue_depth.set(-1);
+        let subscribe_checks = counter_vec(
+            &r,
+            "subscribe_checks_total",
+            "Subscribe permission checks by outcome (denials: denied).",
+            &["outcome"],
+        )?;
+        let publishes = counter_vec(
+            &r,
+            "publishes_total",
+            "Publish requests (frames and HTTP; a batch counts once) by outcome.",
+            &["kind", "outcome"],
+        )?;
+        // Every label combination exists from the start, at 0.
+        for o in CheckOutcome::ALL {
+            subscribe_checks.with_label_values(&[o.label()]);
+        }
+        for k in [Kind::Stored, Kind::Ephemeral] {
+            for o in PublishOutcome::ALL {
+                publishes.with_label_values(&[k.label(), o.label()]);
+            }
+        }
+        let subscribe_check_time = latency(
+            &r,
+            "subscribe_check_seconds",
+            "Duration of subscribe permission (RLS) checks in Postgres.",
+        )?;
+        Ok(Arc::new(Metrics {
+            registry: r,
+            hub,
+            webhooks,
+            subscribe_checks,
+            subscribe_check_time,
+            publishes,
+        }))
+    }
+
+    /// Registers a gauge read from `read` at every scrape.
+    pub fn pull_gauge(&self, name: &str, help: &str, read: Reader) -> Result<(), MetricsError> {
+        self.registry.register(Box::new(Pulled::gauge(name, help, read)?))?;
+        Ok(())
+    }
+
+    /// Registers a counter read from `read` at every scrape (the value must only grow).
+    pub fn pull_counter(&self, name: &str, help: &str, read: Reader) -> Result<(), MetricsError> {
+        self.registry.register(Box::new(Pulled::counter(name, help, read)?))?;
+        Ok(())
+    }
+
+    /// Counts one subscribe permission check and how long it took.
+    pub fn subscribe_checked(&self, outcome: CheckOutcome, took: Duration) {
+        self.subscribe_check_time.observe(took.as_secs_f64());
+        self.subscribe_checks.with_label_values(&[outcome.label()]).inc();
+    }
+
+    /// Counts one publish request.
+    pub fn published(&self, kind: Kind, outcome: PublishOutcome) {
+        self.publishes.with_label_values(&[kind.label(), outcome.label()]).inc();
+    }
+
+    /// Every series in the Prometheus text exposition format.
+    pub fn render(&self) -> Result<String, MetricsError> {
+        Ok(TextEncoder::new().encode_to_string(&self.registry.gather())?)
+    }
+}
+
+/// Time from a pgoutput commit timestamp (microseconds since 2000-01-01) to now, by this
+/// host's clock: zero when the clocks disagree the other way. `None` for a missing timestamp.
+pub fn since_pg_timestamp(commit_time_micros: i64) -> Option<Duration> {
+    if commit_time_micros == 0 {
+        return None;
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?;
+    let now_micros = i64::try_from(now.as_micros()).ok()?;
+    let elapsed = now_micros - (commit_time_micros + PG_EPOCH_UNIX_MICROS);
+    Some(Duration::from_micros(u64::try_from(elapsed).unwrap_or(0)))
+}
+
+/// An unsigned value as a gauge or counter value (LSNs use the whole `u64` range).
+pub fn as_f64(v: u64) -> f64 {
+    v as f64
+}
+
+#[cfg(test)]
+mod tests;

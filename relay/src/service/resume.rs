@@ -1,0 +1,228 @@
+//! `subscribe` with `resume: {cursor}`: replay exactly the missed messages, then live ones,
+//! with nothing lost or doubled at the seam, on any relay of the database.
+//!
+//! 1. If the cursor `C` is ahead of this relay's position (it came from a relay further along
+//!    the WAL), wait (bounded) for this relay to get there.
+//! 2. Register the subscription *held* ([`crate::hub::Hub::subscribe_held`]) and read the
+//!    position `P` under the hub lock: every stored message above `P` now goes to the side
+//!    buffer, every one at or below `P` must come from the table.
+//! 3. Wait until commit positions up to `P` are durable, so `messages ⋈ commits` has no holes.
+//! 4. Decide: `C == P` (nothing missed), or `C < P`, the cursor inside the replay window and
+//!    at most `--max-replay` messages in `(C, P]` → recovered. Otherwise → `reset`.
+//! 5. Queue the reply (before any frame of the channel), then the replay `(C, P]` in order
+//!    with `replayed: true` (or the `reset` frame).
+//! 6. Activate: the side buffer (frames above `P`, ephemeral ones included) goes to the session
+//!    queue and the subscription turns live. If the buffer overflowed meanwhile, the replay goes
+//!    on from the table up to the new position and activation is retried.
+
+use std::time::Duration;
+
+use super::history::{current_position, wait_readable, READ_WAIT};
+use super::ServiceError;
+use crate::app::App;
+use crate::core::Cursor;
+use crate::hub::{Activation, Joined, Outbound, SessionHandle};
+use crate::pg::history::{self as sql, REPLAY_PAGE};
+
+/// Longest wait for room in the session queue before the session counts as too slow.
+const ROOM_WAIT: Duration = Duration::from_secs(10);
+
+/// Why a replay could not finish after the reply was sent.
+#[derive(Debug, thiserror::Error)]
+enum ReplayError {
+    #[error(transparent)]
+    Failed(#[from] ServiceError),
+    #[error("session gone or too slow")]
+    Gone,
+}
+
+impl From<crate::pg::PgError> for ReplayError {
+    fn from(e: crate::pg::PgError) -> Self {
+        ReplayError::Failed(e.into())
+    }
+}
+
+/// Resumes `channel` from `cursor` for an authorised session; `reply` encodes the subscribe
+/// reply from what the subscription joined and whether the replay follows (`recovered`). Returns whether the channel is now registered in the hub (the caller records it); on
+/// `Err` nothing is registered and the caller answers with the error.
+pub async fn subscribe(
+    app: &App,
+    session: &SessionHandle,
+    channel: &str,
+    cursor: Cursor,
+    reply: impl FnOnce(Joined, bool) -> Outbound,
+) -> Result<bool, ServiceError> {
+    if cursor > current_position(app).await? {
+        wait_for_position(app, cursor).await?;
+    }
+    let cap = app.config.send_queue;
+    let joined = app.hub.subscribe_held(channel, session, cap);
+    let Some(p) = joined.position else {
+        app.hub.unsubscribe(channel, session.id);
+        return Err(ServiceError::CatchingUp);
+    };
+    let decided = async {
+        wait_readable(app, p.commit_lsn).await?;
+        decide(app, channel, cursor, p).await
+    };
+    let recovered = match decided.await {
+        Ok(r) => r,
+        Err(e) => {
+            app.hub.unsubscribe(channel, session.id);
+            return Err(e);
+        }
+    };
+    tracing::debug!(session = session.id, %channel, from = %cursor, to = %p, recovered, "resume");
+    if !session.send(reply(joined, recovered)) {
+        return Ok(true);
+    }
+    if !recovered {
+        session.send(Outbound::Reset { channel: channel.to_string(), cursor: Some(p) });
+        let _ = activate_without_replay(app, session, channel).await;
+        return Ok(true);
+    }
+    if let Err(ReplayError::Failed(e)) = replay_and_activate(app, session, channel, cursor, p).await {
+        // The reply is out; tell the client to refetch rather than leave a hole.
+        tracing::warn!(session = session.id, %channel, error = %e, "replay failed; sending reset");
+        let at = app.hub.position().unwrap_or(p);
+        session.send(Outbound::Reset { channel: channel.to_string(), cursor: Some(at) });
+        let _ = activate_without_replay(app, session, channel).await;
+    }
+    Ok(true)
+}
+
+/// Waits (bounded) until this relay's position reaches `cursor`. If it never gets there the
+/// cursor stays ahead and the resume is answered with `reset`.
+async fn wait_for_position(app: &App, cursor: Cursor) -> Result<(), ServiceError> {
+    let deadline = tokio::time::Instant::now() + READ_WAIT;
+    loop {
+        let p = current_position(app).await?;
+        if p >= cursor || tokio::time::Instant::now() >= deadline {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Is an exact replay of `(cursor, p]` possible and allowed?
+async fn decide(app: &App, channel: &str, cursor: Cursor, p: Cursor) -> Result<bool, ServiceError> {
+    if cursor == p {
+        return Ok(true);
+    }
+    if cursor > p {
+        return Ok(false); // ahead of this database's stream: not ours, or far ahead
+    }
+    let client = app.pool.get().await.map_err(crate::pg::PgError::from)?;
+    if !sql::within_window(&client, cursor, app.config.replay_window.as_secs_f64()).await? {
+        return Ok(false);
+    }
+    let max = app.config.max_replay as i64;
+    Ok(sql::count_between(&client, channel, cursor, p, max + 1).await? <= max)
+}
+
+/// Replays `(from, to]`, then activates; when the side buffer overflowed, continues from `to`
+/// up to the new position.
+async fn replay_and_activate(
+    app: &App,
+    session: &SessionHandle,
+    channel: &str,
+    from: Cursor,
+    to: Cursor,
+) -> Result<(), ReplayError> {
+    let (mut from, mut to) = (from, to);
+    loop {
+        replay(app, session, channel, from, to).await?;
+        match activate(app, session, channel).await? {
+            None => return Ok(()),
+            Some(next) => {
+                wait_readable(app, next.commit_lsn).await?;
+                (from, to) = (to, next);
+            }
+        }
+    }
+}
+
+/// Queues the messages of `(from, to]` in order, as `replayed` frames.
+async fn replay(
+    app: &App,
+    session: &SessionHandle,
+    channel: &str,
+    from: Cursor,
+    to: Cursor,
+) -> Result<(), ReplayError> {
+    let client = app.pool.get().await.map_err(crate::pg::PgError::from)?;
+    let mut after = from;
+    loop {
+        let rows = sql::page_after(&client, channel, after, to, REPLAY_PAGE).await?;
+        let full = rows.len() as i64 == REPLAY_PAGE;
+        let last = rows.last().map(|m| m.cursor);
+        for m in rows {
+            send_paced(app, session, Outbound::Replayed(m)).await?;
+            app.hub.metrics.delivered_replay.inc();
+        }
+        match last {
+            Some(Some(c)) if full => after = c,
+            Some(None) => return Err(ServiceError::Internal("bad cursor from SQL".into()).into()),
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// Switches the held subscription live. `Some(position)` when the side buffer overflowed and
+/// the table must be read up to that position first.
+async fn activate(app: &App, session: &SessionHandle, channel: &str) -> Result<Option<Cursor>, ReplayError> {
+    let deadline = tokio::time::Instant::now() + ROOM_WAIT;
+    loop {
+        match app.hub.activate(channel, session.id) {
+            Activation::Done => return Ok(None),
+            Activation::Gone => return Err(ReplayError::Gone),
+            Activation::Overflowed(p) => return Ok(Some(p.ok_or(ServiceError::CatchingUp)?)),
+            Activation::NoRoom => {
+                if session.is_gone() || app.shutdown.is_cancelled() {
+                    return Err(ReplayError::Gone);
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    session.mark_slow();
+                    return Err(ReplayError::Gone);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+}
+
+/// Activation after a `reset`: held frames above the position go out; an overflow just moves
+/// the floor (the client refetches its state anyway).
+async fn activate_without_replay(
+    app: &App,
+    session: &SessionHandle,
+    channel: &str,
+) -> Result<(), ReplayError> {
+    for _ in 0..100 {
+        if activate(app, session, channel).await?.is_none() {
+            return Ok(());
+        }
+    }
+    session.mark_slow();
+    Err(ReplayError::Gone)
+}
+
+/// Queues a replayed frame, leaving half the queue free for live traffic of other channels;
+/// waits for the writer to drain, at most [`ROOM_WAIT`] (then the session is too slow).
+async fn send_paced(app: &App, session: &SessionHandle, item: Outbound) -> Result<(), ReplayError> {
+    let deadline = tokio::time::Instant::now() + ROOM_WAIT;
+    let half = session.queue_size() / 2;
+    loop {
+        if session.is_gone() || app.shutdown.is_cancelled() {
+            return Err(ReplayError::Gone);
+        }
+        if session.room() > half {
+            return if session.send(item) { Ok(()) } else { Err(ReplayError::Gone) };
+        }
+        if tokio::time::Instant::now() >= deadline {
+            session.mark_slow();
+            return Err(ReplayError::Gone);
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}

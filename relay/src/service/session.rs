@@ -1,0 +1,290 @@
+//! A connection's state, whatever its protocol and transport: who it is (identity and token
+//! expiry), its subscriptions, its presence, its publish permission cache and rate limit, and
+//! its queue (the hub's [`SessionHandle`]). Protocols turn requests into calls here and encode
+//! the results; transports run the socket or stream around it.
+//!
+//! Subscribe replies are encoded by the caller's protocol (`reply` closures) but queued here,
+//! under the hub lock, so a reply always precedes the channel's first event.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::presence::Tracking;
+use super::publish::{Outgoing, PublishChecks, Published};
+use super::{limits, ServiceError};
+use crate::app::App;
+use crate::core::error::close;
+use crate::core::event::Message;
+use crate::core::frame::WireFrame;
+use crate::core::presence::Member;
+use crate::core::{Cursor, Identity};
+use crate::hub::{Joined, Outbound, SessionHandle};
+use crate::metrics::{CheckOutcome, Kind, PublishOutcome};
+use crate::pg::authz::{check_subscribe, Access};
+
+/// What a subscribe reply tells the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscribed {
+    /// The hub position at registration: `history(before = position)` is exactly what came
+    /// before the subscription.
+    pub position: Option<Cursor>,
+    /// For a resume: whether the missed messages follow (true) or a `reset` does (false).
+    pub recovered: Option<bool>,
+    /// The channel's presence members at registration.
+    pub members: Vec<Member>,
+}
+
+/// A request to end the connection, with a close code (`crate::core::error::close`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CloseRequest {
+    pub code: u16,
+    pub reason: &'static str,
+}
+
+/// One connection's state. See the module docs.
+pub struct Session {
+    pub app: Arc<App>,
+    identity: Identity,
+    handle: SessionHandle,
+    channels: HashSet<String>,
+    publish_checks: PublishChecks,
+    /// When the token expires (the connection then ends with 4001), if it has an `exp`.
+    expires_at: Option<tokio::time::Instant>,
+    publish_limiter: limits::RateLimiter,
+    tracking: Tracking,
+    close_request: Option<CloseRequest>,
+}
+
+impl Session {
+    pub fn new(app: Arc<App>, identity: Identity, handle: SessionHandle) -> Self {
+        let tracking = Tracking::new(&app, handle.id);
+        let publish_limiter =
+            limits::RateLimiter::new(app.config.max_publish_rate, std::time::Instant::now());
+        Session {
+            expires_at: expiry_instant(identity.exp),
+            app,
+            identity,
+            handle,
+            channels: HashSet::new(),
+            publish_checks: PublishChecks::default(),
+            publish_limiter,
+            tracking,
+            close_request: None,
+        }
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    pub fn handle(&self) -> &SessionHandle {
+        &self.handle
+    }
+
+    pub fn id(&self) -> u64 {
+        self.handle.id
+    }
+
+    /// Queues an item (see [`SessionHandle::send`]).
+    pub fn send(&self, item: Outbound) -> bool {
+        self.handle.send(item)
+    }
+
+    /// Queues a frame the protocol encoded.
+    pub fn send_frame(&self, frame: WireFrame) -> bool {
+        self.handle.send_frame(frame)
+    }
+
+    pub fn is_subscribed(&self, channel: &str) -> bool {
+        self.channels.contains(channel)
+    }
+
+    /// When the token runs out, if it has an expiry.
+    pub fn expires_at(&self) -> Option<tokio::time::Instant> {
+        self.expires_at
+    }
+
+    /// A request to end the connection made by the last operation, if any.
+    pub fn take_close_request(&mut self) -> Option<CloseRequest> {
+        self.close_request.take()
+    }
+
+    /// Subscribes to `channel` (resuming from `resume` when given) after the permission check;
+    /// `reply` encodes the subscribe reply, which is queued before any event of the channel.
+    /// Subscribing again to a channel answers with the current position and members.
+    pub async fn subscribe(
+        &mut self,
+        channel: String,
+        resume: Option<Cursor>,
+        reply: impl FnOnce(Subscribed) -> Outbound,
+    ) -> Result<(), ServiceError> {
+        if self.channels.contains(&channel) {
+            let joined = self.app.hub.joined(&channel);
+            self.send(reply(Subscribed {
+                position: joined.position,
+                recovered: None,
+                members: joined.members,
+            }));
+            return Ok(());
+        }
+        let limit = self.app.config.max_subscriptions;
+        if self.channels.len() >= limit {
+            return Err(ServiceError::Invalid(format!(
+                "too many subscriptions on this connection (limit {limit})"
+            )));
+        }
+        let started = std::time::Instant::now();
+        let checked = check_subscribe(&self.app.pool, &self.identity, &channel).await;
+        let outcome = match &checked {
+            Ok(Access::Allowed) => CheckOutcome::Allowed,
+            Ok(Access::Denied) => CheckOutcome::Denied,
+            Ok(Access::NotFound) => CheckOutcome::NotFound,
+            Err(_) => CheckOutcome::Error,
+        };
+        self.app.metrics.subscribe_checked(outcome, started.elapsed());
+        match checked {
+            Ok(Access::Allowed) => {}
+            Ok(Access::Denied) => {
+                let role = &self.identity.role;
+                return Err(ServiceError::Denied(format!("role '{role}' may not subscribe to '{channel}'")));
+            }
+            Ok(Access::NotFound) => {
+                return Err(ServiceError::NotFound(format!("no enabled channel matches '{channel}'")));
+            }
+            Err(e) => {
+                tracing::warn!(%channel, error = %e, "subscribe check failed");
+                return Err(ServiceError::Internal(e.client_message()));
+            }
+        }
+        let registered = match resume {
+            Some(cursor) => {
+                let reply = |joined: Joined, recovered| {
+                    reply(Subscribed {
+                        position: joined.position,
+                        recovered: Some(recovered),
+                        members: joined.members,
+                    })
+                };
+                super::resume::subscribe(&self.app, &self.handle, &channel, cursor, reply).await?
+            }
+            None => self.app.hub.subscribe(&channel, &self.handle, |joined| {
+                reply(Subscribed { position: joined.position, recovered: None, members: joined.members })
+            }),
+        };
+        if registered {
+            self.channels.insert(channel);
+        }
+        Ok(())
+    }
+
+    /// Ends the subscription to `channel` (and its presence).
+    pub async fn unsubscribe(&mut self, channel: &str) -> Result<(), ServiceError> {
+        if !self.channels.remove(channel) {
+            return Err(ServiceError::NotSubscribed(format!("not subscribed to '{channel}'")));
+        }
+        self.app.hub.unsubscribe(channel, self.handle.id);
+        self.tracking.forget(&self.app, channel).await;
+        Ok(())
+    }
+
+    /// Publishes `m`, stored (`persist`) or ephemeral, within the connection's publish rate.
+    /// Past the rate: `RateLimited`; a client that keeps going is asked to close (4008).
+    pub async fn publish(&mut self, m: Outgoing, persist: bool) -> Result<Published, ServiceError> {
+        use limits::Verdict;
+        let verdict = self.publish_limiter.check(std::time::Instant::now());
+        if verdict == Verdict::Abusive {
+            self.close_request =
+                Some(CloseRequest { code: close::RATE_LIMITED, reason: "rate limit exceeded repeatedly" });
+        }
+        if verdict != Verdict::Allow {
+            self.app.metrics.published(Kind::of_persist(persist), PublishOutcome::RateLimited);
+            let rate = self.app.config.max_publish_rate;
+            return Err(ServiceError::RateLimited(format!("more than {rate} publishes per second")));
+        }
+        if persist {
+            let mut done = super::publish::persist(&self.app, &self.identity, vec![m]).await?;
+            Ok(done.pop().expect("one message published"))
+        } else {
+            super::publish::ephemeral(&self.app, &self.identity, &mut self.publish_checks, m).await
+        }
+    }
+
+    /// History of `channel` (see [`super::history::fetch`]).
+    pub async fn history(
+        &self,
+        channel: &str,
+        limit: Option<u64>,
+        before: Option<&str>,
+    ) -> Result<Vec<Message>, ServiceError> {
+        super::history::fetch(&self.app, &self.identity, channel, limit, before).await
+    }
+
+    /// Tracks `state` as this connection's presence on `channel` (a subscribed one).
+    pub async fn track(&mut self, channel: &str, state: Value) -> Result<(), ServiceError> {
+        let subscribed = self.channels.contains(channel);
+        self.tracking.track(&self.app, &self.identity, subscribed, channel, state).await
+    }
+
+    /// Stops tracking `channel`.
+    pub async fn untrack(&mut self, channel: &str) -> Result<(), ServiceError> {
+        let subscribed = self.channels.contains(channel);
+        self.tracking.untrack(&self.app, subscribed, channel).await
+    }
+
+    /// Swaps the token: on success `reply` is queued, then an `unsubscribed` item for every
+    /// subscription the new identity may no longer hold. An invalid token changes nothing.
+    pub async fn reauthenticate(
+        &mut self,
+        token: &str,
+        reply: impl FnOnce() -> Outbound,
+    ) -> Result<(), ServiceError> {
+        let app = self.app.clone();
+        let before: Vec<String> = self.channels.iter().cloned().collect();
+        let revoked =
+            super::auth::reauthenticate(&app, token, &mut self.identity, &mut self.channels, self.handle.id)
+                .await?;
+        for channel in before.iter().filter(|c| !self.channels.contains(*c)) {
+            self.tracking.forget(&app, channel).await;
+        }
+        self.publish_checks.clear();
+        self.expires_at = expiry_instant(self.identity.exp);
+        self.send(reply());
+        revoked.into_iter().for_each(|item| {
+            self.send(item);
+        });
+        Ok(())
+    }
+
+    /// The connection ended: leaves every channel and every presence.
+    pub async fn close(mut self) {
+        for channel in self.channels.drain() {
+            self.app.hub.unsubscribe(&channel, self.handle.id);
+        }
+        let app = self.app.clone();
+        self.tracking.close(&app).await;
+    }
+}
+
+/// The instant a token with expiry `exp` (seconds since the epoch) runs out; None (never)
+/// when it has no `exp` or one too far ahead to represent.
+fn expiry_instant(exp: Option<u64>) -> Option<tokio::time::Instant> {
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    exp.and_then(|exp| tokio::time::Instant::now().checked_add(Duration::from_secs(exp.saturating_sub(now))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_far_in_the_future_means_never_rather_than_a_panic() {
+        assert_eq!(expiry_instant(None), None);
+        assert_eq!(expiry_instant(Some(u64::MAX)), None);
+        let soon = expiry_instant(Some(0)).unwrap();
+        assert!(soon <= tokio::time::Instant::now());
+    }
+}

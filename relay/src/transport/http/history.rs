@@ -1,0 +1,42 @@
+//! `GET /v1/channels/{channel}/history?limit=&before=`: history over HTTP (see
+//! [`crate::service::history`]); answers `{"messages":[..]}`, each message exactly the body of
+//! the live protocol v1 `message` frame.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use crate::app::App;
+use crate::protocol::v1::history::{history_body, history_entries};
+use crate::service::history::fetch;
+use crate::transport::auth::Authenticated;
+use crate::transport::error::ApiError;
+
+#[derive(Deserialize)]
+pub struct HistoryParams {
+    limit: Option<String>,
+    before: Option<String>,
+}
+
+/// `GET /v1/channels/{channel}/history`.
+pub async fn handler(
+    State(app): State<Arc<App>>,
+    Authenticated(who): Authenticated,
+    Path(channel): Path<String>,
+    Query(q): Query<HistoryParams>,
+) -> Result<Response, ApiError> {
+    let limit = q
+        .limit
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(str::parse::<u64>)
+        .transpose()
+        .map_err(|_| ApiError::invalid("'limit' must be a positive integer"))?;
+    let before = q.before.as_deref().filter(|s| !s.is_empty());
+    let messages = fetch(&app, &who, &channel, limit, before).await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], history_body(&history_entries(&messages)))
+        .into_response())
+}

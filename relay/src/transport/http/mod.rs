@@ -1,0 +1,8 @@
+//! The HTTP routes beside the WebSocket endpoints: publishing, history, health, readiness and
+//! metrics. Each handler takes its identity from [`super::auth::Authenticated`] and answers
+//! refusals with [`super::error::ApiError`].
+
+pub mod health;
+pub mod history;
+pub mod metrics;
+pub mod publish;

@@ -1,0 +1,32 @@
+//! Transports: how frames reach clients. Each is a file (or a folder for HTTP routes) that
+//! knows sockets and HTTP but no wire protocol: [`ws`] runs a WebSocket for any
+//! [`crate::protocol::Protocol`]; [`http`] has publishing, history, health and metrics.
+//! Authentication is an axum extractor ([`auth::Authenticated`]) and every refusal one
+//! [`error::ApiError`].
+//!
+//! Adding a transport: a file here and its route below. Adding a protocol: its folder under
+//! `crate::protocol` and one route below.
+
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::app::App;
+
+pub mod auth;
+pub mod error;
+pub mod http;
+pub mod ws;
+
+/// The relay's router.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/v1/socket", get(ws::v1))
+        .route("/v1/publish", post(http::publish::handler))
+        .route("/v1/channels/{channel}/history", get(http::history::handler))
+        .route("/healthz", get(http::health::healthz))
+        .route("/readyz", get(http::health::readyz))
+        .route("/metrics", get(http::metrics::handler))
+        .with_state(app)
+}

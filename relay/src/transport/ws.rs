@@ -1,0 +1,237 @@
+//! WebSocket transport: authenticates the upgrade request ([`Authenticated`]), reserves a
+//! connection place, then runs the socket for any [`Protocol`]: a reader loop that hands
+//! frames to the protocol and watches the session's limits, and a writer task that drains the
+//! session queue through the protocol's [`Encoder`].
+//!
+//! The connection ends on a close from the client, shutdown (1001), a full queue (4009), token
+//! expiry (4001), a frame over the size limit (1009), invalid UTF-8 (1007), a protocol's refusal
+//! (e.g. v1's binary frames, 1003, or repeated rate-limit abuse, 4008), or when the client has
+//! sent nothing, not even a pong to the relay's pings, for the ping timeout (1001). Presence
+//! tracked by the connection is untracked when it ends.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use axum::extract::{State, WebSocketUpgrade};
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::auth::Authenticated;
+use super::error::ApiError;
+use crate::app::App;
+use crate::core::error::close;
+use crate::core::Identity;
+use crate::hub::{Outbound, SessionHandle};
+use crate::protocol::v1::V1;
+use crate::protocol::{Encoder, Protocol, WireFrame};
+use crate::service::session::{CloseRequest, Session};
+
+/// One of the `--max-connections` places, held from the upgrade request until the session ends
+/// (or the upgrade fails), so concurrent handshakes cannot overshoot the cap.
+pub struct ConnectionSlot(Arc<App>);
+
+impl ConnectionSlot {
+    pub fn acquire(app: &Arc<App>) -> Result<Self, ApiError> {
+        let before = app.connections.fetch_add(1, Ordering::AcqRel);
+        if before >= app.config.max_connections {
+            app.connections.fetch_sub(1, Ordering::AcqRel);
+            return Err(ApiError::Busy(format!(
+                "too many connections (limit {})",
+                app.config.max_connections
+            )));
+        }
+        Ok(Self(app.clone()))
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Initial per-connection read buffer.
+const READ_BUFFER: usize = 4 * 1024;
+/// Bytes buffered before a write reaches the socket (the writer flushes batches anyway).
+const WRITE_BUFFER: usize = 16 * 1024;
+
+/// `GET /v1/socket`: protocol v1.
+pub async fn v1(
+    State(app): State<Arc<App>>,
+    Authenticated(identity): Authenticated,
+    ws: WebSocketUpgrade,
+) -> Response {
+    upgrade(app, identity, ws, V1)
+}
+
+/// Upgrades an authenticated request to a WebSocket speaking `protocol`, or refuses it with
+/// 503 when the relay is at `--max-connections`.
+pub fn upgrade<P: Protocol>(
+    app: Arc<App>,
+    identity: Identity,
+    ws: WebSocketUpgrade,
+    protocol: P,
+) -> Response {
+    let slot = match ConnectionSlot::acquire(&app) {
+        Ok(slot) => slot,
+        Err(e) => return e.into_response(),
+    };
+    let max = app.config.max_frame_bytes;
+    // tungstenite's default 128 KiB read and write buffers per connection dominate memory at
+    // scale (measured 140 KiB per idle connection); buffers grow on demand for large frames.
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .on_upgrade(move |socket| {
+            let tracker = app.tracker.clone();
+            tracker.track_future(run(app, socket, identity, protocol, slot))
+        })
+}
+
+type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
+
+fn ws_message(frame: WireFrame) -> Message {
+    match frame {
+        WireFrame::Text(t) => Message::Text(t),
+        WireFrame::Binary(b) => Message::Binary(b),
+    }
+}
+
+/// Drains the queue through `encoder` into the socket until the queue closes or a close frame
+/// is requested. Also sends a WebSocket ping every `ping_every`.
+async fn writer<E: Encoder>(
+    mut sink: Sink,
+    encoder: E,
+    mut rx: mpsc::Receiver<Outbound>,
+    mut close_rx: oneshot::Receiver<(u16, String)>,
+    ping_every: Duration,
+) {
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            req = &mut close_rx => {
+                if let Ok((code, reason)) = req {
+                    let frame = CloseFrame { code, reason: reason.into() };
+                    let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Close(Some(frame)))).await;
+                }
+                break;
+            }
+            _ = ping.tick() => {
+                if sink.send(Message::Ping(Default::default())).await.is_err() { break; }
+            }
+            next = rx.recv() => {
+                let Some(item) = next else { break };
+                let mut n = 1;
+                let mut next = Some(item);
+                while let Some(item) = next.take() {
+                    if let Some(frame) = encoder.encode(item) {
+                        if sink.feed(ws_message(frame)).await.is_err() { return; }
+                    }
+                    if n < 256 {
+                        next = rx.try_recv().ok();
+                        n += 1;
+                    }
+                }
+                if sink.flush().await.is_err() { break; }
+            }
+        }
+    }
+}
+
+/// Sleeps until `at`, or forever.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs one connection to its end.
+async fn run<P: Protocol>(
+    app: Arc<App>,
+    socket: WebSocket,
+    identity: Identity,
+    mut protocol: P,
+    _slot: ConnectionSlot,
+) {
+    let id = app.hub.next_session_id();
+    let (tx, rx) = mpsc::channel(app.config.send_queue);
+    let slow = CancellationToken::new();
+    let (close_tx, close_rx) = oneshot::channel();
+    let (sink, mut stream) = socket.split();
+    let ping_every = app.config.ping_interval;
+    let silence_limit = app.config.ping_timeout;
+    let mut writer_task = tokio::spawn(writer(sink, protocol.encoder(), rx, close_rx, ping_every));
+    let mut session = Session::new(app, identity, SessionHandle::new(id, tx, slow.clone()));
+    let mut last_heard = tokio::time::Instant::now();
+    tracing::debug!(session = id, role = %session.identity().role, "session started");
+
+    let close_with: Option<CloseRequest> = loop {
+        let ended = |code, reason| Some(CloseRequest { code, reason });
+        tokio::select! {
+            _ = session.app.shutdown.cancelled() => break ended(close::GOING_AWAY, "server shutting down"),
+            _ = slow.cancelled() => {
+                session.app.hub.metrics.slow_closes.inc();
+                break ended(close::TOO_SLOW, "too slow: send queue full");
+            }
+            _ = sleep_until(session.expires_at()) => break ended(close::UNAUTHENTICATED, "token expired"),
+            _ = tokio::time::sleep_until(last_heard + silence_limit) => {
+                tracing::debug!(session = id, "no frame or pong within the ping timeout");
+                break ended(close::GOING_AWAY, "no answer to pings");
+            }
+            msg = stream.next() => {
+                last_heard = tokio::time::Instant::now();
+                match msg {
+                    None | Some(Ok(Message::Close(_))) => break None,
+                    Some(Ok(Message::Text(t))) => protocol.on_text(&mut session, t.as_str()).await,
+                    Some(Ok(Message::Binary(b))) => {
+                        if let Err(close) = protocol.on_binary(&mut session, b).await {
+                            break Some(close);
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => match read_error(&e) {
+                        Some(close) => break Some(close),
+                        None => {
+                            tracing::debug!(session = id, error = %e, "socket read failed");
+                            break None;
+                        }
+                    },
+                }
+                if let Some(close) = session.take_close_request() {
+                    break Some(close);
+                }
+            }
+        }
+    };
+
+    session.close().await;
+    if let Some(CloseRequest { code, reason }) = close_with {
+        let _ = close_tx.send((code, reason.to_string()));
+    }
+    if tokio::time::timeout(Duration::from_secs(2), &mut writer_task).await.is_err() {
+        writer_task.abort();
+    }
+    tracing::debug!(session = id, ?close_with, "session ended");
+}
+
+/// The close a read error calls for: 1009 for a frame over the size limit, 1007 for invalid
+/// UTF-8, none (the socket is just gone) for anything else.
+fn read_error(e: &axum::Error) -> Option<CloseRequest> {
+    use std::error::Error as _;
+    use tungstenite::error::Error as WsError;
+    match e.source()?.downcast_ref::<WsError>()? {
+        WsError::Capacity(_) => Some(CloseRequest { code: close::TOO_BIG, reason: "frame too large" }),
+        WsError::Utf8(_) => {
+            Some(CloseRequest { code: close::INVALID_PAYLOAD, reason: "frame is not valid UTF-8" })
+        }
+        _ => None,
+    }
+}
