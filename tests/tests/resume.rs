@@ -198,12 +198,17 @@ async fn resume_with_the_subscribe_reply_cursor_gets_what_followed() {
     let same = resume(&mut ws2, "quiet", &cursor).await;
     assert_eq!(same["recovered"], true, "nothing missed: {same}");
     drop(ws2);
+    // A live subscriber tells when the relay has dispatched the two ticks: only then is the
+    // resume below sure to find them behind its position (replayed) rather than still to come.
+    let mut watcher = Ws::connect(&relay.ws_url(), Connect::Anonymous).await;
+    watcher.subscribe_ok("quiet").await;
     publish(&db, "quiet", "tick", &json!({"p": 1, "n": 1})).await;
     publish(&db, "quiet", "tick", &json!({"p": 1, "n": 2})).await;
+    publish(&db, "quiet", "end", &json!({})).await;
+    assert_eq!(until_end(&mut watcher, "quiet").await.len(), 2);
     let mut ws3 = Ws::connect(&relay.ws_url(), Connect::Anonymous).await;
     let again = resume(&mut ws3, "quiet", &cursor).await;
     assert_eq!(again["recovered"], true, "{again}");
-    publish(&db, "quiet", "end", &json!({})).await;
     let after = until_end(&mut ws3, "quiet").await;
     let ns: Vec<_> = after.iter().map(|m| (m["payload"]["n"].clone(), m["replayed"].clone())).collect();
     assert_eq!(ns, [(json!(1), json!(true)), (json!(2), json!(true))], "{after:?}");
@@ -220,9 +225,12 @@ async fn too_old_or_unknown_cursor_gets_reset_then_live() {
     ws1.subscribe_ok("news").await;
     publish(&db, "news", "tick", &json!({"n": 1})).await;
     let old = ws1.expect_message("news").await["cursor"].as_str().unwrap().to_string();
-    drop(ws1);
     tokio::time::sleep(Duration::from_millis(2500)).await;
+    // The relay must have dispatched tick 2 before the resumes below (else it would reach them
+    // live, after the reset); a live subscriber sees when it has.
     publish(&db, "news", "tick", &json!({"n": 2})).await;
+    assert_eq!(ws1.expect_message("news").await["payload"]["n"], 2);
+    drop(ws1);
 
     let unknown = "0000000000000001".to_string() + "0000000000000001";
     for cursor in [old.as_str(), unknown.as_str(), "ffffffffffffffff0000000000000001"] {
