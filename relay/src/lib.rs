@@ -2,7 +2,8 @@
 //!
 //! Layout: [`config`] (flags), [`auth`] (JWT), [`protocol`] (sans-IO frames), [`hub`]
 //! (channels and subscribers, no sockets), [`pg`] (pool, permission checks, replication),
-//! [`ws`] (sessions), [`http`] (routes), [`server`] (wiring), [`shutdown`] (signals);
+//! [`ws`] (sessions), [`http`] (routes), [`server`] (wiring), [`shutdown`] (signals),
+//! [`hints`] (refusal texts that say the fix);
 //! operations: [`check`] (`realtime-relay check`), [`metrics`] (`GET /metrics`),
 //! [`healthcheck`] (`realtime-relay healthcheck`).
 
@@ -10,6 +11,7 @@ pub mod auth;
 pub mod check;
 pub mod config;
 pub mod healthcheck;
+pub mod hints;
 pub mod http;
 pub mod hub;
 pub mod metrics;

@@ -34,9 +34,9 @@ pub const READ_WAIT: Duration = Duration::from_secs(5);
 pub enum HistoryError {
     #[error("{0}")]
     Invalid(String),
-    #[error("role '{role}' may not read '{channel}'")]
-    Denied { role: String, channel: String },
-    #[error("no enabled channel matches '{0}'")]
+    #[error("{}", crate::hints::history_denied(.role, .user_id.as_deref(), .channel))]
+    Denied { role: String, user_id: Option<String>, channel: String },
+    #[error("{}", crate::hints::channel_not_found(.0))]
     NotFound(String),
     #[error("history is catching up; try again shortly")]
     CatchingUp,
@@ -76,7 +76,11 @@ impl From<crate::pg::PgError> for HistoryError {
 pub async fn authorize(app: &App, who: &Identity, channel: &str) -> Result<(), HistoryError> {
     match check_subscribe(&app.pool, who, channel).await? {
         Access::Allowed => Ok(()),
-        Access::Denied => Err(HistoryError::Denied { role: who.role.clone(), channel: channel.to_string() }),
+        Access::Denied => Err(HistoryError::Denied {
+            role: who.role.clone(),
+            user_id: who.user_id.clone(),
+            channel: channel.to_string(),
+        }),
         Access::NotFound => Err(HistoryError::NotFound(channel.to_string())),
     }
 }

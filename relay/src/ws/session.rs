@@ -227,10 +227,14 @@ impl Session {
             Ok(Access::Denied) => self.error(
                 r,
                 ErrorCode::Unauthorized,
-                &format!("role '{}' may not subscribe to '{channel}'", self.identity.role),
+                &crate::hints::subscribe_denied(
+                    &self.identity.role,
+                    self.identity.user_id.as_deref(),
+                    &channel,
+                ),
             ),
             Ok(Access::NotFound) => {
-                self.error(r, ErrorCode::NotFound, &format!("no enabled channel matches '{channel}'"))
+                self.error(r, ErrorCode::NotFound, &crate::hints::channel_not_found(&channel))
             }
             Err(e) => {
                 tracing::warn!(%channel, error = %e, "subscribe check failed");
