@@ -158,7 +158,8 @@ pub async fn handler(
     headers: HeaderMap,
     Query(q): Query<HistoryParams>,
 ) -> Response {
-    let who = match app.auth.authenticate(crate::ws::token_from(&headers, q.token.as_deref())) {
+    let token = crate::ws::token_from(&headers, q.token.as_deref());
+    let who = match token.and_then(|t| app.auth.authenticate(t)) {
         Ok(who) => who,
         Err(e) => return auth_error(&e),
     };

@@ -68,7 +68,8 @@ pub async fn handler(
     Query(q): Query<TokenParam>,
     body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let who = match app.auth.authenticate(crate::ws::token_from(&headers, q.token.as_deref())) {
+    let token = crate::ws::token_from(&headers, q.token.as_deref());
+    let who = match token.and_then(|t| app.auth.authenticate(t)) {
         Ok(id) => id,
         Err(e) => return auth_error(&e),
     };

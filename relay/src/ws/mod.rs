@@ -2,6 +2,7 @@
 //! a [`session`].
 
 pub mod auth;
+pub mod bearer;
 pub mod limits;
 pub mod presence;
 pub mod publish;
@@ -12,9 +13,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::{Query, State, WebSocketUpgrade};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+
+pub use bearer::token_from;
 
 use crate::protocol::ErrorCode;
 use crate::server::App;
@@ -50,16 +53,6 @@ pub struct SocketParams {
     token: Option<String>,
 }
 
-/// The bearer token from `Authorization: Bearer <jwt>`, else from the `?token=` parameter.
-pub fn token_from<'a>(headers: &'a HeaderMap, query_token: Option<&'a str>) -> Option<&'a str> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim)
-        .or(query_token)
-}
-
 /// Upgrades authenticated requests; refuses others with 401 and a JSON error body.
 pub async fn handler(
     State(app): State<Arc<App>>,
@@ -67,7 +60,8 @@ pub async fn handler(
     Query(params): Query<SocketParams>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let identity = match app.auth.authenticate(token_from(&headers, params.token.as_deref())) {
+    let token = token_from(&headers, params.token.as_deref());
+    let identity = match token.and_then(|t| app.auth.authenticate(t)) {
         Ok(id) => id,
         Err(e) => {
             let body =
