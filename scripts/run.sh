@@ -138,7 +138,7 @@ cat <<INFO
     authenticated  $bob_jwt   (sub=bob)
     service_role   $service_jwt
 
-  Subscribe (any WebSocket client; e.g. npx wscat):
+  Subscribe (after ". $data_shown/env"; any WebSocket client, e.g. wscat):
     npx --yes wscat -c "ws://$RELAY_BIND/v1/socket?token=\$ALICE_JWT"
     > {"type":"subscribe","ref":1,"channel":"demo"}
     > {"type":"subscribe","ref":2,"channel":"user:alice"}
