@@ -2,6 +2,13 @@
 # `make run`: a throwaway local Postgres (under .data/) with the extension, demo channels, the
 # relay on 127.0.0.1:4000 and the demo page (clients/typescript/demo) on 127.0.0.1:4001.
 # Ctrl-C stops the page server, the relay and Postgres. Safe to run again.
+#
+# Written to the data folder, readable by the owner only: jwt-secret (the relay's HS256 secret,
+# handed to it in the environment, never on a command line) and env (addresses and a token per
+# role, for `. .data/env` in another shell).
+#
+# Overrides (for running beside another `make run`, as the docs test does): PG_PORT,
+# REALTIME_BIND, DEMO_PORT, REALTIME_DATA_DIR (default .data in the checkout).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
@@ -11,12 +18,13 @@ PG_PORT="${PG_PORT:-54329}"
 RELAY_BIND="${REALTIME_BIND:-127.0.0.1:4000}"
 DEMO_PORT="${DEMO_PORT:-4001}"
 sdk="$root/clients/typescript"
-data="$root/.data"
+data="${REALTIME_DATA_DIR:-$root/.data}"
 mkdir -p "$data"
+data="$(cd "$data" && pwd)"
 pgdata="$data/pg"
 if is_root && ! runuser -u postgres -- test -x "$data"; then
-    # The postgres user cannot reach the checkout (e.g. it lives under /root): keep the cluster in /var/tmp.
-    pgdata="/var/tmp/realtime-dev-$(echo "$root" | md5sum | cut -c1-8)/pg"
+    # The postgres user cannot reach the data folder (e.g. it lives under /root): keep the cluster in /var/tmp.
+    pgdata="/var/tmp/realtime-dev-$(echo "$data" | md5sum | cut -c1-8)/pg"
     log "the postgres user cannot enter $data; keeping the cluster in $pgdata"
 fi
 pg_owned_dir "$(dirname "$pgdata")"
@@ -49,26 +57,51 @@ cleanup() {
     log "stopping Postgres"
     as_pg "$PG_BIN/pg_ctl" -D "$pgdata" stop -m fast >/dev/null 2>&1 || true
 }
-trap cleanup INT TERM EXIT
+# Ctrl-C (or SIGTERM) is how `make run` is meant to end: clean up and exit 0, so make does not
+# report the interrupted recipe as "Error 130". Any other exit cleans up with its own status.
+on_signal() {
+    cleanup
+    exit 0
+}
+trap on_signal INT TERM
+trap cleanup EXIT
 
 db_url="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
 PGOPTIONS="-c client_min_messages=warning" psql -q -v ON_ERROR_STOP=1 "$db_url" -f "$root/sql/demo/setup.sql" >/dev/null
 
+# The JWT secret: made once, readable by its owner only (also when an older run left it open),
+# and given to the relay through its environment: a command line is visible to every user.
+umask 077
 secret_file="$data/jwt-secret"
 [ -s "$secret_file" ] || head -c 32 /dev/urandom | base64 | tr -d '=+/\n' > "$secret_file"
+chmod 600 "$secret_file"
 secret="$(cat "$secret_file")"
 relay="$TARGET_DIR/debug/realtime-relay"
-relay_args=(--database-url "$db_url" --bind "$RELAY_BIND" --jwt-secret "$secret" --relay-id demo)
+relay_args=(--database-url "$db_url" --bind "$RELAY_BIND" --relay-id demo)
 
 log "checking the setup (realtime-relay check)"
-if ! "$relay" check "${relay_args[@]}"; then
+if ! REALTIME_JWT_SECRET="$secret" "$relay" check "${relay_args[@]}"; then
     die "realtime-relay check failed: fix the FAIL lines above, then run 'make run' again"
 fi
 
-anon_jwt="$("$relay" token --jwt-secret "$secret" --role anon)"
-alice_jwt="$("$relay" token --jwt-secret "$secret" --role authenticated --sub alice)"
-bob_jwt="$("$relay" token --jwt-secret "$secret" --role authenticated --sub bob)"
-service_jwt="$("$relay" token --jwt-secret "$secret" --role service_role --sub backend)"
+token() { REALTIME_JWT_SECRET="$secret" "$relay" token "$@"; }
+anon_jwt="$(token --role anon)"
+alice_jwt="$(token --role authenticated --sub alice)"
+bob_jwt="$(token --role authenticated --sub bob)"
+service_jwt="$(token --role service_role --sub backend)"
+
+# For the reader's other shells: `. .data/env` (owner-only, like the secret).
+cat > "$data/env" <<ENV
+# Written by \`make run\` (scripts/run.sh); tokens are valid for 24 hours. Load with: . .data/env
+export DB='$db_url'
+export REALTIME_URL='ws://$RELAY_BIND/v1/socket'
+export REALTIME_HTTP='http://$RELAY_BIND'
+export ANON_JWT='$anon_jwt'
+export ALICE_JWT='$alice_jwt'
+export BOB_JWT='$bob_jwt'
+export SERVICE_JWT='$service_jwt'
+ENV
+umask 022
 
 # The demo page: the SDK's ESM build plus a config file with the relay URL and two users' tokens.
 demo_url="(not started: Node.js is not installed)"
@@ -84,15 +117,20 @@ if command -v node >/dev/null && command -v npm >/dev/null; then
     demo_url="http://127.0.0.1:$DEMO_PORT/?user=alice   (and ?user=bob in another window)"
 fi
 
+data_shown="$data"
+[ "$data" = "$root/.data" ] && data_shown=".data"
 cat <<INFO
 
   realtime is running
   -------------------
   WebSocket   ws://$RELAY_BIND/v1/socket         (health: http://$RELAY_BIND/healthz)
   Postgres    $db_url
-  JWT secret  $secret   (in .data/jwt-secret)
+  JWT secret  in $data_shown/jwt-secret (owner-only; the relay reads it from REALTIME_JWT_SECRET)
 
   Demo page   $demo_url
+
+  In another shell, from this folder:  . $data_shown/env
+  (exports DB, REALTIME_URL, REALTIME_HTTP and ANON_JWT, ALICE_JWT, BOB_JWT, SERVICE_JWT)
 
   Tokens (valid 24 h):
     anon           $anon_jwt
@@ -100,8 +138,8 @@ cat <<INFO
     authenticated  $bob_jwt   (sub=bob)
     service_role   $service_jwt
 
-  Subscribe (any WebSocket client; e.g. npx wscat):
-    npx wscat -c 'ws://$RELAY_BIND/v1/socket?token=$alice_jwt'
+  Subscribe (after ". $data_shown/env"; any WebSocket client, e.g. wscat):
+    npx --yes wscat -c "ws://$RELAY_BIND/v1/socket?token=\$ALICE_JWT"
     > {"type":"subscribe","ref":1,"channel":"demo"}
     > {"type":"subscribe","ref":2,"channel":"user:alice"}
 
@@ -116,7 +154,7 @@ cat <<INFO
 
 INFO
 
-"$relay" "${relay_args[@]}" &
+REALTIME_JWT_SECRET="$secret" "$relay" "${relay_args[@]}" &
 relay_pid=$!
 # Seed the demo rows once the relay follows the log, so they are in the orders channel's history.
 for _ in $(seq 1 100); do

@@ -57,3 +57,9 @@ pub async fn http_post_json(
     let (status, text) = exchange(port, &head, body.as_bytes(), Duration::from_secs(10)).await?;
     Ok((status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)))
 }
+
+/// Any request: `head` is the request line and header lines (without the blank line). Returns
+/// the status code and the body as text.
+pub async fn http_request(port: u16, head: &str, body: &[u8]) -> Result<(u16, String), String> {
+    exchange(port, head, body, Duration::from_secs(10)).await
+}

@@ -20,7 +20,7 @@ pub mod sql;
 pub mod ws;
 
 pub use cluster::Cluster;
-pub use http::{http_get, http_post_json};
+pub use http::{http_get, http_post_json, http_request};
 pub use jwt::{mint_token, mint_token_with_exp};
 pub use relay::{Relay, RelayOptions};
 pub use sink::{Captured, Reply, Sink};

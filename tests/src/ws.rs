@@ -25,6 +25,8 @@ pub enum Connect {
     Bearer(String),
     /// `?token=<token>` in the URL.
     Query(String),
+    /// This exact `Authorization` header value (for malformed ones).
+    Authorization(String),
 }
 
 /// What came of a connection attempt that is expected to be refused.
@@ -72,9 +74,13 @@ impl Ws {
             _ => url.to_string(),
         };
         let mut request = url.as_str().into_client_request()?;
-        if let Connect::Bearer(token) = &auth {
-            let value =
-                HeaderValue::from_str(&format!("Bearer {token}")).expect("token is a valid header value");
+        let header = match &auth {
+            Connect::Bearer(token) => Some(format!("Bearer {token}")),
+            Connect::Authorization(value) => Some(value.clone()),
+            _ => None,
+        };
+        if let Some(header) = header {
+            let value = HeaderValue::from_str(&header).expect("a valid header value");
             request.headers_mut().insert("Authorization", value);
         }
         let connecting = tokio_tungstenite::connect_async(request);
@@ -113,6 +119,18 @@ impl Ws {
                     }
                 }
             }
+        }
+    }
+
+    /// Attempts a connection that must be refused at the handshake: its HTTP status and JSON body.
+    pub async fn refused_upgrade(url: &str, auth: Connect) -> (u16, Value) {
+        match Ws::try_connect(url, auth.clone()).await {
+            Err(tungstenite::Error::Http(response)) => {
+                let body = response.body().as_deref().unwrap_or_default();
+                (response.status().as_u16(), serde_json::from_slice(body).unwrap_or(Value::Null))
+            }
+            Err(e) => panic!("the upgrade ({auth:?}) failed without an HTTP status: {e}"),
+            Ok(_) => panic!("the upgrade ({auth:?}) was accepted; expected a refusal"),
         }
     }
 

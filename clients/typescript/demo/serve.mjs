@@ -1,7 +1,10 @@
 #!/usr/bin/env node
 // A small static server for the demo page: demo/ at `/`, the SDK build (dist/) at `/sdk/`, and
 // the config file given with --config (tokens and relay URL, written by scripts/run.sh) at
-// `/config.js`. Usage: node demo/serve.mjs --port 4001 --config path/to/config.js
+// `/config.js`. Files under `/sdk/` carry `access-control-allow-origin: *`, so pages of your own
+// (even file:// ones) can import the SDK from `/sdk/index.js`, as docs/quickstart.md does; the
+// config (which holds tokens) is never offered to other origins.
+// Usage: node demo/serve.mjs --port 4001 --config path/to/config.js
 import { createServer } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import { dirname, extname, join, normalize } from 'node:path';
@@ -31,7 +34,9 @@ const server = createServer(async (req, res) => {
   }
   try {
     const body = await readFile(file);
-    res.writeHead(200, { 'content-type': types[extname(file)] ?? 'application/octet-stream', 'cache-control': 'no-store' });
+    const headers = { 'content-type': types[extname(file)] ?? 'application/octet-stream', 'cache-control': 'no-store' };
+    if (path.startsWith('/sdk/')) headers['access-control-allow-origin'] = '*';
+    res.writeHead(200, headers);
     res.end(body);
   } catch {
     res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');

@@ -24,6 +24,9 @@ pub enum AuthError {
     Expired,
     #[error("role '{0}' is not allowed")]
     RoleNotAllowed(String),
+    /// Credentials that are present but empty or not of the form the relay reads.
+    #[error("{0}")]
+    Malformed(String),
 }
 
 /// Who a connection is, as far as Postgres permission checks are concerned.
@@ -173,10 +176,11 @@ impl Authenticator {
         }
     }
 
-    /// Authenticates a connection: no token means `anon` when allowed.
+    /// Authenticates a connection: no token means `anon` when allowed; an empty one is refused.
     pub fn authenticate(&self, token: Option<&str>) -> Result<Identity, AuthError> {
         match token {
-            None | Some("") => {
+            Some(t) if t.trim().is_empty() => Err(AuthError::Malformed("the token is empty".into())),
+            None => {
                 if self.allow_anon {
                     Ok(Identity {
                         role: "anon".into(),
@@ -255,9 +259,13 @@ mod tests {
     }
 
     #[test]
-    fn missing_token_is_anon_only_when_allowed() {
+    fn missing_token_is_anon_only_when_allowed_and_an_empty_one_is_never_anon() {
         assert_eq!(auth(true).authenticate(None).unwrap().role, "anon");
         assert_eq!(auth(false).authenticate(None), Err(AuthError::TokenRequired));
+        assert_eq!(
+            auth(true).authenticate(Some(" ")),
+            Err(AuthError::Malformed("the token is empty".into()))
+        );
     }
 
     #[test]

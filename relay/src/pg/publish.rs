@@ -29,10 +29,10 @@ pub struct NewMessage {
 /// Why a publish was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
-    #[error("no enabled channel matches '{0}'")]
+    #[error("{}", crate::core::hints::channel_not_found(.0))]
     NotFound(String),
-    #[error("role '{role}' may not publish to '{channel}'")]
-    Unauthorized { role: String, channel: String },
+    #[error("{}", crate::core::hints::publish_denied(.role, .user_id.as_deref(), .channel))]
+    Unauthorized { role: String, user_id: Option<String>, channel: String },
     #[error("payload is {size} bytes, over the limit of {limit} bytes")]
     TooLarge { size: usize, limit: usize },
     #[error(transparent)]
@@ -93,9 +93,11 @@ pub async fn insert_as(
             tx.execute(&insert, &[&m.id, &m.channel, &channel_id, &m.event, payload, &who.user_id]).await;
         if let Err(e) = inserted {
             return Err(match sqlstate(&e) {
-                Some("42501") => {
-                    PublishError::Unauthorized { role: who.role.clone(), channel: m.channel.clone() }
-                }
+                Some("42501") => PublishError::Unauthorized {
+                    role: who.role.clone(),
+                    user_id: who.user_id.clone(),
+                    channel: m.channel.clone(),
+                },
                 _ => e.into(),
             });
         }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::app::App;
 use crate::core::event::Message;
-use crate::core::{names, Cursor, Identity};
+use crate::core::{hints, names, Cursor, Identity};
 use crate::pg::authz::{check_subscribe, Access};
 use crate::pg::history::{self as sql, Before};
 
@@ -26,8 +26,10 @@ pub const READ_WAIT: Duration = Duration::from_secs(5);
 pub async fn authorize(app: &App, who: &Identity, channel: &str) -> Result<(), ServiceError> {
     match check_subscribe(&app.pool, who, channel).await? {
         Access::Allowed => Ok(()),
-        Access::Denied => Err(ServiceError::Denied(format!("role '{}' may not read '{channel}'", who.role))),
-        Access::NotFound => Err(ServiceError::NotFound(format!("no enabled channel matches '{channel}'"))),
+        Access::Denied => {
+            Err(ServiceError::Denied(hints::history_denied(&who.role, who.user_id.as_deref(), channel)))
+        }
+        Access::NotFound => Err(ServiceError::NotFound(hints::channel_not_found(channel))),
     }
 }
 

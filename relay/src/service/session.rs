@@ -20,7 +20,7 @@ use crate::core::error::close;
 use crate::core::event::Message;
 use crate::core::frame::WireFrame;
 use crate::core::presence::Member;
-use crate::core::{Cursor, Identity};
+use crate::core::{hints, Cursor, Identity};
 use crate::hub::{Joined, Outbound, SessionHandle};
 use crate::metrics::{CheckOutcome, Kind, PublishOutcome};
 use crate::pg::authz::{check_subscribe, Access};
@@ -148,12 +148,14 @@ impl Session {
         match checked {
             Ok(Access::Allowed) => {}
             Ok(Access::Denied) => {
-                let role = &self.identity.role;
-                return Err(ServiceError::Denied(format!("role '{role}' may not subscribe to '{channel}'")));
+                let who = &self.identity;
+                return Err(ServiceError::Denied(hints::subscribe_denied(
+                    &who.role,
+                    who.user_id.as_deref(),
+                    &channel,
+                )));
             }
-            Ok(Access::NotFound) => {
-                return Err(ServiceError::NotFound(format!("no enabled channel matches '{channel}'")));
-            }
+            Ok(Access::NotFound) => return Err(ServiceError::NotFound(hints::channel_not_found(&channel))),
             Err(e) => {
                 tracing::warn!(%channel, error = %e, "subscribe check failed");
                 return Err(ServiceError::Internal(e.client_message()));

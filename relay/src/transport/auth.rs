@@ -1,6 +1,10 @@
 //! Authentication as an axum extractor: [`Authenticated`] verifies the request's token
 //! (`Authorization: Bearer <jwt>`, else `?token=<jwt>`, else none: `anon` when allowed) and
 //! yields the caller's [`Identity`]; a refusal is an [`ApiError`] (401 with a JSON body).
+//!
+//! A header or parameter that is present but empty or malformed is refused with a reason, never
+//! taken as anonymous: an unset shell variable in `-H "Authorization: Bearer $TOKEN"` should
+//! read as "the token is empty", not as a permission error about role `anon`.
 
 use std::sync::Arc;
 
@@ -11,7 +15,7 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use crate::app::App;
-use crate::core::Identity;
+use crate::core::{AuthError, Identity};
 
 /// The identity of an authenticated request.
 #[derive(Debug, Clone)]
@@ -22,14 +26,51 @@ struct TokenParam {
     token: Option<String>,
 }
 
-/// The bearer token from `Authorization: Bearer <jwt>`, else from the `?token=` parameter.
-pub fn token_from<'a>(headers: &'a HeaderMap, query_token: Option<&'a str>) -> Option<&'a str> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim)
-        .or(query_token)
+/// The token of a WebSocket upgrade or HTTP request, `None` when it carries none at all.
+pub fn token_from<'a>(
+    headers: &'a HeaderMap,
+    query_token: Option<&'a str>,
+) -> Result<Option<&'a str>, AuthError> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        return bearer(
+            value.to_str().map_err(|_| malformed("the Authorization header is not plain ASCII text"))?,
+        )
+        .map(Some);
+    }
+    match query_token {
+        Some(t) if t.trim().is_empty() => Err(malformed(
+            "the token parameter is empty (is the variable that should hold the token set?); \
+             pass ?token=<jwt>, or leave the parameter out to connect anonymously",
+        )),
+        other => Ok(other),
+    }
+}
+
+/// The token of an `Authorization` header value.
+fn bearer(value: &str) -> Result<&str, AuthError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(malformed(
+            "the Authorization header is empty; send 'Authorization: Bearer <jwt>', or no header to \
+             connect anonymously",
+        ));
+    }
+    let (scheme, token) = value.split_once(char::is_whitespace).unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(malformed("the Authorization header must be 'Bearer <jwt>'"));
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(malformed(
+            "the Authorization header says 'Bearer' but holds no token (is the variable that should \
+             hold the token set?)",
+        ));
+    }
+    Ok(token)
+}
+
+fn malformed(why: &str) -> AuthError {
+    AuthError::Malformed(why.to_string())
 }
 
 impl FromRequestParts<Arc<App>> for Authenticated {
@@ -38,7 +79,55 @@ impl FromRequestParts<Arc<App>> for Authenticated {
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
         let query = Query::<TokenParam>::try_from_uri(&parts.uri).ok();
         let query_token = query.as_ref().and_then(|q| q.0.token.as_deref());
-        let identity = app.auth.authenticate(token_from(&parts.headers, query_token))?;
+        let token = token_from(&parts.headers, query_token)?;
+        let identity = app.auth.authenticate(token)?;
         Ok(Authenticated(identity))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    fn with_header(value: &[u8]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_bytes(value).unwrap());
+        h
+    }
+
+    fn refusal(r: Result<Option<&str>, AuthError>) -> String {
+        r.expect_err("refused").to_string()
+    }
+
+    #[test]
+    fn bearer_header_wins_over_the_query_parameter_and_any_case_of_the_scheme_works() {
+        assert_eq!(token_from(&with_header(b"Bearer abc"), Some("zzz")).unwrap(), Some("abc"));
+        assert_eq!(token_from(&with_header(b"bearer  abc "), None).unwrap(), Some("abc"));
+        assert_eq!(token_from(&with_header(b"BEARER abc"), None).unwrap(), Some("abc"));
+        assert_eq!(token_from(&HeaderMap::new(), Some("q")).unwrap(), Some("q"));
+        assert_eq!(token_from(&HeaderMap::new(), None).unwrap(), None);
+    }
+
+    #[test]
+    fn empty_or_malformed_credentials_are_refused_with_the_reason_never_anonymous() {
+        let empty = refusal(token_from(&with_header(b""), None));
+        assert!(empty.starts_with("the Authorization header is empty"), "{empty}");
+        let no_token = refusal(token_from(&with_header(b"Bearer "), None));
+        assert!(no_token.contains("says 'Bearer' but holds no token"), "{no_token}");
+        assert_eq!(
+            refusal(token_from(&with_header(b"Basic dXNlcjpwYXNz"), None)),
+            "the Authorization header must be 'Bearer <jwt>'"
+        );
+        assert_eq!(
+            refusal(token_from(&with_header(b"eyJhbGciOiJIUzI1NiJ9.e30.x"), None)),
+            "the Authorization header must be 'Bearer <jwt>'"
+        );
+        assert!(refusal(token_from(&with_header(b"Bearer \xff"), None)).contains("not plain ASCII"));
+        let query = refusal(token_from(&HeaderMap::new(), Some("")));
+        assert!(query.starts_with("the token parameter is empty"), "{query}");
+        // an empty header is refused even when a query token is present
+        assert!(token_from(&with_header(b"Bearer"), Some("abc")).is_err());
     }
 }
