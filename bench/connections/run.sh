@@ -72,7 +72,7 @@ watchdog_start "$MAX_SECONDS"
 git_facts
 cluster_start
 cluster_setup
-if [[ " $TARGETS " == *" ws "* || " $TARGETS " == *" socketio "* ]]; then
+if [[ " $TARGETS " != " realtime " ]]; then
     peers_install
     peers_setup
 fi

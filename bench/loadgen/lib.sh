@@ -9,10 +9,11 @@
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/lib.sh"
 
 # ---------------------------------------------------------------------------------------------
-# Servers under test. TARGET (realtime, ws, socketio) selects the one loadgen_run drives:
-# `realtime` is our relay (relay_start in bench/lib.sh); `ws` and `socketio` are the Node peers
-# in bench/peers/, relaying the same realtime.publish() commits through an AFTER INSERT trigger
-# that pg_notify()s each message id (InsForge's design; bench/peers/relay-core.mjs).
+# Servers under test. TARGET (realtime, ws, socketio, centrifuge) selects the one loadgen_run
+# drives: `realtime` is our relay (relay_start in bench/lib.sh); `ws` and `socketio` are the Node
+# peers in bench/peers/ and `centrifuge` the Go peer on the Centrifuge library
+# (bench/peers/centrifuge/), all relaying the same realtime.publish() commits through an AFTER
+# INSERT trigger that pg_notify()s each message id (InsForge's design; bench/peers/relay-core.mjs).
 # The caller sets PEER_PORT. Only one server runs at a time (use_target), so none takes CPU from
 # another's run, and the notify trigger is enabled only while a peer runs.
 
@@ -20,8 +21,29 @@ TARGET=${TARGET:-realtime}
 PEER_PID=""
 PEER_NAME=""
 
-# npm ci in bench/peers when its node_modules is missing or older than the lock file.
+# Makes the peers of $TARGETS runnable: npm ci in bench/peers when its node_modules is missing
+# or older than the lock file (Node peers); the Centrifuge peer built into $WORK (Go, offline,
+# from Debian's packages: bench/deps.sh installs them). Sets PEER_VERSIONS.
 peers_install() {
+    PEER_VERSIONS=""
+    if [[ " $TARGETS " == *" ws "* || " $TARGETS " == *" socketio "* ]]; then node_peers_install; fi
+    if [[ " $TARGETS " == *" centrifuge "* ]]; then centrifuge_build; fi
+    PEER_VERSIONS=${PEER_VERSIONS#, }
+}
+
+CENTRIFUGE_BIN=""
+centrifuge_build() {
+    CENTRIFUGE_BIN=$WORK/bench-centrifuge-peer
+    log "building the Centrifuge peer (bench/peers/centrifuge/build.sh)"
+    "$ROOT/bench/peers/centrifuge/build.sh" "$CENTRIFUGE_BIN" >"$WORK/go-build.log" 2>&1 ||
+        die "the Centrifuge peer did not build (run bench/deps.sh first?): $(tail -n 5 "$WORK/go-build.log")"
+    local lib go
+    lib=$(dpkg-query -W -f='${Version}' golang-github-centrifugal-centrifuge-dev 2>/dev/null || echo '?')
+    go=$(go version | awk '{ print $3 }')
+    PEER_VERSIONS+=", centrifuge library $lib (Debian), $go"
+}
+
+node_peers_install() {
     local dir=$ROOT/bench/peers
     command -v node >/dev/null || die "node is required for the peer servers (Node 20)"
     if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
@@ -30,9 +52,9 @@ peers_install() {
             die "npm ci failed: $(tail -n 5 "$WORK/npm.log")"
         touch "$dir/node_modules"
     fi
-    PEER_VERSIONS=$(cd "$dir" && node -e '
+    PEER_VERSIONS+=", $(cd "$dir" && node -e '
         const v = (p) => JSON.parse(require("fs").readFileSync(`node_modules/${p}/package.json`)).version;
-        console.log(`node ${process.versions.node}, ws ${v("ws")}, socket.io ${v("socket.io")}, pg ${v("pg")}`)')
+        console.log(`node ${process.versions.node}, ws ${v("ws")}, socket.io ${v("socket.io")}, pg ${v("pg")}`)')"
 }
 
 # The trigger the peers listen to (created disabled); call once after cluster_setup.
@@ -40,7 +62,7 @@ peers_setup() {
     psql_q -f "$ROOT/bench/peers/notify.sql" >/dev/null
 }
 
-# Starts bench/peers/<name>-server.mjs on PEER_PORT. The bench ports lie in the ephemeral range,
+# Starts a peer on PEER_PORT: bench/peers/<name>-server.mjs, or the Centrifuge peer's binary. The bench ports lie in the ephemeral range,
 # where another job's listener may land for a while: then the next free port is used (the
 # recorded commands carry the port of each run).
 peer_start() {
@@ -52,8 +74,9 @@ peer_start() {
         PEER_PORT=$((PEER_PORT + 1))
     done
     echo "--- $name start $(date -u +%T)" >>"$WORK/peer-$name.log"
-    node "$ROOT/bench/peers/$name-server.mjs" --port "$PEER_PORT" --database-url "$DB_URL" \
-        </dev/null >>"$WORK/peer-$name.log" 2>&1 &
+    local cmd=(node "$ROOT/bench/peers/$name-server.mjs")
+    [ "$name" = centrifuge ] && cmd=("$CENTRIFUGE_BIN")
+    "${cmd[@]}" --port "$PEER_PORT" --database-url "$DB_URL" </dev/null >>"$WORK/peer-$name.log" 2>&1 &
     PEER_PID=$! PEER_NAME=$name
     local deadline=$((SECONDS + 30)) code=""
     while [ $SECONDS -lt $deadline ]; do
@@ -94,14 +117,14 @@ use_target() {
                 if [ "$c" = timeout ]; then log "WARNING: the relay is still decoding the peers' messages"; fi
             fi
             ;;
-        ws | socketio)
+        ws | socketio | centrifuge)
             relay_stop
             [ "$PEER_NAME" = "$TARGET" ] && kill -0 "$PEER_PID" 2>/dev/null && return 0
             peer_stop
             sql "ALTER TABLE realtime.messages ENABLE TRIGGER bench_peers_notify" >/dev/null
             peer_start "$TARGET"
             ;;
-        *) die "unknown target '$TARGET' (realtime, ws, socketio)" ;;
+        *) die "unknown target '$TARGET' (realtime, ws, socketio, centrifuge)" ;;
     esac
 }
 
@@ -110,6 +133,7 @@ target_url() {
         realtime) echo "ws://127.0.0.1:$RELAY_PORT/v1/socket" ;;
         ws) echo "ws://127.0.0.1:$PEER_PORT/v1/socket" ;;
         socketio) echo "ws://127.0.0.1:$PEER_PORT/socket.io/?EIO=4&transport=websocket" ;;
+        centrifuge) echo "ws://127.0.0.1:$PEER_PORT/connection/websocket" ;;
     esac
 }
 

@@ -146,8 +146,17 @@ async fn read_loop(mut ws: Ws, proto: Proto, shared: &Shared) {
     }
 }
 
-/// Records one frame; true when it was a ping to answer.
-fn on_text(proto: Proto, text: &str, shared: &Shared) -> bool {
+/// Records one frame (each of its messages); true when it held a ping to answer.
+fn on_text(proto: Proto, frame: &str, shared: &Shared) -> bool {
+    let mut ping = false;
+    for text in proto.pieces(frame) {
+        ping |= on_piece(proto, text, shared);
+    }
+    ping
+}
+
+/// Records one message; true when it was a ping to answer.
+fn on_piece(proto: Proto, text: &str, shared: &Shared) -> bool {
     match proto.decode(text) {
         Incoming::Delivery(Kind::Tick { seq, sent_us }) => {
             let now = stats::now_us();
