@@ -143,6 +143,13 @@ target_pid() { if [ "$TARGET" = realtime ]; then echo "$RELAY_PID"; else echo "$
 # One loadgen run against TARGET. usage: loadgen_run LABEL ARGS...
 # Appends the JSON line plus the exact command to $RAW; the loadgen samples `top` once mid-window
 # into $WORK/top.LABEL.txt. Prints the JSON line.
+#
+# LOADGEN_PROCS > 1 (the fanout script sets it from BENCH_LOADGEN_PROCS) splits a fan-out run's
+# --connections over that many load-generator processes (bench/loadgen/src/group.rs: the first
+# publishes, all subscribe, each with cores / processes threads), and merges their lines into one
+# (`--mode merge`), so one process's runtime is not what the figure measures.
+
+LOADGEN_PROCS=${LOADGEN_PROCS:-1}
 
 loadgen_run() {
     local label=$1
@@ -150,18 +157,66 @@ loadgen_run() {
     if [ "$TARGET" = realtime ]; then relay_ensure "$label"; fi
     local cmd=(target/release/realtime-loadgen --target "$TARGET" --url "$(target_url)"
         --database-url "$DB_URL" --relay-pid "$(target_pid)" --label "$label" "$@")
-    local out
-    out=$("$LOADGEN" "${cmd[@]:1}" --top-file "$WORK/top.$label.txt" 2>>"$WORK/loadgen.log") || {
-        tail -n 20 "$WORK/loadgen.log" >&2
-        die "loadgen failed: $(printf '%q ' "${cmd[@]}")"
-    }
-    # The recorded command (ports and pid as in this run), quoted for a shell.
-    local recorded
-    recorded=$(printf '%q ' "${cmd[@]}")
+    local out recorded
+    if [ "$LOADGEN_PROCS" -gt 1 ] && [[ " $* " != *" --mode "* ]]; then
+        loadgen_group "$label" "$LOADGEN_PROCS" "${cmd[@]:1}"
+        out=$GROUP_OUT recorded=$GROUP_CMD
+    else
+        out=$("$LOADGEN" "${cmd[@]:1}" --top-file "$WORK/top.$label.txt" 2>>"$WORK/loadgen.log") || {
+            tail -n 20 "$WORK/loadgen.log" >&2
+            die "loadgen failed: $(printf '%q ' "${cmd[@]}")"
+        }
+        # The recorded command (ports and pid as in this run), quoted for a shell.
+        recorded=$(printf '%q ' "${cmd[@]}")
+    fi
     jq -c --arg cmd "${recorded% }" '. + {command: $cmd}' <<<"$out" >>"$RAW"
     printf '%s\n' "$out"
     # Let the server drop the closed sessions before the next run.
     sleep 1
+}
+
+# usage: loadgen_group LABEL K LOADGEN_ARGS... — one fan-out run as K processes sharing a group
+# file under /dev/shm; --connections N of the arguments is split over them. Sets GROUP_OUT (the
+# merged JSON line) and GROUP_CMD (every command, for the report).
+loadgen_group() {
+    local label=$1 k=$2
+    shift 2
+    local args=() n=""
+    while [ $# -gt 0 ]; do
+        if [ "$1" = --connections ]; then
+            n=$2
+            shift 2
+            continue
+        fi
+        args+=("$1")
+        shift
+    done
+    [ -n "$n" ] || die "loadgen_group: no --connections in the arguments"
+    local file=/dev/shm/bench-$NAME-$$-$label.group
+    rm -f "$file"
+    local threads=$(($(nproc) / k))
+    [ "$threads" -ge 1 ] || threads=1
+    local i off=0 ni pids=() files=() cmds=() cmd
+    for ((i = 0; i < k; i++)); do
+        ni=$((n / k + (i < n % k ? 1 : 0)))
+        cmd=(target/release/realtime-loadgen "${args[@]}" --connections "$ni" --conn-offset "$off"
+            --group "$file" --group-size "$k" --group-index "$i" --group-wait 120 --threads "$threads")
+        [ "$i" = 0 ] && cmd+=(--top-file "$WORK/top.$label.txt")
+        "$LOADGEN" "${cmd[@]:1}" >"$WORK/loadgen.$i.json" 2>>"$WORK/loadgen.log" &
+        pids+=($!)
+        files+=("$WORK/loadgen.$i.json")
+        cmds+=("$(printf '%q ' "${cmd[@]}")")
+        off=$((off + ni))
+    done
+    local rc=0 p
+    for p in "${pids[@]}"; do wait "$p" || rc=1; done
+    rm -f "$file"
+    if [ $rc != 0 ]; then
+        tail -n 20 "$WORK/loadgen.log" >&2
+        die "a load-generator process of the group failed: ${cmds[0]}"
+    fi
+    GROUP_OUT=$("$LOADGEN" --mode merge --inputs "$(IFS=,; echo "${files[*]}")") || die "loadgen --mode merge failed"
+    GROUP_CMD="$(printf '%s& ' "${cmds[@]}")wait; target/release/realtime-loadgen --mode merge --inputs <the $k JSON lines>"
 }
 
 # usage: field_median LABEL JQ_EXPR — median of one field over the rounds of a label.
@@ -184,8 +239,11 @@ us_to_ms() { awk -v v="$1" 'BEGIN { if (v == "-") print "-"; else printf "%.2f",
 summary_row() {
     local l=$1 n
     n=$(jq -r --arg l "$l" 'select(.label == $l) | .label' "$RAW" | wc -l)
-    local dps miss p50 p90 p99 p999 max a50 a99 err rcpu lcpu mcpu cap rss bytes
+    local dps miss p50 p90 p99 p999 max a50 a99 err rcpu lcpu mcpu cap rss bytes usd
     dps=$(field_median "$l" .deliveries_per_s)
+    usd=$(jq -r --arg l "$l" 'select(.label == $l and .deliveries > 0 and .cpu_s.relay != null)
+            | .cpu_s.relay * 1000000 / .deliveries' "$RAW" | median |
+        awk '{ if ($1 == "-") print "-"; else printf "%.1f", $1 }')
     miss=$(field_range "$l" .missing)
     p50=$(us_to_ms "$(field_median "$l" .latency_us.p50)")
     p90=$(us_to_ms "$(field_median "$l" .latency_us.p90)")
@@ -203,14 +261,14 @@ summary_row() {
     rss=$(jq -r --arg l "$l" 'select(.label == $l) | .relay_rss_kb.peak // empty' "$RAW" | median |
         awk '{ if ($1 == "-") print "-"; else printf "%.0f", $1 / 1024 }')
     bytes=$(field_median "$l" .frame_bytes_mean)
-    printf '| %s | %s | %s | %s | %s / %s / %s / %s / %s | %s / %s | %s | %s / %s / %s of %s s | %s | %s |\n' \
-        "$l" "$n" "$dps" "$miss" "$p50" "$p90" "$p99" "$p999" "$max" "$a50" "$a99" "$err" \
+    printf '| %s | %s | %s | %s | %s | %s / %s / %s / %s / %s | %s / %s | %s | %s / %s / %s of %s s | %s | %s |\n' \
+        "$l" "$n" "$dps" "$usd" "$miss" "$p50" "$p90" "$p99" "$p999" "$max" "$a50" "$a99" "$err" \
         "$rcpu" "$lcpu" "$mcpu" "$cap" "$rss" "$bytes"
 }
 
 summary_header() {
-    echo '| run | rounds | deliveries/s | missing (min–max) | send→recv p50 / p90 / p99 / p99.9 / max (ms) | ack→recv p50 / p99 (ms) | errors (all rounds) | CPU s: server / loadgen / machine busy of capacity | server peak RSS (MB) | frame bytes |'
-    echo '|---|---|---|---|---|---|---|---|---|---|'
+    echo '| run | rounds | deliveries/s | server CPU µs per delivery | missing (min–max) | send→recv p50 / p90 / p99 / p99.9 / max (ms) | ack→recv p50 / p99 (ms) | errors (all rounds) | CPU s: server / loadgen / machine busy of capacity | server peak RSS (MB) | frame bytes |'
+    echo '|---|---|---|---|---|---|---|---|---|---|---|'
 }
 
 # The exact command of each label's first round (ports as in this run).
