@@ -439,3 +439,33 @@ async fn sample(probe: Probe, start: Instant, interval: f64, mut done: watch::Re
         k += 1;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_verdict_counts_missing_doubled_and_unexpected_per_client() {
+        // Two channels, six messages: channel 0 gets 0, 2, 4 and channel 1 gets 1, 3, 5; the
+        // publish call of message 4 failed (no ack).
+        let acks = AckTimes::new(6);
+        for s in [0, 1, 2, 3, 5] {
+            acks.set(s, 10);
+        }
+        let mut a = ConnState::new(0, 3, 0);
+        a.mark(0); // message 0; message 2 never came
+        a.mark(2); // message 4: delivered although its publish call failed
+        let mut b = ConnState::new(1, 3, 1);
+        for bit in [0, 1, 2] {
+            b.mark(bit);
+        }
+        b.duplicates = 1;
+        let v = verdict(&[a, b], &acks, 6, 2);
+        assert_eq!(v["expected"], 5);
+        assert_eq!(v["missing"], 1);
+        assert_eq!(v["clients_missing"], 1);
+        assert_eq!(v["duplicates"], 1);
+        assert_eq!(v["clients_duplicated"], 1);
+        assert_eq!(v["unexpected"], 1);
+    }
+}

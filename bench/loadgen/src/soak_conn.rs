@@ -46,7 +46,7 @@ pub struct ConnState {
 }
 
 impl ConnState {
-    fn new(index: usize, bits: usize, endpoint: usize) -> Self {
+    pub(crate) fn new(index: usize, bits: usize, endpoint: usize) -> Self {
         ConnState {
             index,
             seen: vec![0; bits.div_ceil(64)],
@@ -64,7 +64,7 @@ impl ConnState {
     }
 
     /// Marks message `bit` received; false when it was already.
-    fn mark(&mut self, bit: usize) -> bool {
+    pub(crate) fn mark(&mut self, bit: usize) -> bool {
         if bit >= self.bits {
             return false;
         }

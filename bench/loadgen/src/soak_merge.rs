@@ -9,6 +9,8 @@
 //!   reconnect; each server's own figures are there too);
 //! - the worst interval p99 (live deliveries, send→recv) after warm-up;
 //! - server CPU µs per delivery after warm-up (every delivery: live and replayed).
+//!
+//! Intervals after publishing ended (the drain) are shown but count for no goal.
 
 use serde_json::{json, Value};
 
@@ -25,6 +27,7 @@ pub fn merge(lines: &[Value]) -> Result<Value, String> {
     let leader = lines.iter().find(|l| l["group"]["index"] == 0).ok_or("no line from the group's leader")?;
     let interval = leader["interval_s"].as_f64().unwrap_or(10.0);
     let warmup = leader["warmup_s"].as_f64().unwrap_or(0.0);
+    let run_end = warmup + leader["duration_s"].as_f64().unwrap_or(0.0);
     let sum = |f: &dyn Fn(&Value) -> u64| lines.iter().map(f).sum::<u64>();
     let r2 = |x: f64| (x * 100.0).round() / 100.0;
 
@@ -77,10 +80,11 @@ pub fn merge(lines: &[Value]) -> Result<Value, String> {
         };
         let rss: Option<Vec<Value>> = s1.and_then(|s| s["rss_kb"].as_array().cloned());
         let after_warmup = k as f64 * interval >= warmup;
-        if after_warmup && !live.is_empty() {
+        let drain = k as f64 * interval >= run_end;
+        if after_warmup && !drain && !live.is_empty() {
             worst_p99 = worst_p99.max(live.value_at_quantile(0.99));
         }
-        if let (true, Some(c)) = (after_warmup && s1.is_some(), cpu) {
+        if let (true, Some(c)) = (after_warmup && !drain && s1.is_some(), cpu) {
             cpu_after += c;
             del_after += live_n + rep_n;
         }
@@ -89,6 +93,7 @@ pub fn merge(lines: &[Value]) -> Result<Value, String> {
             "k": k,
             "from_s": r2(k as f64 * interval),
             "after_warmup": after_warmup,
+            "drain": drain,
             "deliveries_per_s": dps.round(),
             "replayed": rep_n,
             "live_us": summary(&live),
@@ -181,7 +186,7 @@ mod tests {
     fn member(index: u64, missing: u64, live: Value) -> Value {
         json!({
             "label": "soak", "mode": "soak", "group": {"index": index, "size": 2}, "servers": 2,
-            "connections": 4, "subscribed": 4, "channels": 2, "interval_s": 10.0, "warmup_s": 10.0,
+            "connections": 4, "subscribed": 4, "channels": 2, "interval_s": 10.0, "warmup_s": 10.0, "duration_s": 20.0,
             "verdict": {"missing": missing, "duplicates": 0, "resets": 0, "received": 10},
             "conns_by_server": [2, 2],
             "intervals": [
