@@ -128,7 +128,13 @@ use_target() {
     esac
 }
 
+# The server(s) a run drives: TARGET's, or TARGET_URLS / TARGET_PIDS (comma-separated) when a
+# scenario runs several relays (bench/loadgen/relays.sh).
 target_url() {
+    if [ -n "${TARGET_URLS:-}" ]; then
+        echo "$TARGET_URLS"
+        return
+    fi
     case "$TARGET" in
         realtime) echo "ws://127.0.0.1:$RELAY_PORT/v1/socket" ;;
         ws) echo "ws://127.0.0.1:$PEER_PORT/v1/socket" ;;
@@ -137,7 +143,15 @@ target_url() {
     esac
 }
 
-target_pid() { if [ "$TARGET" = realtime ]; then echo "$RELAY_PID"; else echo "$PEER_PID"; fi; }
+target_pid() {
+    if [ -n "${TARGET_PIDS:-}" ]; then
+        echo "$TARGET_PIDS"
+    elif [ "$TARGET" = realtime ]; then
+        echo "$RELAY_PID"
+    else
+        echo "$PEER_PID"
+    fi
+}
 
 # ---------------------------------------------------------------------------------------------
 # One loadgen run against TARGET. usage: loadgen_run LABEL ARGS...

@@ -69,13 +69,15 @@ pub fn message_meta(text: &str) -> (Option<&str>, bool) {
     (cursor, text.ends_with(r#","replayed":true}"#))
 }
 
-/// A `reset` frame's cursor (`Some("")` when it has none); `None` for any other frame.
+/// A `reset` frame's cursor (`Some("")` when it has none); `None` for any other frame. The
+/// relay builds this frame with sorted keys (`{"channel":..,"cursor":..,"type":"reset"}`), so
+/// the type is looked for anywhere in the (short) frame, then checked by a parse.
 pub fn reset_cursor(text: &str) -> Option<String> {
-    if !text.starts_with(r#"{"type":"reset""#) {
+    if text.starts_with(MESSAGE_PREFIX) || !text.contains(r#""type":"reset""#) {
         return None;
     }
     let v: serde_json::Value = serde_json::from_str(text).ok()?;
-    Some(v["cursor"].as_str().unwrap_or("").to_string())
+    (v["type"] == "reset").then(|| v["cursor"].as_str().unwrap_or("").to_string())
 }
 
 /// What resume needs from a successful subscribe reply.
@@ -169,6 +171,10 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&subscribe_resume("bench:1", 1, "00AB")).unwrap();
         assert_eq!(v["resume"]["cursor"], "00AB");
         assert_eq!(reset_cursor(r#"{"type":"reset","channel":"c","cursor":"0F"}"#), Some("0F".into()));
+        // As the relay sends it: keys sorted.
+        assert_eq!(reset_cursor(r#"{"channel":"c","cursor":"0F","type":"reset"}"#), Some("0F".into()));
+        let tricky = r#"{"type":"message","channel":"c","cursor":"01","event":"e","payload":{"x":"\"type\":\"reset\""}}"#;
+        assert_eq!(reset_cursor(tricky), None);
         assert_eq!(reset_cursor(r#"{"type":"reply","ok":true}"#), None);
         let ok = r#"{"type":"reply","ref":1,"ok":true,"channel":"c","cursor":"0F","recovered":true,"presence":{"members":[]}}"#;
         let reply = |c: &str, r| Some(Ok(SubscribeReply { cursor: Some(c.into()), recovered: r }));
