@@ -301,15 +301,20 @@ relay_ensure() {
 # profiler that writes its output at exit).
 relay_stop() {
     [ -n "$RELAY_PID" ] || return 0
-    kill -TERM "$RELAY_PID" 2>/dev/null || true
-    local i
-    for i in $(seq 1 $((${RELAY_STOP_WAIT:-10} * 10))); do
-        kill -0 "$RELAY_PID" 2>/dev/null || break
+    stop_pid "$RELAY_PID" "${RELAY_STOP_WAIT:-10}"
+    RELAY_PID=""
+}
+
+# usage: stop_pid PID SECONDS — TERM, KILL if still running after SECONDS, then reap it.
+stop_pid() {
+    local pid=$1 i
+    kill -TERM "$pid" 2>/dev/null || true
+    for i in $(seq 1 $(($2 * 10))); do
+        kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
-    kill -KILL "$RELAY_PID" 2>/dev/null || true
-    wait "$RELAY_PID" 2>/dev/null || true
-    RELAY_PID=""
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
 }
 
 # Waits until the relay's slot confirmed everything written so far (a decoding backlog must not

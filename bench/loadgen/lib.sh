@@ -90,14 +90,7 @@ peer_start() {
 
 peer_stop() {
     [ -n "$PEER_PID" ] || return 0
-    kill -TERM "$PEER_PID" 2>/dev/null || true
-    local i
-    for i in $(seq 1 50); do
-        kill -0 "$PEER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$PEER_PID" 2>/dev/null || true
-    wait "$PEER_PID" 2>/dev/null || true
+    stop_pid "$PEER_PID" 5
     PEER_PID="" PEER_NAME=""
 }
 

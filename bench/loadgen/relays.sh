@@ -25,13 +25,7 @@ relay_k_start() {
 relay_k_stop() {
     local k=$1 pid=${RELAYS_PID[$1]:-} i
     if [ -n "$pid" ]; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for i in $(seq 1 100); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
+        stop_pid "$pid" 10
         unset "RELAYS_PID[$k]"
     fi
     [ "${2:-}" = drop ] || return 0

@@ -104,20 +104,7 @@ impl Group {
 
     /// Follower: waits for the leader's start time (µs since the epoch).
     pub async fn wait_start(&self, limit: Duration) -> Result<u64, String> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if self.aborted() {
-                return Err("the group's leader gave up".into());
-            }
-            let s = self.word(START_US).load(Ordering::Acquire);
-            if s != 0 {
-                return Ok(s);
-            }
-            if Instant::now() >= deadline {
-                return Err("the group's leader never started publishing".into());
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        self.wait_word(START_US, limit, "never started publishing").await
     }
 
     /// Leader: every publish call has finished (its ack time, if any, is stored).
@@ -127,17 +114,7 @@ impl Group {
 
     /// Follower: waits until publishing is over.
     pub async fn wait_done(&self, limit: Duration) -> Result<(), String> {
-        let deadline = Instant::now() + limit;
-        while self.word(DONE).load(Ordering::Acquire) == 0 {
-            if self.aborted() {
-                return Err("the group's leader gave up".into());
-            }
-            if Instant::now() >= deadline {
-                return Err("the group's leader never finished publishing".into());
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        Ok(())
+        self.wait_word(DONE, limit, "never finished publishing").await.map(drop)
     }
 
     /// Leader: the servers' memory before any connection was read; the others may connect.
@@ -147,17 +124,26 @@ impl Group {
 
     /// Follower: waits until the leader read the servers' baseline memory.
     pub async fn wait_baseline(&self, limit: Duration) -> Result<(), String> {
+        self.wait_word(BASELINE, limit, "never read the baseline").await.map(drop)
+    }
+
+    /// Waits until header word `i` is set by the leader; its value, or why not (`never`: what
+    /// the leader did not do in time).
+    async fn wait_word(&self, i: usize, limit: Duration, never: &str) -> Result<u64, String> {
         let deadline = Instant::now() + limit;
-        while self.word(BASELINE).load(Ordering::Acquire) == 0 {
+        loop {
             if self.aborted() {
                 return Err("the group's leader gave up".into());
             }
-            if Instant::now() >= deadline {
-                return Err("the group's leader never read the baseline".into());
+            let v = self.word(i).load(Ordering::Acquire);
+            if v != 0 {
+                return Ok(v);
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            if Instant::now() >= deadline {
+                return Err(format!("the group's leader {never}"));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        Ok(())
     }
 
     pub fn abort(&self) {

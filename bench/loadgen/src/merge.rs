@@ -36,8 +36,9 @@ pub fn run(args: Args) -> Result<(), String> {
     Ok(())
 }
 
-/// Merges the lines of one group run.
-pub fn merge(lines: &[Value]) -> Result<Value, String> {
+/// A group's size and its leader's line (index 0), once the lines are known to be one
+/// complete group.
+pub fn group_of(lines: &[Value]) -> Result<(u64, &Value), String> {
     let size = lines
         .first()
         .and_then(|l| l["group"]["size"].as_u64())
@@ -47,6 +48,12 @@ pub fn merge(lines: &[Value]) -> Result<Value, String> {
     }
     let leader =
         lines.iter().find(|l| l["group"]["index"] == 0).ok_or("no line from the group's leader (index 0)")?;
+    Ok((size, leader))
+}
+
+/// Merges the lines of one group run.
+pub fn merge(lines: &[Value]) -> Result<Value, String> {
+    let (size, leader) = group_of(lines)?;
     let sum = |key: &str| lines.iter().map(|l| l[key].as_u64().unwrap_or(0)).sum::<u64>();
     let sum_f = |f: &dyn Fn(&Value) -> Option<f64>| {
         let v: Vec<f64> = lines.iter().filter_map(f).collect();

@@ -17,14 +17,7 @@ use serde_json::{json, Value};
 use crate::stats::{from_buckets, histogram, summary};
 
 pub fn merge(lines: &[Value]) -> Result<Value, String> {
-    let size = lines
-        .first()
-        .and_then(|l| l["group"]["size"].as_u64())
-        .ok_or("the first line is not from a group")?;
-    if lines.len() as u64 != size {
-        return Err(format!("{} lines for a group of {size}", lines.len()));
-    }
-    let leader = lines.iter().find(|l| l["group"]["index"] == 0).ok_or("no line from the group's leader")?;
+    let (size, leader) = crate::merge::group_of(lines)?;
     let interval = leader["interval_s"].as_f64().unwrap_or(10.0);
     let warmup = leader["warmup_s"].as_f64().unwrap_or(0.0);
     let run_end = warmup + leader["duration_s"].as_f64().unwrap_or(0.0);
