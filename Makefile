@@ -17,7 +17,7 @@ export PG_BIN := $(patsubst %/,%,$(dir $(PG_CONFIG)))
 PGRX_SUDO := $(if $(filter 0,$(shell id -u)),,--sudo)
 
 .PHONY: run test deps build install-ext install-ext-release lint test-unit test-ext test-e2e test-js fmt bench bench-ingest bench-changes bench-latency bench-fanout bench-presence bench-webhooks
-.PHONY: bench-connections bench-subscribe
+.PHONY: bench-connections bench-subscribe bench-soak bench-relays bench-deps
 
 run: install-ext build
 	@scripts/run.sh
@@ -45,7 +45,7 @@ install-ext-release: deps
 
 lint: deps
 	cargo fmt --all -- --check
-	cargo clippy -p realtime-core -p realtime-relay -p realtime-e2e --all-targets -- -D warnings
+	cargo clippy -p realtime-core -p realtime-relay -p realtime-e2e -p realtime-loadgen --all-targets -- -D warnings
 	cargo clippy -p realtime --features "pg15 pg_test" --all-targets -- -D warnings
 
 test-unit: deps
@@ -66,6 +66,10 @@ fmt:
 	cargo fmt --all
 
 # Benchmarks (never part of `make test`). Results are appended to bench/RESULTS.md.
+# bench/deps.sh: jq, curl, and Go with Debian's Centrifuge library for the Centrifuge peer.
+bench-deps:
+	bench/deps.sh
+
 bench-ingest: install-ext-release
 	bench/ingest/run.sh
 
@@ -75,7 +79,7 @@ bench-changes: install-ext-release
 bench-latency: install-ext-release
 	bench/latency/run.sh
 
-bench-fanout: install-ext-release
+bench-fanout: install-ext-release bench-deps
 	bench/fanout/run.sh
 
 bench-presence: install-ext-release
@@ -84,15 +88,21 @@ bench-presence: install-ext-release
 bench-webhooks: install-ext-release
 	bench/webhooks/run.sh
 
-bench-connections: install-ext-release
+bench-connections: install-ext-release bench-deps
 	bench/connections/run.sh
 
 bench-subscribe: install-ext-release
 	bench/subscribe/run.sh
 
-# A short smoke run of every scenario (under 3 minutes), to keep the harness working (needs jq,
-# curl and node; figures from it mean nothing).
-bench: install-ext build
+bench-soak: install-ext-release bench-deps
+	bench/soak/run.sh
+
+bench-relays: install-ext-release bench-deps
+	bench/relays/run.sh
+
+# A short smoke run of every scenario (a few minutes in all), to keep the harness working
+# (needs node, and what bench-deps installs; figures from it mean nothing).
+bench: install-ext build bench-deps
 	bench/ingest/run.sh --smoke
 	bench/changes/run.sh --smoke
 	bench/latency/run.sh --smoke
@@ -101,3 +111,5 @@ bench: install-ext build
 	bench/subscribe/run.sh --smoke
 	bench/presence/run.sh --smoke
 	bench/webhooks/run.sh --smoke
+	bench/soak/run.sh --smoke
+	bench/relays/run.sh --smoke

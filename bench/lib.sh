@@ -250,29 +250,35 @@ RELAY_RESTART_NOTES=""
 
 relay_start() {
     port_free "$RELAY_PORT" || die "port $RELAY_PORT is in use; set BENCH_RELAY_PORT"
-    [ -x "$WORK/bench-$NAME-relay" ] || cp "$RELAY_BIN" "$WORK/bench-$NAME-relay"
+    relay_spawn "bench-$NAME-relay" "$RELAY_PORT" "${RELAY_ID:-bench_$NAME}" "$WORK/relay.log"
+    RELAY_PID=$SPAWNED_PID
+}
+
+# usage: relay_spawn COPY_NAME PORT RELAY_ID LOG — starts a private copy of the relay binary
+# named COPY_NAME (in $WORK) on PORT with that --relay-id and waits for /readyz. Sets SPAWNED_PID.
+relay_spawn() {
+    local copy=$WORK/$1 port=$2 id=$3 logf=$4
+    [ -x "$copy" ] || cp "$RELAY_BIN" "$copy"
     # More connections than the default cap (10,000), where this relay version has the flag.
     if "$RELAY_BIN" --help 2>/dev/null | grep -q -- --max-connections; then
         RELAY_FLAGS="--max-connections 100000"
     fi
-    echo "--- relay start $(date -u +%T)" >>"$WORK/relay.log"
+    echo "--- relay start $(date -u +%T)" >>"$logf"
     # shellcheck disable=SC2086
-    RUST_LOG="${RUST_LOG:-${RELAY_LOG_LEVEL:-warn}}" "$WORK/bench-$NAME-relay" \
+    RUST_LOG="${RUST_LOG:-${RELAY_LOG_LEVEL:-warn}}" "$copy" \
         --database-url "postgres://postgres@127.0.0.1:$PORT/postgres" \
-        --bind "127.0.0.1:$RELAY_PORT" --jwt-secret "$JWT_SECRET" --relay-id "${RELAY_ID:-bench_$NAME}" \
-        $RELAY_FLAGS ${RELAY_EXTRA_FLAGS:-} </dev/null >>"$WORK/relay.log" 2>&1 &
-    RELAY_PID=$!
+        --bind "127.0.0.1:$port" --jwt-secret "$JWT_SECRET" --relay-id "$id" \
+        $RELAY_FLAGS ${RELAY_EXTRA_FLAGS:-} </dev/null >>"$logf" 2>&1 &
+    SPAWNED_PID=$!
     local deadline=$((SECONDS + 60)) code=""
     while [ $SECONDS -lt $deadline ]; do
-        kill -0 "$RELAY_PID" 2>/dev/null || {
-            RELAY_PID=""
-            die "the relay exited before it was ready: $(tail -n 10 "$WORK/relay.log")"
-        }
-        code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$RELAY_PORT/readyz" || true)
+        kill -0 "$SPAWNED_PID" 2>/dev/null || die "the relay exited before it was ready: $(tail -n 10 "$logf")"
+        code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz" || true)
         [ "$code" = 200 ] && return 0
         sleep 0.2
     done
-    die "the relay was not ready within 60 s (last /readyz: $code): $(tail -n 10 "$WORK/relay.log")"
+    kill -KILL "$SPAWNED_PID" 2>/dev/null || true
+    die "the relay on port $port was not ready within 60 s (last /readyz: $code): $(tail -n 10 "$logf")"
 }
 
 relay_alive() { [ -n "$RELAY_PID" ] && kill -0 "$RELAY_PID" 2>/dev/null; }
@@ -295,15 +301,20 @@ relay_ensure() {
 # profiler that writes its output at exit).
 relay_stop() {
     [ -n "$RELAY_PID" ] || return 0
-    kill -TERM "$RELAY_PID" 2>/dev/null || true
-    local i
-    for i in $(seq 1 $((${RELAY_STOP_WAIT:-10} * 10))); do
-        kill -0 "$RELAY_PID" 2>/dev/null || break
+    stop_pid "$RELAY_PID" "${RELAY_STOP_WAIT:-10}"
+    RELAY_PID=""
+}
+
+# usage: stop_pid PID SECONDS — TERM, KILL if still running after SECONDS, then reap it.
+stop_pid() {
+    local pid=$1 i
+    kill -TERM "$pid" 2>/dev/null || true
+    for i in $(seq 1 $(($2 * 10))); do
+        kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
-    kill -KILL "$RELAY_PID" 2>/dev/null || true
-    wait "$RELAY_PID" 2>/dev/null || true
-    RELAY_PID=""
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
 }
 
 # Waits until the relay's slot confirmed everything written so far (a decoding backlog must not

@@ -14,6 +14,12 @@ sys_bin=/usr/lib/postgresql/15/bin
 
 bin="$prefix/usr/lib/postgresql/15/bin"
 if [ -x "$bin/postgres" ] && [ "$("$bin/postgres" --version)" = "$("$sys_bin/postgres" --version)" ]; then
+    # Copies made before the headers were copied too: add them (a release build of the
+    # extension runs bindgen against $(pg_config --includedir-server)).
+    if [ ! -d "$prefix/usr/include/postgresql/15/server" ] && [ -d /usr/include/postgresql/15/server ]; then
+        mkdir -p "$prefix/usr/include"
+        cp -a /usr/include/postgresql "$prefix/usr/include/"
+    fi
     exit 0
 fi
 log "copying the system Postgres 15 into $prefix"
@@ -21,6 +27,11 @@ rm -rf "$prefix/usr"
 mkdir -p "$prefix/usr/lib/postgresql" "$prefix/usr/share/postgresql"
 cp -a /usr/lib/postgresql/15 "$prefix/usr/lib/postgresql/"
 cp -a /usr/share/postgresql/15 "$prefix/usr/share/postgresql/"
+# The server headers (postgresql-server-dev-15): the relocated pg_config points bindgen here.
+if [ -d /usr/include/postgresql/15/server ]; then
+    mkdir -p "$prefix/usr/include"
+    cp -a /usr/include/postgresql "$prefix/usr/include/"
+fi
 # Drop any realtime build the system copy carried: this prefix holds only our own installs.
 rm -f "$prefix"/usr/share/postgresql/15/extension/realtime* "$prefix"/usr/lib/postgresql/15/lib/realtime.so
 [ "$("$bin/pg_config" --sharedir)" = "$prefix/usr/share/postgresql/15" ] ||

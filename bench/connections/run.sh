@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Connections benchmark (issue 8, scenario 4): idle WebSocket connections stepping up to 50,000,
-# and the server's RSS per connection. Goal: ≤ 16 KB per connection (our relay). The Node peers
-# (bench/peers/) are measured the same way for comparison.
+# and the server's RSS per connection. Goal: ≤ 16 KB per connection (our relay). The peers
+# (bench/peers/: Node ws, Socket.IO, Centrifuge) are measured the same way for comparison.
 #
 #   bench/connections/run.sh           3 interleaved rounds, steps up to 50k (capped by the fd limit), appends to bench/RESULTS.md
 #   bench/connections/run.sh --smoke   1 round, steps 200 and 1,000 (< 40 s), prints only
@@ -14,7 +14,7 @@
 # limit to the hard limit and caps the steps below it (the report says so). Servers run one at a
 # time, each freshly started for its run.
 #
-# Settings (environment): BENCH_TARGETS ("realtime ws socketio"), BENCH_ROUNDS (3),
+# Settings (environment): BENCH_TARGETS ("realtime ws socketio centrifuge"), BENCH_ROUNDS (3),
 # BENCH_STEPS ("1000 5000 10000 20000 30000 50000"), BENCH_SETTLE (3), BENCH_PORT (24486),
 # BENCH_RELAY_PORT (24487), BENCH_PEER_PORT (24488), BENCH_DIR (/tmp/bench-connections),
 # BENCH_RESULTS, BENCH_RECORD (1 in full mode), BENCH_KEEP=1, BENCH_RELAY_BIN and
@@ -35,7 +35,7 @@ else
     ROUNDS=${BENCH_ROUNDS:-3} STEPS=${BENCH_STEPS:-"1000 5000 10000 20000 30000 50000"}
     SETTLE=${BENCH_SETTLE:-3} RECORD=${BENCH_RECORD:-1} MAX_SECONDS=2400
 fi
-TARGETS=${BENCH_TARGETS:-"realtime ws socketio"}
+TARGETS=${BENCH_TARGETS:-"realtime ws socketio centrifuge"}
 PORT=${BENCH_PORT:-24486}
 RELAY_PORT=${BENCH_RELAY_PORT:-24487}
 PEER_PORT=${BENCH_PEER_PORT:-24488}
@@ -72,7 +72,7 @@ watchdog_start "$MAX_SECONDS"
 git_facts
 cluster_start
 cluster_setup
-if [[ " $TARGETS " == *" ws "* || " $TARGETS " == *" socketio "* ]]; then
+if [[ " $TARGETS " != " realtime " ]]; then
     peers_install
     peers_setup
 fi
@@ -151,7 +151,8 @@ REPORT=$(
     fi
     echo
     echo "Exact commands (first round of each server; peers started as"
-    echo "\`node bench/peers/<ws|socketio>-server.mjs --port $PEER_PORT --database-url $DB_URL\`):"
+    echo "\`node bench/peers/<ws|socketio>-server.mjs --port $PEER_PORT --database-url $DB_URL\` and"
+    echo "\`bench/peers/centrifuge/build.sh OUT && OUT --port $PEER_PORT --database-url $DB_URL\`):"
     echo
     commands_block
     echo

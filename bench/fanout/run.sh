@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Fan-out benchmark (issue 8, scenario 3): the highest deliveries/s with p99 < 50 ms and nothing
-# missing, for our relay and two peers run side by side in the same window with the same
-# workload and message size: a Node `ws` broadcast server and a Node Socket.IO server, both
-# relaying the same realtime.publish() commits the InsForge way (bench/peers/). Two shapes:
-# (a) one shared channel × many subscribers, (b) many channels × few subscribers (per-user).
-# Goals: ≥ 300k deliveries/s; ≥ 3x Socket.IO and ≥ 1.5x Node ws in the same run.
+# Fan-out benchmark (issues 8 and 19): the highest deliveries/s with p99 < 50 ms and nothing
+# missing, for our relay and three peers run side by side in the same window with the same
+# workload and message size: a Node `ws` broadcast server, a Node Socket.IO server and a Go
+# server on the Centrifuge library (the core of Centrifugo), all relaying the same
+# realtime.publish() commits the InsForge way (bench/peers/). Two shapes: (a) one shared channel
+# × many subscribers, (b) many channels × few subscribers (per-user). Every run reports the
+# server's CPU µs per delivery beside deliveries/s. Goals: ≥ 300k deliveries/s; ≥ 3x Socket.IO,
+# ≥ 1.5x Node ws and ≥ 1.5x Centrifuge in the same run, and less CPU per delivery than Centrifuge.
 #
-#   bench/fanout/run.sh            5 interleaved rounds per step (≤ 30 min), appends to bench/RESULTS.md
-#   bench/fanout/run.sh --smoke    1 round, 200 subscribers, one short step per shape and server (< 1 min)
+#   bench/fanout/run.sh            5 interleaved rounds per step (≤ 40 min), appends to bench/RESULTS.md
+#   bench/fanout/run.sh --smoke    1 round, 200 subscribers, one short step per shape and server (< 2 min)
+#
+# The load generator runs as BENCH_LOADGEN_PROCS processes (2; bench/loadgen/src/group.rs), one
+# publishing, all subscribing their share, their lines merged into one per run.
 #
 # Each shape climbs a ladder of publish rates. At each step every server still climbing runs
 # once per round, servers in an order rotated per round (interleaved); a server passes the step
@@ -15,14 +20,15 @@
 # climbing at its first failing step. Only one server runs at a time. Ratios: our best passing
 # deliveries/s over each peer's (a lower bound when we never failed).
 #
-# Settings (environment): BENCH_TARGETS ("realtime ws socketio"), BENCH_ROUNDS (5), BENCH_T
+# Settings (environment): BENCH_TARGETS ("realtime ws socketio centrifuge"), BENCH_LOADGEN_PROCS
+# (2), BENCH_ROUNDS (5), BENCH_T
 # (measured seconds per run, 5), BENCH_SHARED_SUBS (500), BENCH_SHARED_RATES
 # ("10 25 50 100 200 300 400 600"), BENCH_USER_SUBS (2000), BENCH_USER_CHANNELS (1000),
 # BENCH_USER_RATES ("1000 2000 4000 8000"), BENCH_USER_BATCH (messages per publish transaction
 # for per-user, 10), BENCH_PORT (24482), BENCH_RELAY_PORT (24483), BENCH_PEER_PORT (24484),
 # BENCH_DIR (/tmp/bench-fanout), BENCH_RESULTS (bench/RESULTS.md), BENCH_RECORD (1 in full mode),
 # BENCH_SYNC_COMMIT (on), BENCH_KEEP=1, BENCH_RELAY_BIN and BENCH_LOADGEN_BIN (both set: use
-# these binaries, no build), BENCH_BUDGET (seconds after which no new step starts; 1200).
+# these binaries, no build), BENCH_BUDGET (seconds after which no new step starts; 1800).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -37,16 +43,17 @@ if [ "$MODE" = smoke ]; then
     SHARED_SUBS=${BENCH_SHARED_SUBS:-200} SHARED_RATES=${BENCH_SHARED_RATES:-"50"}
     USER_SUBS=${BENCH_USER_SUBS:-200} USER_CHANNELS=${BENCH_USER_CHANNELS:-100}
     USER_RATES=${BENCH_USER_RATES:-"500"} RECORD=${BENCH_RECORD:-0}
-    MAX_SECONDS=150 CLIMB_BUDGET=${BENCH_BUDGET:-100}
+    MAX_SECONDS=240 CLIMB_BUDGET=${BENCH_BUDGET:-150}
 else
     ROUNDS=${BENCH_ROUNDS:-5} T=${BENCH_T:-5} WARMUP=1
     SHARED_SUBS=${BENCH_SHARED_SUBS:-500} SHARED_RATES=${BENCH_SHARED_RATES:-"10 25 50 100 200 300 400 600"}
     USER_SUBS=${BENCH_USER_SUBS:-2000} USER_CHANNELS=${BENCH_USER_CHANNELS:-1000}
     USER_RATES=${BENCH_USER_RATES:-"1000 2000 4000 8000"} RECORD=${BENCH_RECORD:-1}
-    CLIMB_BUDGET=${BENCH_BUDGET:-1200}
+    CLIMB_BUDGET=${BENCH_BUDGET:-1800}
     MAX_SECONDS=$((CLIMB_BUDGET + 600))
 fi
-TARGETS=${BENCH_TARGETS:-"realtime ws socketio"}
+TARGETS=${BENCH_TARGETS:-"realtime ws socketio centrifuge"}
+LOADGEN_PROCS=${BENCH_LOADGEN_PROCS:-2}
 USER_BATCH=${BENCH_USER_BATCH:-10}
 P99_LIMIT_US=50000
 PORT=${BENCH_PORT:-24482}
@@ -149,7 +156,8 @@ best_line() {
         local open=""
         [[ " ${CLIMBING[$shape]:-} " == *" $t "* ]] && open=" (never failed: the ladder ended first, so this is a lower bound)"
         echo "- $what, **$t**: **$(field_median "$b" .deliveries_per_s) deliveries/s** at \`$b\`" \
-            "(p99 $(us_to_ms "$(field_median "$b" .latency_us.p99)") ms)$open."
+            "(p99 $(us_to_ms "$(field_median "$b" .latency_us.p99)") ms," \
+            "$(cpu_us_per_delivery "$b" | awk '{ if ($1 == "-") print "-"; else printf "%.1f", $1 }') µs of server CPU per delivery)$open."
     done
 }
 
@@ -160,7 +168,7 @@ ratio_line() {
         [ "$t" = realtime ] && continue
         peer=$(best_dps "$shape" "$t")
         local goal=1.5
-        [ "$t" = socketio ] && goal=3
+        [ "$t" = socketio ] && goal=3 # ws and centrifuge: 1.5
         if [ "$ours" = - ] || [ "$peer" = - ]; then
             echo "- $what: ours / $t: not measurable (a server passed no step)."
         elif [[ " ${CLIMBING[$shape]:-} " == *" $t "* ]]; then
@@ -198,11 +206,28 @@ cpu_line() {
     echo "${out%;}." | tr "'" '`'
 }
 
+# The CPU goal against Centrifuge: less server CPU per delivery than Centrifuge at the lowest
+# step (the same load for both).
+cpu_goal_line() {
+    local shape=$1 first ours theirs
+    first=$(echo "${STEPS[$shape]:-}" | awk '{ print $1 }' | sed 's/-[a-z]*$//')
+    [ -n "$first" ] || return 0
+    ours=$(cpu_us_per_delivery "$first-realtime")
+    theirs=$(cpu_us_per_delivery "$first-centrifuge")
+    if [ "$ours" = - ] || [ "$theirs" = - ]; then
+        echo "- Goal: less CPU per delivery than Centrifuge ($shape): not measurable."
+    else
+        awk -v o="$ours" -v c="$theirs" -v s="$shape" -v f="$first" 'BEGIN {
+            printf "- Goal: less CPU per delivery than Centrifuge (%s, at `%s`): ours %.1f µs, Centrifuge %.1f µs: %s\n",
+                s, f, o, c, (o < c ? "met" : "not met") }'
+    fi
+}
+
 REPORT=$(
     echo "## Fan-out with peers: highest deliveries/s with p99 < 50 ms ($START_DATE)"
     echo
     echo "Commit $COMMIT ($DIRTY uncommitted changes), extension $EXT_VERSION, relay $RELAY_BUILD," \
-        "peers: $PEER_VERSIONS. Machine: $(machine_line); load average $LOAD_START at start /" \
+        "peers: $PEER_VERSIONS; $LOADGEN_PROCS load-generator process(es) per run. Machine: $(machine_line); load average $LOAD_START at start /" \
         "$LOAD_END at end (other jobs share the cores), fd limit $FD_LIMIT." \
         "\`bench/fanout/run.sh\`: throwaway Postgres 15 on port $PORT (fsync and synchronous_commit" \
         "${BENCH_SYNC_COMMIT:-on}, wal_level=logical); our relay on $RELAY_PORT; the peers on" \
@@ -213,7 +238,10 @@ REPORT=$(
         "on \`bench:shared\`, one message per publish transaction. **peruser**: $USER_SUBS subscribers" \
         "over $USER_CHANNELS channels (2 each), $USER_BATCH messages per publish transaction." \
         "Payload \`{s, t, pad: 100 × x}\`; the frame size column shows every server sends about the" \
-        "same bytes per delivery. Figures are medians over rounds."
+        "same bytes per delivery (Centrifuge's protocol wraps each publication in" \
+        "\`{\"result\":{\"channel\":…,\"data\":{\"data\":…}}}\`: ~45 bytes more). Server CPU per delivery" \
+        "= the server process's CPU seconds over the measured window / deliveries in it. Figures are" \
+        "medians over rounds."
     echo
     best_line shared "one shared channel × $SHARED_SUBS"
     best_line peruser "$USER_CHANNELS channels × 2 subscribers"
@@ -223,16 +251,21 @@ REPORT=$(
     cpu_line peruser
     if [ -n "$STOPPED_EARLY" ]; then echo "- Stopped by the time budget: $STOPPED_EARLY"; fi
     echo "- Goal ≥ 300,000 deliveries/s (ours): shared $(best_dps shared realtime), peruser $(best_dps peruser realtime)."
+    if [[ " $TARGETS " == *" centrifuge "* ]]; then
+        cpu_goal_line shared
+        cpu_goal_line peruser
+    fi
     echo
     summary_header
     for l in ${STEPS[shared]:-} ${STEPS[peruser]:-}; do summary_row "$l"; done
     echo
     echo "send→recv includes the publish statement and its durable commit; ack→recv starts when the"
     echo "publish call returned. CPU seconds are over the measured window (server = our relay or the"
-    echo "Node peer; machine busy counts both cores)."
+    echo "peer; loadgen = all its processes; machine busy counts both cores)."
     echo
     echo "Exact commands (first round of each step; every round is the same; the peers were started"
-    echo "as \`node bench/peers/<ws|socketio>-server.mjs --port $PEER_PORT --database-url $DB_URL\`):"
+    echo "as \`node bench/peers/<ws|socketio>-server.mjs --port $PEER_PORT --database-url $DB_URL\`"
+    echo "and \`bench/peers/centrifuge/build.sh OUT && OUT --port $PEER_PORT --database-url $DB_URL\`):"
     echo
     commands_block
     echo

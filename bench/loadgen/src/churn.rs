@@ -67,7 +67,8 @@ pub async fn run(args: Args) -> Result<(), String> {
     if args.users == 0 || args.rooms_per_user == 0 {
         return Err("--users and --rooms-per-user must be positive".into());
     }
-    let pid = args.relay_pid.clone().or_else(procstat::find_relay);
+    let probe = procstat::Probe::of(&args);
+    let pid = probe.first().map(str::to_string);
     let target = Arc::new(Target::of(&args)?);
 
     // Phase 1: connect every client (authenticated), nothing subscribed yet.
@@ -77,13 +78,16 @@ pub async fn run(args: Args) -> Result<(), String> {
     for i in 0..args.connections {
         let user = format!("u{}", i as u64 % args.users);
         let token = mint(&args.jwt_secret, &user)?;
-        let sep = if args.url.contains('?') { '&' } else { '?' };
-        let url = format!("{}{sep}token={token}", args.url);
+        let ep = target.endpoint(i);
+        let sep = if ep.url.contains('?') { '&' } else { '?' };
+        let url = format!("{}{sep}token={token}", ep.url);
+        let addr = ep.addr;
         let (target, gate) = (target.clone(), gate.clone());
         connecting.spawn(async move {
             let _permit = gate.acquire_owned().await.expect("gate open");
             let r =
-                tokio::time::timeout(target.connect_timeout, subscribers::connect(i, &target, &url)).await;
+                tokio::time::timeout(target.connect_timeout, subscribers::connect(i, &target, addr, &url))
+                    .await;
             (i, r.unwrap_or_else(|_| Err("setup timeout".into())))
         });
     }
@@ -107,11 +111,11 @@ pub async fn run(args: Args) -> Result<(), String> {
     let measure_start = start + Duration::from_secs_f64(args.warmup);
     let end = measure_start + Duration::from_secs_f64(args.duration);
     let before = {
-        let pid = pid.clone();
+        let (pid, probe) = (pid.clone(), probe.clone());
         tokio::spawn(async move {
             tokio::time::sleep_until(measure_start.into()).await;
             let reset = pid.as_deref().is_some_and(procstat::reset_peak_rss);
-            (procstat::Cpu::read(pid.as_deref()), reset)
+            (procstat::Cpu::read(&probe), reset)
         })
     };
     let connected = clients.len();
@@ -151,7 +155,7 @@ pub async fn run(args: Args) -> Result<(), String> {
         }
     }
     let (cpu_before, rss_reset) = before.await.map_err(|e| e.to_string())?;
-    let cpu = cpu_before.delta(&procstat::Cpu::read(pid.as_deref()));
+    let cpu = cpu_before.delta(&procstat::Cpu::read(&probe));
     let refused: u64 = total.refused.values().sum();
     let r2 = |x: f64| (x * 100.0).round() / 100.0;
     let line = json!({

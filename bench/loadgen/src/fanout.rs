@@ -2,7 +2,10 @@
 //! each to its channel, wait for every reply; (2) publish — `--rate` messages/s through
 //! `realtime.publish()` for `--warmup` + `--duration` seconds on a fixed schedule; (3) drain —
 //! wait until every expected delivery arrived or `--drain` seconds passed. Prints one JSON line
-//! on stdout and a table on stderr.
+//! on stdout and a table on stderr. As one of a group of processes (`--group`, src/group.rs)
+//! only the leader publishes; the others subscribe their share of the connections, start
+//! measuring when the leader starts publishing and read its commit acknowledgements from the
+//! group file.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -10,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::publisher::{self, ChannelOf, Plan};
+use crate::group::{self, Group};
+use crate::publisher::{self, ChannelOf, Outcome, Plan};
 use crate::stats::{self, AckTimes, Events};
 use crate::subscribers::{self, Ready, Shared, Target};
 use crate::{procstat, report, Args, Pattern};
@@ -26,12 +30,24 @@ pub async fn run(args: Args) -> Result<(), String> {
     if args.rate <= 0.0 || args.duration <= 0.0 || args.batch == 0 || args.channels == 0 {
         return Err("--rate, --duration, --batch and --channels must be positive".into());
     }
-    let relay_pid = args.relay_pid.clone().or_else(procstat::find_relay);
+    let probe = procstat::Probe::of(&args);
+    let relay_pid = probe.first().map(str::to_string);
     let target = Arc::new(Target::of(&args)?);
     let warmup_msgs = (args.warmup * args.rate).round() as u64;
     let measured_msgs = (args.duration * args.rate).round() as u64;
     let total_msgs = warmup_msgs + measured_msgs;
-    let acks = Arc::new(AckTimes::new(total_msgs as usize));
+    let group = match &args.group {
+        Some(path) => {
+            Some(Arc::new(Group::open(path, args.group_size, args.group_index, total_msgs as usize)?))
+        }
+        None => None,
+    };
+    let leader = group.as_ref().is_none_or(|g| g.is_leader());
+    let group_wait = Duration::from_secs_f64(args.group_wait);
+    let acks = Arc::new(match &group {
+        Some(g) => AckTimes::Group(g.clone()),
+        None => AckTimes::new(total_msgs as usize),
+    });
     let shared = Arc::new(Shared {
         events: Events::default(),
         acks: acks.clone(),
@@ -43,7 +59,7 @@ pub async fn run(args: Args) -> Result<(), String> {
     let t0 = Instant::now();
     let gate = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
-    for i in 0..args.connections {
+    for i in args.conn_offset..args.conn_offset + args.connections {
         let channel = channel_of_sub(args.pattern, args.channels, i as u64);
         let tx = ready_tx.clone();
         let (target, shared, gate) = (target.clone(), shared.clone(), gate.clone());
@@ -84,10 +100,16 @@ pub async fn run(args: Args) -> Result<(), String> {
     let setup_secs = t0.elapsed().as_secs_f64();
     eprintln!("  subscribed {ok}/{} ({failed} failed) in {setup_secs:.1} s", args.connections);
     if ok == 0 {
+        if let Some(g) = &group {
+            g.abort();
+        }
         return Err(format!("no connection subscribed: {:?}", setup_events.snapshot()));
     }
+    if let Some(g) = &group {
+        g.mark_ready();
+    }
 
-    // Phase 2: publish on schedule.
+    // Phase 2: publish on schedule (the leader), or wait for the leader's start.
     let channels = args.channels;
     let channel_of: ChannelOf = match args.pattern {
         Pattern::Shared => Arc::new(|_| "bench:shared".to_string()),
@@ -103,17 +125,37 @@ pub async fn run(args: Args) -> Result<(), String> {
         channel_of,
         max_in_flight: args.max_in_flight.max(1),
     });
-    let clients = publisher::connect(&plan).await.map_err(|e| format!("publisher connect: {e}"))?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let start = Instant::now() + Duration::from_millis(50);
+    let (start, clients) = if leader {
+        let clients = match publisher::connect(&plan).await {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some(g) = &group {
+                    g.abort();
+                }
+                return Err(format!("publisher connect: {e}"));
+            }
+        };
+        if let Some(g) = &group {
+            g.wait_all_ready(group_wait).await?;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let start_us = stats::now_us() + 50_000;
+        if let Some(g) = &group {
+            g.announce_start(start_us);
+        }
+        (group::instant_at(start_us), Some(clients))
+    } else {
+        let g = group.as_ref().expect("followers are in a group");
+        (group::instant_at(g.wait_start(group_wait).await?), None)
+    };
     let measure_start = start + Duration::from_secs_f64(args.warmup);
 
     // CPU and peak RSS over the measured window only (warm-up excluded).
-    let pid = relay_pid.clone();
+    let (pid, p) = (relay_pid.clone(), probe.clone());
     let before = tokio::spawn(async move {
         tokio::time::sleep_until(measure_start.into()).await;
         let rss_reset = pid.as_deref().is_some_and(procstat::reset_peak_rss);
-        (procstat::Cpu::read(pid.as_deref()), rss_reset, Instant::now())
+        (procstat::Cpu::read(&p), rss_reset, Instant::now())
     });
     if let Some(path) = args.top_file.clone() {
         let at = measure_start + Duration::from_secs_f64(args.duration / 2.0);
@@ -127,7 +169,19 @@ pub async fn run(args: Args) -> Result<(), String> {
             }
         });
     }
-    let outcome = publisher::run(plan.clone(), clients, acks.clone(), start).await;
+    let outcome = match clients {
+        Some(clients) => {
+            let o = publisher::run(plan.clone(), clients, acks.clone(), start).await;
+            if let Some(g) = &group {
+                g.announce_done();
+            }
+            o
+        }
+        None => {
+            group.as_ref().expect("followers are in a group").wait_done(group_wait).await?;
+            Outcome::none()
+        }
+    };
     let (cpu_before, rss_reset, window_start) = before.await.map_err(|e| e.to_string())?;
 
     // Phase 3: drain.
@@ -143,7 +197,7 @@ pub async fn run(args: Args) -> Result<(), String> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let window_secs = window_start.elapsed().as_secs_f64();
-    let cpu = cpu_before.delta(&procstat::Cpu::read(relay_pid.as_deref()));
+    let cpu = cpu_before.delta(&procstat::Cpu::read(&probe));
     shared.stopping.store(true, Ordering::Relaxed);
     let rec = stats::merged();
     let relay_rss =
@@ -159,6 +213,7 @@ pub async fn run(args: Args) -> Result<(), String> {
         connections: args.connections,
         subscribed: ok,
         channels: subs_per_channel.iter().filter(|&&n| n > 0).count(),
+        channel_space: args.channels,
         rate: args.rate,
         batch: args.batch,
         duration: args.duration,
@@ -174,7 +229,8 @@ pub async fn run(args: Args) -> Result<(), String> {
         events: shared.events.snapshot(),
         window_secs,
         cpu,
-        relay_pid: relay_pid.as_deref(),
+        probe: &probe,
+        group: group.as_ref().map(|g| (g.index, g.size)),
         relay_rss,
         rss_reset,
     };

@@ -17,7 +17,7 @@ use crate::subscribers::{self, Ready, Shared, Target};
 use crate::{procstat, Args};
 
 pub async fn run(args: Args) -> Result<(), String> {
-    let pid = args.relay_pid.clone().or_else(procstat::find_relay);
+    let pid = procstat::Probe::of(&args).first().map(str::to_string);
     let rss = |key: &str| pid.as_deref().and_then(|p| procstat::status_kb(p, key));
     let target = Arc::new(Target::of(&args)?);
     let shared = Arc::new(Shared {

@@ -2,17 +2,25 @@
 //! (WebSocket subscribers; open-loop publishing through `realtime.publish()` in Postgres) and
 //! measures it: send-to-receive latency in HDR histograms, deliveries/s, errors, the server's CPU
 //! seconds and peak RSS. Modes: `fanout` (src/fanout.rs), `idle` (src/idle.rs: connections and
-//! RSS per connection), `churn` (src/churn.rs: RLS-checked subscribes per second). Connections
-//! are spread over source addresses 127.0.0.1..=127.0.0.K (`--source-ips`), so more than ~60k fit
-//! on loopback. Protocol adapters per server: src/adapter/.
+//! RSS per connection), `churn` (src/churn.rs: RLS-checked subscribes per second), `soak`
+//! (src/soak.rs: a long run with reconnects and resume, checked per connection) and `merge`
+//! (src/merge.rs: one report from the JSON lines of a group of processes, src/group.rs).
+//! Connections are spread over source addresses 127.0.0.1..=127.0.0.K (`--source-ips`), so more
+//! than ~60k fit on loopback, and over the servers of `--url` (several relays). Protocol adapters
+//! per server: src/adapter/.
 
 mod adapter;
 mod churn;
 mod fanout;
+mod group;
 mod idle;
+mod merge;
 mod procstat;
 mod publisher;
 mod report;
+mod soak;
+mod soak_conn;
+mod soak_merge;
 mod stats;
 mod subscribers;
 
@@ -27,6 +35,8 @@ pub enum Mode {
     Fanout,
     Idle,
     Churn,
+    Soak,
+    Merge,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -48,9 +58,10 @@ pub struct Args {
     /// The server under test, for its protocol adapter.
     #[arg(long, value_enum, default_value_t = Proto::Realtime)]
     pub target: Proto,
-    /// Server WebSocket URL (Socket.IO peer: ws://HOST:PORT/socket.io/?EIO=4&transport=websocket).
-    #[arg(long, default_value = "ws://127.0.0.1:4000/v1/socket")]
-    pub url: String,
+    /// Server WebSocket URL (Socket.IO peer: ws://HOST:PORT/socket.io/?EIO=4&transport=websocket);
+    /// several, comma-separated, for several relays: connection i goes to the (i mod n)th.
+    #[arg(long, value_delimiter = ',', default_value = "ws://127.0.0.1:4000/v1/socket")]
+    pub url: Vec<String>,
     /// Postgres URL for the publishing connections.
     #[arg(long, env = "DATABASE_URL", default_value = "")]
     pub database_url: String,
@@ -95,9 +106,31 @@ pub struct Args {
     /// Seconds to wait after the last publish for outstanding deliveries.
     #[arg(long, default_value_t = 5.0)]
     pub drain: f64,
-    /// The relay's pid (CPU and RSS); default: the newest process named realtime-relay.
+    /// The server's pid (CPU and RSS), comma-separated for several; default: the newest process
+    /// named realtime-relay.
+    #[arg(long, value_delimiter = ',')]
+    pub relay_pid: Vec<String>,
+    /// Other processes whose CPU over the window is reported: `label=pid`, or `label=tree:pid`
+    /// for a process and all its children (the postmaster: all of Postgres); comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub watch: Vec<procstat::Watch>,
+    /// Run as one of several processes sharing this file (under /dev/shm; fresh per run): the
+    /// process with `--group-index 0` publishes, all subscribe; `--mode merge` joins their lines.
     #[arg(long)]
-    pub relay_pid: Option<String>,
+    pub group: Option<std::path::PathBuf>,
+    /// Processes in the group.
+    #[arg(long, default_value_t = 1)]
+    pub group_size: usize,
+    /// This process's place in the group (0: the publisher).
+    #[arg(long, default_value_t = 0)]
+    pub group_index: usize,
+    /// Seconds a group member waits for the others (setup of every process included).
+    #[arg(long, default_value_t = 900.0)]
+    pub group_wait: f64,
+    /// Global index of this process's first connection (its channels and source addresses
+    /// follow from it): the connections of the processes before it in the group.
+    #[arg(long, default_value_t = 0)]
+    pub conn_offset: usize,
     /// Tokio worker threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -124,6 +157,18 @@ pub struct Args {
     /// `--mode churn`: HS256 secret to mint the clients' tokens with (the relay's --jwt-secret).
     #[arg(long, env = "REALTIME_JWT_SECRET", default_value = "")]
     pub jwt_secret: String,
+    /// `--mode soak`: share of the connections that reconnect each second (each closes its
+    /// socket and subscribes again with `resume` from the last cursor it saw, on the next relay
+    /// of `--url`).
+    #[arg(long, default_value_t = 0.01)]
+    pub reconnect_share: f64,
+    /// `--mode soak`: seconds per reporting interval (latency percentiles, deliveries/s, the
+    /// servers' RSS and CPU).
+    #[arg(long, default_value_t = 10.0)]
+    pub interval: f64,
+    /// `--mode merge`: files with one JSON line per group member (default: read stdin).
+    #[arg(long, value_delimiter = ',')]
+    pub inputs: Vec<std::path::PathBuf>,
     /// A label copied into the JSON line.
     #[arg(long, default_value = "")]
     pub label: String,
@@ -141,6 +186,8 @@ fn main() {
             Mode::Fanout => fanout::run(args).await,
             Mode::Idle => idle::run(args).await,
             Mode::Churn => churn::run(args).await,
+            Mode::Soak => soak::run(args).await,
+            Mode::Merge => merge::run(args),
         }
     });
     match res {

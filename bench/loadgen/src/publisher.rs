@@ -47,6 +47,19 @@ const MANY: &str = "SELECT realtime.publish(u.c, 'tick', \
      jsonb_build_object('s', u.s, 't', $2::bigint, 'pad', repeat('x', $3::int))) \
      FROM unnest($1::text[], $4::bigint[]) AS u(c, s)";
 
+impl Outcome {
+    /// A process that did not publish (a follower of a group).
+    pub fn none() -> Self {
+        Outcome {
+            published: 0,
+            errors: Events::default(),
+            call_us: stats::histogram(),
+            max_lag_us: 0,
+            late_calls: 0,
+        }
+    }
+}
+
 /// Opens the publishing connections and prepares the statement.
 pub async fn connect(plan: &Plan) -> Result<Vec<(Client, Statement)>, tokio_postgres::Error> {
     let mut out = Vec::with_capacity(plan.connections);

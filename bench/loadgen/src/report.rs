@@ -5,9 +5,9 @@ use std::fmt::Write;
 
 use serde_json::json;
 
-use crate::procstat::Cpu;
+use crate::procstat::{Cpu, Probe};
 use crate::publisher::Outcome;
-use crate::stats::{summary, Recorder};
+use crate::stats::{buckets, summary, Recorder};
 
 pub struct Report<'a> {
     pub label: &'a str,
@@ -18,6 +18,8 @@ pub struct Report<'a> {
     pub subscribed: usize,
     /// Channels with at least one subscriber.
     pub channels: usize,
+    /// `--channels` (per-user: the channel of connection i is i mod this).
+    pub channel_space: u64,
     pub rate: f64,
     pub batch: usize,
     pub duration: f64,
@@ -33,7 +35,10 @@ pub struct Report<'a> {
     pub events: BTreeMap<String, u64>,
     pub window_secs: f64,
     pub cpu: Cpu,
-    pub relay_pid: Option<&'a str>,
+    pub probe: &'a Probe,
+    /// `(index, size)` when this process is one of a group (src/group.rs): the line then
+    /// carries its histograms for `--mode merge`, and only index 0 published.
+    pub group: Option<(usize, usize)>,
     /// (VmHWM, VmRSS) in kB.
     pub relay_rss: Option<(Option<u64>, Option<u64>)>,
     /// Whether the peak RSS was reset at the start of the window (else it is the lifetime peak).
@@ -53,15 +58,23 @@ impl Report<'_> {
         self.rec.deliveries as f64 / self.duration
     }
 
+    /// Server CPU µs per measured delivery (all servers of the run together).
+    fn server_us_per_delivery(&self) -> Option<f64> {
+        let cpu = self.cpu.relay?;
+        (self.rec.deliveries > 0).then(|| (cpu * 1e6 / self.rec.deliveries as f64 * 100.0).round() / 100.0)
+    }
+
     pub fn json(&self) -> String {
         let cpu = |x: Option<f64>| x.map(r2);
         let (peak, end) = self.relay_rss.unwrap_or((None, None));
-        json!({
+        let (servers, watched) = self.cpu.maps(self.probe);
+        let mut line = json!({
             "label": self.label,
             "pattern": self.pattern,
             "connections": self.connections,
             "subscribed": self.subscribed,
             "channels": self.channels,
+            "channel_space": self.channel_space,
             "rate": self.rate,
             "batch": self.batch,
             "duration_s": self.duration,
@@ -84,6 +97,7 @@ impl Report<'_> {
             "ack_to_recv_us": summary(&self.rec.ack_to_recv),
             "delivered_before_ack": self.rec.before_ack,
             "frame_bytes_mean": self.rec.bytes.checked_div(self.rec.deliveries).unwrap_or(0),
+            "frame_bytes": self.rec.bytes,
             "target": self.target,
             "errors": self.events,
             "window_s": r2(self.window_secs),
@@ -92,11 +106,21 @@ impl Report<'_> {
                 "loadgen": cpu(self.cpu.loadgen),
                 "machine_busy": cpu(self.cpu.machine_busy),
                 "machine_capacity": cpu(self.cpu.machine_total),
+                "servers": servers,
+                "watched": watched,
             },
-            "relay_pid": self.relay_pid,
+            "server_us_per_delivery": self.server_us_per_delivery(),
+            "relay_pid": self.probe.servers.join(","),
             "relay_rss_kb": {"peak": peak, "end": end, "peak_is_window": self.rss_reset},
-        })
-        .to_string()
+        });
+        if let Some((index, size)) = self.group {
+            line["group"] = json!({"index": index, "size": size});
+            line["hist"] = json!({
+                "send_to_recv": buckets(&self.rec.send_to_recv),
+                "ack_to_recv": buckets(&self.rec.ack_to_recv),
+            });
+        }
+        line.to_string()
     }
 
     pub fn table(&self) -> String {
@@ -167,10 +191,11 @@ impl Report<'_> {
         let secs = |x: Option<f64>| x.map_or("?".to_string(), |v| format!("{v:.2} s"));
         let _ = writeln!(
             s,
-            "  cpu ({:.1} s)  relay {} ({} of one core)  loadgen {} ({})  machine busy {} of {}",
+            "  cpu ({:.1} s)  server {} ({} of one core, {} µs per delivery)  loadgen {} ({})  machine busy {} of {}",
             self.window_secs,
             secs(self.cpu.relay),
             pct(self.cpu.relay),
+            self.server_us_per_delivery().map_or("?".to_string(), |v| format!("{v:.1}")),
             secs(self.cpu.loadgen),
             pct(self.cpu.loadgen),
             secs(self.cpu.machine_busy),

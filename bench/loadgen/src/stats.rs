@@ -107,22 +107,50 @@ impl Events {
     }
 }
 
-/// When each message's publish call returned (µs since the epoch; 0 = not yet), by `seq`.
-pub struct AckTimes(Vec<AtomicU64>);
+/// When each message's publish call returned (µs since the epoch; 0 = not yet), by `seq`: in
+/// this process, or in the group's shared file ([`crate::group`]).
+pub enum AckTimes {
+    Local(Vec<AtomicU64>),
+    Group(Arc<crate::group::Group>),
+}
 
 impl AckTimes {
     pub fn new(n: usize) -> Self {
-        Self((0..n).map(|_| AtomicU64::new(0)).collect())
+        AckTimes::Local((0..n).map(|_| AtomicU64::new(0)).collect())
     }
 
     pub fn set(&self, seq: u64, us: u64) {
-        if let Some(a) = self.0.get(seq as usize) {
-            a.store(us, Ordering::Release);
+        match self {
+            AckTimes::Local(v) => {
+                if let Some(a) = v.get(seq as usize) {
+                    a.store(us.max(1), Ordering::Release);
+                }
+            }
+            AckTimes::Group(g) => g.set_ack(seq, us),
         }
     }
 
     pub fn get(&self, seq: u64) -> Option<u64> {
-        self.0.get(seq as usize).map(|a| a.load(Ordering::Acquire)).filter(|&v| v != 0)
+        match self {
+            AckTimes::Local(v) => v.get(seq as usize).map(|a| a.load(Ordering::Acquire)).filter(|&v| v != 0),
+            AckTimes::Group(g) => g.ack(seq),
+        }
+    }
+}
+
+/// A histogram as `[[value, count], ...]` (the non-empty buckets), so another process can merge
+/// it ([`from_buckets`]).
+pub fn buckets(h: &Histogram<u64>) -> serde_json::Value {
+    let v: Vec<[u64; 2]> = h.iter_recorded().map(|b| [b.value_iterated_to(), b.count_at_value()]).collect();
+    serde_json::json!(v)
+}
+
+/// Adds [`buckets`] output to `h`.
+pub fn from_buckets(h: &mut Histogram<u64>, v: &serde_json::Value) {
+    for b in v.as_array().into_iter().flatten() {
+        if let (Some(value), Some(count)) = (b[0].as_u64(), b[1].as_u64()) {
+            h.saturating_record_n(value.max(1), count);
+        }
     }
 }
 
@@ -140,4 +168,35 @@ pub fn summary(h: &Histogram<u64>) -> serde_json::Value {
         "max": h.max(),
         "mean": (h.mean() * 10.0).round() / 10.0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_merge_into_the_same_percentiles() {
+        let (mut a, mut b) = (histogram(), histogram());
+        for v in 1..=1000u64 {
+            a.record(v * 37).unwrap();
+            b.record(v * 1013).unwrap();
+        }
+        let mut whole = a.clone();
+        whole.add(&b).unwrap();
+        let mut merged = histogram();
+        from_buckets(&mut merged, &buckets(&a));
+        from_buckets(&mut merged, &buckets(&b));
+        assert_eq!(merged.len(), whole.len());
+        for q in [0.5, 0.9, 0.99, 0.999, 1.0] {
+            assert_eq!(merged.value_at_quantile(q), whole.value_at_quantile(q), "q {q}");
+        }
+    }
+
+    #[test]
+    fn local_ack_times_ignore_seqs_beyond_the_schedule() {
+        let acks = AckTimes::new(2);
+        acks.set(1, 5);
+        acks.set(7, 5);
+        assert_eq!((acks.get(0), acks.get(1), acks.get(7)), (None, Some(5), None));
+    }
 }

@@ -31,25 +31,43 @@ pub struct Shared {
     pub stopping: AtomicBool,
 }
 
-/// How to reach the server under test.
-pub struct Target {
-    pub relay: SocketAddr,
+/// One server's WebSocket endpoint.
+pub struct Endpoint {
+    pub addr: SocketAddr,
     pub url: String,
+}
+
+/// How to reach the server(s) under test.
+pub struct Target {
+    /// Connection i goes to `endpoints[i % len]`.
+    pub endpoints: Vec<Endpoint>,
     pub proto: Proto,
     pub source_ips: u8,
     pub connect_timeout: Duration,
 }
 
 impl Target {
-    /// The server under test as the command line names it.
+    /// The server(s) under test as the command line names them.
     pub fn of(args: &crate::Args) -> Result<Self, String> {
+        let endpoints = args
+            .url
+            .iter()
+            .map(|u| Ok(Endpoint { addr: crate::relay_socket_addr(u)?, url: u.clone() }))
+            .collect::<Result<Vec<_>, String>>()?;
+        if endpoints.is_empty() {
+            return Err("--url names no server".into());
+        }
         Ok(Target {
-            relay: crate::relay_socket_addr(&args.url)?,
-            url: args.url.clone(),
+            endpoints,
             proto: args.target,
             source_ips: args.source_ips,
             connect_timeout: Duration::from_secs_f64(args.connect_timeout),
         })
+    }
+
+    /// The endpoint of (global) connection `i`.
+    pub fn endpoint(&self, i: usize) -> &Endpoint {
+        &self.endpoints[i % self.endpoints.len()]
     }
 }
 
@@ -59,8 +77,8 @@ pub enum Ready {
     Failed(String),
 }
 
-/// Opens connection `i`, subscribes to `channel`, reports on `ready`, then reads until the
-/// socket ends.
+/// Opens connection `i` (a global index: its server and source address follow from it),
+/// subscribes to `channel`, reports on `ready`, then reads until the socket ends.
 pub async fn run_one(
     i: usize,
     channel: String,
@@ -71,7 +89,8 @@ pub async fn run_one(
 ) {
     let permit = gate.acquire_owned().await.expect("gate open");
     let setup = tokio::time::timeout(target.connect_timeout, async {
-        let mut ws = connect(i, &target, &target.url).await?;
+        let ep = target.endpoint(i);
+        let mut ws = connect(i, &target, ep.addr, &ep.url).await?;
         adapter::request(target.proto, &mut ws, target.proto.subscribe(&channel, 1))
             .await
             .map_err(|e| format!("subscribe: {e}"))?;
@@ -95,15 +114,15 @@ pub async fn run_one(
     read_loop(ws, target.proto, &shared).await;
 }
 
-/// TCP connect from source address 127.0.0.(1 + i % source_ips), the WebSocket handshake on
-/// `url`, and the adapter's opening exchange.
-pub async fn connect(i: usize, target: &Target, url: &str) -> Result<Ws, String> {
+/// TCP connect to `addr` from source address 127.0.0.(1 + i % source_ips), the WebSocket
+/// handshake on `url`, and the adapter's opening exchange.
+pub async fn connect(i: usize, target: &Target, addr: SocketAddr, url: &str) -> Result<Ws, String> {
     let source = Ipv4Addr::new(127, 0, 0, 1 + (i % usize::from(target.source_ips)) as u8);
     let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {}", e.kind()))?;
     // SO_REUSEADDR: this side's TIME_WAIT sockets then never keep a server from binding their port.
     socket.set_reuseaddr(true).map_err(|e| format!("reuseaddr: {}", e.kind()))?;
     socket.bind(SocketAddr::new(source.into(), 0)).map_err(|e| format!("bind: {}", e.kind()))?;
-    let stream = socket.connect(target.relay).await.map_err(|e| format!("connect: {}", e.kind()))?;
+    let stream = socket.connect(addr).await.map_err(|e| format!("connect: {}", e.kind()))?;
     stream.set_nodelay(true).map_err(|e| format!("nodelay: {}", e.kind()))?;
     // tungstenite zero-fills its whole read buffer before every read (128 KiB by default):
     // frames here are a few hundred bytes, so a small buffer saves that memset per delivery
@@ -146,8 +165,17 @@ async fn read_loop(mut ws: Ws, proto: Proto, shared: &Shared) {
     }
 }
 
-/// Records one frame; true when it was a ping to answer.
-fn on_text(proto: Proto, text: &str, shared: &Shared) -> bool {
+/// Records one frame (each of its messages); true when it held a ping to answer.
+fn on_text(proto: Proto, frame: &str, shared: &Shared) -> bool {
+    let mut ping = false;
+    for text in proto.pieces(frame) {
+        ping |= on_piece(proto, text, shared);
+    }
+    ping
+}
+
+/// Records one message; true when it was a ping to answer.
+fn on_piece(proto: Proto, text: &str, shared: &Shared) -> bool {
     match proto.decode(text) {
         Incoming::Delivery(Kind::Tick { seq, sent_us }) => {
             let now = stats::now_us();

@@ -1,8 +1,10 @@
 //! Protocol adapters: how the load generator talks to each server under test, so one workload
 //! (same subscribers, same Postgres publishes, same payload) drives our relay and the Node peers
 //! in `bench/peers/`. Each adapter builds the subscribe/unsubscribe frames, performs the opening
-//! exchange after the WebSocket handshake, and decodes received frames into [`Incoming`].
+//! exchange after the WebSocket handshake, and decodes received frames into [`Incoming`]
+//! (one frame may hold several messages: [`Proto::pieces`]).
 
+pub mod centrifuge;
 pub mod realtime;
 pub mod socketio;
 
@@ -25,6 +27,8 @@ pub enum Proto {
     /// The Node Socket.IO peer (`bench/peers/socketio-server.mjs`): engine.io v4 text packets
     /// over the WebSocket transport.
     Socketio,
+    /// The Go Centrifuge peer (`bench/peers/centrifuge/`): Centrifuge's JSON protocol.
+    Centrifuge,
 }
 
 /// What a delivered message frame carries, as far as the load generator cares.
@@ -57,13 +61,21 @@ impl Proto {
             Proto::Realtime => "realtime",
             Proto::Ws => "ws",
             Proto::Socketio => "socketio",
+            Proto::Centrifuge => "centrifuge",
         }
+    }
+
+    /// The messages of one received frame: Centrifuge puts several replies and pushes into one
+    /// frame, one per line; every other server sends one message per frame.
+    pub fn pieces(self, frame: &str) -> Pieces<'_> {
+        Pieces { rest: Some(frame), lines: self == Proto::Centrifuge }
     }
 
     pub fn subscribe(self, channel: &str, reference: u64) -> String {
         match self {
             Proto::Realtime | Proto::Ws => realtime::subscribe(channel, reference),
             Proto::Socketio => socketio::subscribe(channel, reference),
+            Proto::Centrifuge => centrifuge::subscribe(channel, reference),
         }
     }
 
@@ -71,6 +83,7 @@ impl Proto {
         match self {
             Proto::Realtime | Proto::Ws => realtime::unsubscribe(channel, reference),
             Proto::Socketio => socketio::unsubscribe(channel, reference),
+            Proto::Centrifuge => centrifuge::unsubscribe(channel, reference),
         }
     }
 
@@ -84,13 +97,15 @@ impl Proto {
                 k => Incoming::Delivery(k),
             },
             Proto::Socketio => socketio::decode(text),
+            Proto::Centrifuge => centrifuge::decode(text),
         }
     }
 
-    /// The answer to [`Incoming::Ping`].
+    /// The answer to [`Incoming::Ping`] (only Socket.IO asks for one; the others' keep-alives
+    /// are WebSocket pings, which tungstenite answers).
     pub fn pong(self) -> &'static str {
         match self {
-            Proto::Realtime | Proto::Ws => r#"{"type":"ping"}"#,
+            Proto::Realtime | Proto::Ws | Proto::Centrifuge => r#"{"type":"ping"}"#,
             Proto::Socketio => socketio::PONG,
         }
     }
@@ -100,15 +115,45 @@ impl Proto {
         match self {
             Proto::Realtime | Proto::Ws => realtime::frame_type(text),
             Proto::Socketio => format!("packet {}", text.chars().take(2).collect::<String>()),
+            Proto::Centrifuge => centrifuge::frame_type(text),
         }
     }
 
     /// The exchange after the WebSocket handshake and before the first request (Socket.IO:
-    /// engine.io `open`, then the namespace `connect`). Nothing for v1.
+    /// engine.io `open`, then the namespace `connect`; Centrifuge: `connect`). Nothing for v1.
     pub async fn open(self, ws: &mut Ws) -> Result<(), String> {
         match self {
             Proto::Realtime | Proto::Ws => Ok(()),
             Proto::Socketio => socketio::open(ws).await,
+            Proto::Centrifuge => centrifuge::open(ws).await,
+        }
+    }
+}
+
+/// The messages of one frame ([`Proto::pieces`]): the whole frame, or its non-empty lines.
+pub struct Pieces<'a> {
+    rest: Option<&'a str>,
+    lines: bool,
+}
+
+impl<'a> Iterator for Pieces<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        loop {
+            let rest = self.rest?;
+            if !self.lines {
+                self.rest = None;
+                return Some(rest);
+            }
+            let (line, tail) = match rest.find('\n') {
+                Some(at) => (&rest[..at], Some(&rest[at + 1..])),
+                None => (rest, None),
+            };
+            self.rest = tail;
+            if !line.is_empty() {
+                return Some(line);
+            }
         }
     }
 }
@@ -119,13 +164,15 @@ pub async fn request(proto: Proto, ws: &mut Ws, frame: String) -> Result<(), Str
     ws.send(Message::text(frame)).await.map_err(|e| format!("send: {}", short(&e.to_string())))?;
     loop {
         let t = next_text(ws).await?;
-        match proto.decode(&t) {
-            Incoming::Reply(r) => return r,
-            Incoming::Ping => ws
-                .send(Message::text(proto.pong()))
-                .await
-                .map_err(|e| format!("send: {}", short(&e.to_string())))?,
-            Incoming::Delivery(_) | Incoming::Other => {}
+        for piece in proto.pieces(&t) {
+            match proto.decode(piece) {
+                Incoming::Reply(r) => return r,
+                Incoming::Ping => ws
+                    .send(Message::text(proto.pong()))
+                    .await
+                    .map_err(|e| format!("send: {}", short(&e.to_string())))?,
+                Incoming::Delivery(_) | Incoming::Other => {}
+            }
         }
     }
 }
@@ -148,4 +195,21 @@ pub async fn next_text(ws: &mut Ws) -> Result<String, String> {
 /// Error texts can carry addresses or long bodies; keep the kind readable and the map small.
 pub fn short(s: &str) -> String {
     s.chars().take(60).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn centrifuge_frames_split_into_their_lines_and_others_stay_whole() {
+        let frame = "{\"id\":2,\"result\":{}}\n{\"result\":{}}\n";
+        assert_eq!(
+            Proto::Centrifuge.pieces(frame).collect::<Vec<_>>(),
+            ["{\"id\":2,\"result\":{}}", "{\"result\":{}}"]
+        );
+        assert_eq!(Proto::Centrifuge.pieces("a\n\nb").collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(Proto::Realtime.pieces("a\nb").collect::<Vec<_>>(), ["a\nb"]);
+        assert_eq!(Proto::Centrifuge.pieces("").count(), 0);
+    }
 }
