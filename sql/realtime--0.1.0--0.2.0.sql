@@ -455,11 +455,11 @@ REVOKE EXECUTE ON FUNCTION
     realtime.retry_failed_webhooks(bigint, text, timestamptz)
 FROM PUBLIC;
 
--- The message log keeps three indexes instead of four (publish pays for each): (channel, xid)
--- serves what (channel, seq) and (xid) served, see sql/schema.sql.
+-- The message log keeps three indexes instead of four (publish pays for each): (channel, xid,
+-- seq) serves what (channel, seq) and (xid) served, see sql/schema.sql.
 DROP INDEX realtime.messages_channel_seq_idx;
 DROP INDEX realtime.messages_xid_idx;
-CREATE INDEX messages_channel_xid_idx ON realtime.messages (channel, xid);
+CREATE INDEX messages_channel_xid_idx ON realtime.messages (channel, xid, seq);
 
 -- sender_type: a domain instead of the column's CHECK constraint (see sql/schema.sql). The
 -- column's type changes, so Postgres rewrites realtime.messages once, checking every row.

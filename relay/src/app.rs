@@ -11,7 +11,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::core::auth::Authenticator;
 use crate::hub::acks::Acks;
-use crate::hub::Hub;
+use crate::hub::{Budget, Hub, QueueLimits};
 use crate::metrics::Metrics;
 use crate::pg::presence::Presence;
 use crate::pg::replication::ReplicationStatus;
@@ -31,10 +31,23 @@ pub struct App {
     pub acks: Acks,
     /// Open client connections (WebSocket and streams), for `--max-connections`.
     pub connections: AtomicUsize,
+    /// Bytes queued over all sessions (`--send-queue-total-bytes`).
+    pub queue_budget: Arc<Budget>,
+    /// Pool connections replays (resumes and catch-ups) may use at once: half the pool, so a
+    /// burst that sends many subscribers to the log never starves permission checks and
+    /// publishes of connections. Replays wait for a place instead of failing.
+    pub replay_slots: tokio::sync::Semaphore,
     /// The metrics registry.
     pub metrics: Arc<Metrics>,
     /// Presence writes and this relay's presence identity.
     pub presence: Arc<Presence>,
     /// The webhook worker (None with `--webhook-concurrency 0`).
     pub webhooks: Option<Arc<Webhooks>>,
+}
+
+impl App {
+    /// The queue limits of a new session.
+    pub fn queue_limits(&self) -> QueueLimits {
+        QueueLimits { bytes: self.config.send_queue_bytes, budget: self.queue_budget.clone() }
+    }
 }

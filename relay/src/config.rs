@@ -104,9 +104,22 @@ pub struct ServeArgs {
     /// Connections in the pool used for permission checks.
     #[arg(long, env = "REALTIME_POOL_SIZE", default_value_t = 8, value_parser = positive())]
     pub pool_size: usize,
-    /// Frames queued per connection before it is closed as too slow (4009).
-    #[arg(long, env = "REALTIME_SEND_QUEUE", default_value_t = 1024, value_parser = positive())]
-    pub send_queue: usize,
+    /// Bytes queued per connection. A subscriber whose queue is full is not closed: it catches
+    /// up from realtime.messages at its own pace (ephemeral messages it misses meanwhile are
+    /// counted in a `dropped` notice). History pages and replays are cut at half of it.
+    #[arg(long, env = "REALTIME_SEND_QUEUE_BYTES", default_value_t = 1 << 20,
+          value_parser = RangedU64ValueParser::<usize>::new().range(65_536..))]
+    pub send_queue_bytes: usize,
+    /// Bytes queued over all connections together; past it, subscribers catch up from the log
+    /// and connections stop reading requests until their queues drain.
+    #[arg(long, env = "REALTIME_SEND_QUEUE_TOTAL_BYTES", default_value_t = 256 << 20,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1_048_576..))]
+    pub send_queue_total_bytes: usize,
+    /// Seconds a connection may leave its queue unread (no progress writing to it) before it is
+    /// closed as too slow (4009). A slow but steady reader is never closed.
+    #[arg(long, env = "REALTIME_STALL_TIMEOUT_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub stall_timeout_secs: u64,
     /// Largest accepted client frame in bytes (larger: close 1009).
     #[arg(long, env = "REALTIME_MAX_FRAME_BYTES", default_value_t = 1_048_576, value_parser = positive())]
     pub max_frame_bytes: usize,
@@ -228,7 +241,12 @@ pub struct Config {
     pub allow_anon: bool,
     pub relay_id: String,
     pub pool_size: usize,
-    pub send_queue: usize,
+    /// Bytes one connection may queue.
+    pub send_queue_bytes: usize,
+    /// Bytes all connections may queue together.
+    pub send_queue_total_bytes: usize,
+    /// Unread queue time after which a connection is closed (4009).
+    pub stall_timeout: Duration,
     pub max_frame_bytes: usize,
     pub max_subscriptions: usize,
     pub max_publish_rate: u32,
@@ -251,6 +269,12 @@ impl Config {
     /// The replication slot this relay owns.
     pub fn slot_name(&self) -> String {
         format!("realtime_{}", self.relay_id)
+    }
+
+    /// Bytes a history page or a replay page may hold: half a connection's queue, so a page
+    /// always fits beside live traffic.
+    pub fn history_page_bytes(&self) -> usize {
+        self.send_queue_bytes / 2
     }
 }
 
@@ -294,7 +318,9 @@ impl TryFrom<ServeArgs> for Config {
             allow_anon: a.allow_anon,
             relay_id: a.relay_id,
             pool_size: a.pool_size,
-            send_queue: a.send_queue,
+            send_queue_bytes: a.send_queue_bytes,
+            send_queue_total_bytes: a.send_queue_total_bytes,
+            stall_timeout: secs(a.stall_timeout_secs),
             max_frame_bytes: a.max_frame_bytes,
             max_subscriptions: a.max_subscriptions,
             max_publish_rate: a.max_publish_rate,

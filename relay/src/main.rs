@@ -7,6 +7,7 @@ use realtime_relay::config::{Cli, Command, Config, ServeArgs};
 use tokio_util::sync::CancellationToken;
 
 fn main() -> anyhow::Result<()> {
+    return_memory_after_spikes();
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Token(t)) => {
@@ -52,6 +53,19 @@ fn main() -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// glibc's malloc raises its mmap threshold to the size of every large block freed, so after a
+/// spike (large payloads, replies) big blocks come from the heap and the process keeps their
+/// memory. A fixed threshold keeps blocks over 128 KiB in their own mappings, returned to the
+/// system when freed, and a trim threshold returns free heap tops.
+fn return_memory_after_spikes() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; it is called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1024 * 1024);
+    }
 }
 
 /// `realtime-relay check`: prints one line per item and returns the exit code (0: nothing

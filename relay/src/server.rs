@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::core::auth::Authenticator;
 use crate::core::event::{CommitBatch, LogEvent};
 use crate::core::Cursor;
-use crate::hub::Hub;
+use crate::hub::{Budget, Hub};
 use crate::metrics::{as_f64, Metrics, MetricsError};
 use crate::pg::audience::AudienceHandle;
 use crate::pg::replication::{self, ReplicationConfig, ReplicationStatus};
@@ -68,6 +68,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
         tracker: TaskTracker::new(),
         acks: Default::default(),
         connections: Default::default(),
+        queue_budget: Budget::new(config.send_queue_total_bytes),
+        replay_slots: tokio::sync::Semaphore::new((config.pool_size / 2).max(1)),
         metrics,
         presence: Arc::new(crate::pg::presence::Presence::new(&config.relay_id)),
         webhooks,

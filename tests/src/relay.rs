@@ -40,16 +40,18 @@ pub struct Relay {
     secret: String,
 }
 
-/// Path of the relay binary (`REALTIME_RELAY_BIN`, else `debug/realtime-relay` in `CARGO_TARGET_DIR` or
-/// the workspace's `target/`); panics with instructions when it does not exist.
+/// Path of the relay binary (`REALTIME_RELAY_BIN`, else `realtime-relay` in the profile folder
+/// this test binary was built into, e.g. `target/debug/`); panics with instructions when it does
+/// not exist. Taken from the running test's own path, never from a path baked in at compile
+/// time: a build folder copied between checkouts must not run another checkout's relay.
 pub fn relay_bin() -> PathBuf {
     let path = match std::env::var_os("REALTIME_RELAY_BIN") {
         Some(p) => PathBuf::from(p),
         None => {
-            let target = std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("target"));
-            target.join("debug/realtime-relay")
+            let exe = std::env::current_exe().expect("the test binary's path");
+            // target/<profile>/deps/<test binary>
+            let profile = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps");
+            profile.join("realtime-relay")
         }
     };
     if !path.is_file() {

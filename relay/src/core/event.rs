@@ -148,13 +148,14 @@ impl Event {
         }
     }
 
-    /// Bytes it holds (for byte-bounded queues): payload, names and fixed overhead.
+    /// Bytes it holds while queued (for byte-bounded queues): names and a fixed overhead, and
+    /// its content twice, since its encoded frame (cached in the [`Shared`]) holds it again.
     pub fn weight(&self) -> usize {
         const OVERHEAD: usize = 160;
         OVERHEAD
             + match self {
-                Event::Message(m) => m.channel.len() + m.event.len() + m.payload.len(),
-                Event::Presence(p) => p.channel.len() + p.member.presence_id.len() + p.member.state.len(),
+                Event::Message(m) => m.channel.len() + m.event.len() + 2 * m.payload.len(),
+                Event::Presence(p) => p.channel.len() + p.member.presence_id.len() + 2 * p.member.state.len(),
             }
     }
 }
@@ -166,6 +167,7 @@ pub struct Shared {
     pub event: Event,
     /// `commit_time_micros` of its transaction (0: unknown).
     pub commit_time_micros: i64,
+    weight: usize,
     frames: EncodeCache,
 }
 
@@ -174,7 +176,13 @@ pub type SharedEvent = Arc<Shared>;
 
 impl Shared {
     pub fn new(event: Event, commit_time_micros: i64) -> SharedEvent {
-        Arc::new(Shared { event, commit_time_micros, frames: EncodeCache::default() })
+        let weight = event.weight();
+        Arc::new(Shared { event, commit_time_micros, weight, frames: EncodeCache::default() })
+    }
+
+    /// [`Event::weight`], computed once.
+    pub fn weight(&self) -> usize {
+        self.weight
     }
 
     /// The frame of encoding `slot`, encoded by `encode` the first time it is asked for.

@@ -20,8 +20,12 @@ pub enum WireFrame {
 }
 
 impl WireFrame {
-    /// A text frame (no copy, no UTF-8 check: a `String` is UTF-8).
-    pub fn text(s: String) -> Self {
+    /// A text frame (no UTF-8 check: a `String` is UTF-8). Spare capacity is given back first
+    /// (serde_json grows its buffer by doubling), so a frame costs about its length.
+    pub fn text(mut s: String) -> Self {
+        if s.capacity() > s.len() + s.len() / 8 + 64 {
+            s.shrink_to_fit();
+        }
         WireFrame::Text(Utf8Bytes::from(s))
     }
 

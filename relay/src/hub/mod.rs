@@ -1,11 +1,19 @@
 //! The hub: which sessions listen to which channel, and fan-out of committed and ephemeral
 //! events to them. No sockets, no Postgres, no wire format here.
 //!
-//! Each session owns one bounded queue ([`SessionHandle`]). The hub only ever `try_send`s: a
-//! full queue marks the session as too slow (it is then closed with 4009 by its own task) and
-//! never delays delivery to anyone else. Each event is wrapped once in a
+//! Each session owns one queue bounded in bytes ([`SessionHandle`]). The hub only ever
+//! [`SessionHandle::offer`]s, so it never waits on anyone. Each event is wrapped once in a
 //! [`crate::core::event::Shared`] and the same `Arc` goes to every subscriber; each session
 //! encodes it with its protocol, and the encoding is cached in the event, once per protocol.
+//!
+//! **Falling behind.** An event that does not fit in a live subscriber's queue does not close
+//! it: the subscription turns *held* and *overflowed* from the last stored message it got
+//! (the rest of the batch is skipped for it), and the session is told to catch up
+//! ([`SessionHandle::lagged`]): it replays the missed stored messages from `realtime.messages`
+//! at its own pace and turns live again through [`Hub::activate`] — the resume path. Ephemeral
+//! messages missed meanwhile cannot be replayed: they are counted and the client gets an
+//! [`Outbound::Dropped`] notice; presence changes missed meanwhile are made good by an
+//! [`Outbound::PresenceSync`] snapshot at activation.
 //!
 //! A resuming subscription starts *held* ([`Hub::subscribe_held`]): its live events newer than
 //! the position read at registration go to a bounded side buffer while the session replays the
@@ -24,6 +32,7 @@ use crate::core::event::{CommitBatch, Event, LogEvent, Message, Shared, SharedEv
 use crate::core::presence::Member;
 use crate::core::Cursor;
 use crate::metrics::{since_pg_timestamp, HubMetrics};
+use queue::Refused;
 
 pub mod acks;
 pub mod presence;
@@ -31,23 +40,82 @@ mod presence_sync;
 mod queue;
 
 pub use presence_sync::PresenceHub;
-pub use queue::{Outbound, SessionHandle};
+pub use queue::{session_queue, Budget, Outbound, QueueLimits, SessionHandle, SessionQueue};
 
-/// Live events held back for a resuming subscription.
+/// A subscriber getting events as they are dispatched.
+struct Live {
+    session: SessionHandle,
+    /// Every stored message at or below this cursor was delivered to the subscriber (or came
+    /// before its subscription): a catch-up never replays below it.
+    since: Cursor,
+}
+
+/// Events held back for a subscription that is replaying from the table (a resume or a
+/// catch-up).
 struct Held {
     session: SessionHandle,
-    /// Stored messages at or below this cursor are already covered by the replay.
+    /// Stored messages at or below this cursor are the replay's business.
     floor: Cursor,
     events: Vec<SharedEvent>,
+    /// Bytes of `events`, at most `cap`.
+    bytes: usize,
     cap: usize,
-    /// More than `cap` events arrived: the buffer was dropped; the replay must go on from the
-    /// table up to a newer position.
+    /// The buffer was given up (or the subscriber fell behind): the replay must go on from the
+    /// table from `floor` up to a newer position.
     overflowed: bool,
+    /// Ephemeral messages given up since the last activation.
+    dropped: u64,
+    /// Presence events given up since the last activation: send a snapshot at activation.
+    presence_stale: bool,
+}
+
+impl Held {
+    fn new(session: SessionHandle, floor: Cursor, cap: usize) -> Self {
+        Held {
+            session,
+            floor,
+            events: Vec::new(),
+            bytes: 0,
+            cap,
+            overflowed: false,
+            dropped: 0,
+            presence_stale: false,
+        }
+    }
+
+    /// Gives up the buffer: its ephemeral messages count as dropped, its presence events make
+    /// the view stale.
+    fn overflow(&mut self) {
+        self.overflowed = true;
+        for e in std::mem::take(&mut self.events) {
+            self.note_missed(&e);
+        }
+        self.bytes = 0;
+    }
+
+    /// Counts an event this subscription will not get live.
+    fn note_missed(&mut self, event: &SharedEvent) {
+        match &event.event {
+            Event::Message(m) if m.cursor.is_none() => self.dropped += 1,
+            Event::Message(_) => {}
+            Event::Presence(_) => self.presence_stale = true,
+        }
+    }
 }
 
 enum Sub {
-    Live(SessionHandle),
+    Live(Live),
     Held(Mutex<Held>),
+}
+
+/// A live subscriber that fell behind during a dispatch: made held and overflowed after it.
+struct Lag {
+    channel: String,
+    session: u64,
+    /// Everything of the channel at or below this was delivered.
+    from: Cursor,
+    dropped: u64,
+    presence_stale: bool,
 }
 
 /// What [`Hub::activate`] did.
@@ -55,9 +123,9 @@ enum Sub {
 pub enum Activation {
     /// The held events are queued and the subscription is live.
     Done,
-    /// The side buffer overflowed: replay from the table up to this new position, then try again.
-    /// (The subscription stays held, with an empty buffer above the new position.)
-    Overflowed(Option<Cursor>),
+    /// The side buffer overflowed: replay `(from, to]` from the table, then try again. (The
+    /// subscription stays held, with an empty buffer above `to`.)
+    Overflowed { from: Cursor, to: Option<Cursor> },
     /// The session queue has no room for the held events yet; try again shortly.
     NoRoom,
     /// The subscription is gone (unsubscribed or the session ended).
@@ -129,10 +197,11 @@ impl Hub {
     ) -> bool {
         let mut state = self.state.write().expect("hub lock");
         let joined = Joined { position: self.position(), members: self.presence.members(channel) };
+        let since = joined.position.unwrap_or(Cursor::MIN);
         if !session.send(reply(joined)) {
             return false;
         }
-        self.insert(&mut state, channel, session.id, Sub::Live(session.clone()));
+        self.insert(&mut state, channel, session.id, Sub::Live(Live { session: session.clone(), since }));
         true
     }
 
@@ -155,25 +224,20 @@ impl Hub {
 
     /// Adds `session` to `channel` in the held state (see the module docs) and returns what it
     /// joined, read under the same lock: every stored message above `position` will be held
-    /// for the session (up to `cap` events), every one at or below it is the replay's
-    /// business; presence events after `members` are held too.
-    pub fn subscribe_held(&self, channel: &str, session: &SessionHandle, cap: usize) -> Joined {
+    /// for the session (up to its queue's byte budget), every one at or below it is the
+    /// replay's business; presence events after `members` are held too.
+    pub fn subscribe_held(&self, channel: &str, session: &SessionHandle) -> Joined {
         let mut state = self.state.write().expect("hub lock");
         let position = self.position();
-        let held = Held {
-            session: session.clone(),
-            floor: position.unwrap_or(Cursor::MIN),
-            events: Vec::new(),
-            cap,
-            overflowed: false,
-        };
+        let held = Held::new(session.clone(), position.unwrap_or(Cursor::MIN), session.budget_bytes());
         self.insert(&mut state, channel, session.id, Sub::Held(Mutex::new(held)));
         Joined { position, members: self.presence.members(channel) }
     }
 
-    /// Ends the held state of `session_id` on `channel`: queues the held events (all newer than
-    /// the replayed range) and switches to direct delivery, unless the buffer overflowed or the
-    /// queue lacks room for it. See [`Activation`].
+    /// Ends the held state of `session_id` on `channel`: queues a presence snapshot and a
+    /// dropped-messages notice when the subscription missed any, then the held events (all
+    /// newer than the replayed range), and switches to direct delivery; unless the buffer
+    /// overflowed or the queue lacks room for it. See [`Activation`].
     pub fn activate(&self, channel: &str, session_id: u64) -> Activation {
         let mut state = self.state.write().expect("hub lock");
         let position = self.position();
@@ -184,17 +248,24 @@ impl Hub {
         let held = held.get_mut().expect("held lock");
         if held.overflowed {
             held.overflowed = false;
-            held.events.clear();
-            held.floor = position.unwrap_or(Cursor::MIN);
-            return Activation::Overflowed(position);
+            let from = std::mem::replace(&mut held.floor, position.unwrap_or(Cursor::MIN));
+            return Activation::Overflowed { from, to: position };
         }
-        if held.events.len() > held.session.room() {
+        if !held.session.fits(held.bytes) {
             return Activation::NoRoom;
+        }
+        if held.presence_stale {
+            let members = self.presence.members(channel);
+            held.session.send(Outbound::PresenceSync { channel: channel.to_string(), members });
+        }
+        if held.dropped > 0 {
+            held.session.send(Outbound::Dropped { channel: channel.to_string(), count: held.dropped });
         }
         for event in held.events.drain(..) {
             held.session.send(Outbound::Event(event));
         }
-        *sub = Sub::Live(held.session.clone());
+        let since = position.unwrap_or(Cursor::MIN).max(held.floor);
+        *sub = Sub::Live(Live { session: held.session.clone(), since });
         Activation::Done
     }
 
@@ -225,17 +296,17 @@ impl Hub {
         let state = self.state.read().expect("hub lock");
         let latency = since_pg_timestamp(batch.commit_time_micros).map(|d| d.as_secs_f64());
         let latencies = self.metrics.commit_to_send.local();
-        let mut queued = 0;
-        let mut last_commit = None;
+        let mut d = Dispatch { position: self.position().unwrap_or(Cursor::MIN), ..Dispatch::default() };
         for event in batch.events {
             let (message, subs): (Message, _) = match event {
                 LogEvent::Presence(op) => {
-                    queued += self.presence_op(&state, &op);
+                    let events = self.presence.apply(&op);
+                    d.queued += self.send_presence(&state, events, &mut d);
                     continue;
                 }
                 LogEvent::Stored(m) => {
                     self.metrics.stored_dispatched.inc();
-                    last_commit = Some(m.cursor.commit_lsn);
+                    d.last_stored = Some(m.cursor);
                     let Some(subs) = state.channels.get(&m.channel).filter(|s| !s.is_empty()) else {
                         continue;
                     };
@@ -250,7 +321,7 @@ impl Hub {
             };
             let stored = message.cursor.is_some();
             let shared = Shared::new(Event::Message(message), batch.commit_time_micros);
-            let sent = self.deliver(subs, &shared);
+            let sent = self.deliver(subs, &shared, &mut d);
             if sent > 0 {
                 if let Some(secs) = latency {
                     (0..sent).for_each(|_| latencies.observe(secs));
@@ -262,29 +333,53 @@ impl Hub {
                 };
                 path.inc_by(sent as u64);
             }
-            queued += sent;
+            d.queued += sent;
         }
         latencies.flush();
+        drop(state);
         // One advance per batch: the end of the commit sorts after every cursor in it, and
         // subscribers only read the position under the write lock, never mid-batch.
-        if let Some(lsn) = last_commit {
-            self.advance_position(Cursor::end_of_commit(lsn));
+        if let Some(c) = d.last_stored {
+            self.advance_position(Cursor::end_of_commit(c.commit_lsn));
         }
-        self.metrics.frames_queued.inc_by(queued as u64);
-        queued
+        self.fall_behind(d.lagged);
+        self.metrics.frames_queued.inc_by(d.queued as u64);
+        d.queued
     }
 
-    /// Queues `event` to every live subscriber in `subs` and holds it for held ones. Returns
-    /// how many live subscribers it was queued to.
-    fn deliver(&self, subs: &HashMap<u64, Sub>, event: &SharedEvent) -> usize {
+    /// Queues `event` to every live subscriber in `subs` and holds it for held ones. A live
+    /// subscriber it does not fit is noted as fallen behind. Returns how many live subscribers
+    /// it was queued to.
+    fn deliver(&self, subs: &HashMap<u64, Sub>, event: &SharedEvent, d: &mut Dispatch) -> usize {
         let mut sent = 0;
-        for s in subs.values() {
+        for (id, s) in subs {
             match s {
-                Sub::Live(s) => {
-                    if s.send(Outbound::Event(event.clone())) {
-                        sent += 1;
-                    } else {
-                        self.metrics.dropped_slow.inc();
+                Sub::Live(live) => {
+                    if !d.lagged.is_empty()
+                        && d.lagged.iter().any(|l| l.session == *id && l.channel == event.event.channel())
+                    {
+                        d.missed(*id, event);
+                        continue;
+                    }
+                    match live.session.offer(Outbound::Event(event.clone())) {
+                        Ok(()) => sent += 1,
+                        Err(Refused::Gone) => {}
+                        Err(Refused::Full) => {
+                            self.metrics.dropped_slow.inc();
+                            // Everything of the channel before this event was delivered.
+                            let before = match event.event.cursor() {
+                                Some(c) => Cursor::new(c.commit_lsn, c.seq.saturating_sub(1)),
+                                None => d.last_stored.map_or(d.position, |c| c.max(d.position)),
+                            };
+                            d.lagged.push(Lag {
+                                channel: event.event.channel().to_string(),
+                                session: *id,
+                                from: before.max(live.since),
+                                dropped: 0,
+                                presence_stale: false,
+                            });
+                            d.missed(*id, event);
+                        }
                     }
                 }
                 Sub::Held(h) => hold(&mut h.lock().expect("held lock"), event),
@@ -292,48 +387,103 @@ impl Hub {
         }
         sent
     }
-}
 
-impl Hub {
+    /// Turns the live subscribers that fell behind during a dispatch into held, overflowed
+    /// ones and tells their sessions to catch up.
+    fn fall_behind(&self, lagged: Vec<Lag>) {
+        if lagged.is_empty() {
+            return;
+        }
+        let mut state = self.state.write().expect("hub lock");
+        for lag in lagged {
+            let Some(sub) = state.channels.get_mut(&lag.channel).and_then(|s| s.get_mut(&lag.session)) else {
+                continue;
+            };
+            let Sub::Live(live) = sub else { continue };
+            let session = live.session.clone();
+            let mut held = Held::new(session.clone(), lag.from, session.budget_bytes());
+            held.overflowed = true;
+            held.dropped = lag.dropped;
+            held.presence_stale = lag.presence_stale;
+            *sub = Sub::Held(Mutex::new(held));
+            self.metrics.catch_ups.inc();
+            session.lagged(&lag.channel);
+        }
+    }
+
     /// Loads the presence view from the table snapshot `rows` plus the ops buffered since the
     /// start-up marker (see [`presence_sync`]) and sends the events it causes; false when the
     /// marker was not reached (nothing changed).
     pub fn presence_load(&self, rows: Vec<crate::core::presence::Tracked>) -> bool {
         let state = self.state.write().expect("hub lock");
         let Some(events) = self.presence.load(rows) else { return false };
-        self.send_presence(&state, events);
+        let mut d = Dispatch { position: self.position().unwrap_or(Cursor::MIN), ..Dispatch::default() };
+        self.send_presence(&state, events, &mut d);
+        drop(state);
+        self.fall_behind(d.lagged);
         true
     }
 
-    /// Dispatch of one presence op from the stream (hub read lock held by the caller).
-    fn presence_op(&self, state: &State, op: &crate::core::presence::PresenceOp) -> usize {
-        let events = self.presence.apply(op);
-        self.send_presence(state, events)
-    }
-
     /// Wraps each presence event once and queues it to the channel's subscribers.
-    fn send_presence(&self, state: &State, events: Vec<crate::core::presence::PresenceEvent>) -> usize {
+    fn send_presence(
+        &self,
+        state: &State,
+        events: Vec<crate::core::presence::PresenceEvent>,
+        d: &mut Dispatch,
+    ) -> usize {
         let mut queued = 0;
         for e in events {
             let Some(subs) = state.channels.get(&e.channel) else { continue };
-            queued += self.deliver(subs, &Shared::new(Event::Presence(e), 0));
+            queued += self.deliver(subs, &Shared::new(Event::Presence(e), 0), d);
         }
         self.metrics.presence_frames.inc_by(queued as u64);
         queued
     }
 }
 
+/// What one dispatch keeps track of.
+#[derive(Default)]
+struct Dispatch {
+    /// The hub position before the batch.
+    position: Cursor,
+    /// The last stored message of the batch so far.
+    last_stored: Option<Cursor>,
+    /// Live subscribers that fell behind in this batch (the rest of it is skipped for them).
+    lagged: Vec<Lag>,
+    queued: usize,
+}
+
+impl Dispatch {
+    /// Notes an event skipped for a subscriber that fell behind.
+    fn missed(&mut self, session: u64, event: &SharedEvent) {
+        let channel = event.event.channel();
+        if let Some(l) = self.lagged.iter_mut().find(|l| l.session == session && l.channel == channel) {
+            match &event.event {
+                Event::Message(m) if m.cursor.is_none() => l.dropped += 1,
+                Event::Message(_) => {}
+                Event::Presence(_) => l.presence_stale = true,
+            }
+        }
+    }
+}
+
 /// Keeps `event` for a held subscription: stored messages at or below the floor are dropped
-/// (the replay covers them); past the cap the buffer is given up (see [`Activation::Overflowed`]).
+/// (the replay covers them); past the byte cap the buffer is given up (see
+/// [`Activation::Overflowed`]), and so is everything after it until the next activation.
 fn hold(held: &mut Held, event: &SharedEvent) {
-    if held.overflowed || event.event.cursor().is_some_and(|c| c <= held.floor) {
+    if event.event.cursor().is_some_and(|c| c <= held.floor) {
         return;
     }
-    if held.events.len() >= held.cap {
-        held.overflowed = true;
-        held.events = Vec::new();
+    if held.overflowed {
+        held.note_missed(event);
         return;
     }
+    if held.bytes + event.weight() > held.cap {
+        held.overflow();
+        held.note_missed(event);
+        return;
+    }
+    held.bytes += event.weight();
     held.events.push(event.clone());
 }
 

@@ -1,61 +1,203 @@
-//! A session's queue as the hub and the services see it: the bounded channel to the session's
-//! writer, and the "too slow" signal.
+//! A session's queue: what the hub and the services put in for one connection, bounded in
+//! bytes, and what its writer takes out.
 //!
 //! What goes in is protocol-neutral ([`Outbound`]): events shared by every subscriber, this
-//! session's replays, resets and revocations, and frames the session's protocol already
-//! encoded (replies). The writer encodes the rest with its protocol's codec.
+//! session's replays, resets, revocations and notices, and frames the session's protocol
+//! already encoded (replies). The writer encodes the rest with its protocol's codec.
+//!
+//! **Bytes, not frames.** Every item has a weight (its payload and names plus a fixed
+//! overhead, or an encoded frame's length). A session may hold at most its own budget
+//! (`--send-queue-bytes`) and all sessions together at most a shared one
+//! (`--send-queue-total-bytes`). The hub only [`SessionHandle::offer`]s: an event that does
+//! not fit is refused and the hub turns the subscription into a catch-up from
+//! `realtime.messages` (see `crate::hub`), so a burst never closes a client. A session's own
+//! replies are always queued ([`SessionHandle::send`]); its reader stops reading requests
+//! while the queue is over budget ([`SessionHandle::over_budget`]), so a client that sends
+//! without reading is held back by TCP instead of growing the queue.
+//!
+//! **Stalls.** The writer records its progress; a queue that holds bytes and made no progress
+//! for the stall timeout is a client that reads nothing ([`SessionHandle::stalled_for`]), the
+//! only one that is closed (4009).
 
-use tokio::sync::mpsc;
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::core::event::{Message, SharedEvent};
 use crate::core::frame::WireFrame;
+use crate::core::presence::Member;
 use crate::core::{Cursor, ErrorCode};
+
+/// Fixed bytes counted per queued item beside what it carries.
+const ITEM_OVERHEAD: usize = 160;
 
 /// One item of a session's queue.
 #[derive(Debug, Clone)]
 pub enum Outbound {
     /// A live event (message or presence change), shared with the channel's other subscribers.
     Event(SharedEvent),
-    /// A stored message replayed from the table on resume (this session's own).
+    /// A stored message replayed from the table (on resume or catch-up; this session's own).
     Replayed(Message),
     /// The channel's stream starts again at `cursor`: the client must refetch its state.
     Reset { channel: String, cursor: Option<Cursor> },
     /// The subscription was ended by the server (access revoked, channel gone).
     Unsubscribed { channel: String, code: ErrorCode, message: String },
+    /// `count` ephemeral messages of `channel` were not delivered: the subscriber had fallen
+    /// behind (stored messages are caught up from the log; ephemeral ones cannot be).
+    Dropped { channel: String, count: u64 },
+    /// The channel's presence members now, replacing what the client knew: sent after a
+    /// catch-up, since presence changes are not kept while a subscriber is behind.
+    PresenceSync { channel: String, members: Vec<Member> },
     /// A frame the session's protocol has already encoded (a reply).
     Frame(WireFrame),
 }
 
-/// The hub's end of one session: its bounded queue and its "too slow" signal.
+impl Outbound {
+    /// Bytes this item holds while queued.
+    pub fn weight(&self) -> usize {
+        if let Outbound::Event(e) = self {
+            return e.weight();
+        }
+        ITEM_OVERHEAD
+            + match self {
+                Outbound::Event(_) => 0,
+                Outbound::Replayed(m) => m.channel.len() + m.event.len() + m.payload.len(),
+                Outbound::Reset { channel, .. } | Outbound::Dropped { channel, .. } => channel.len(),
+                Outbound::Unsubscribed { channel, message, .. } => channel.len() + message.len(),
+                Outbound::PresenceSync { channel, members } => {
+                    channel.len()
+                        + members.iter().map(|m| 64 + m.presence_id.len() + m.state.len()).sum::<usize>()
+                }
+                Outbound::Frame(f) => f.len(),
+            }
+    }
+}
+
+/// The bytes every session's queue may hold together.
+#[derive(Debug)]
+pub struct Budget {
+    used: AtomicUsize,
+    max: usize,
+}
+
+impl Budget {
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(Budget { used: AtomicUsize::new(0), max })
+    }
+
+    /// Bytes queued over all sessions now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+}
+
+/// The per-session limits.
+#[derive(Debug, Clone)]
+pub struct QueueLimits {
+    /// Bytes this session may queue.
+    pub bytes: usize,
+    /// Shared by every session.
+    pub budget: Arc<Budget>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    /// Bytes queued now.
+    bytes: AtomicUsize,
+    limits: QueueLimits,
+    /// Signalled when the writer took items out.
+    room: Notify,
+    /// Milliseconds since `epoch` of the writer's last progress, or of the moment the queue
+    /// went from empty to non-empty, whichever is later.
+    progress_ms: AtomicU64,
+    epoch: Instant,
+    /// Cancelled to close the session as too slow (4009).
+    slow: CancellationToken,
+    /// Channels whose subscription fell behind and waits for a catch-up.
+    lagging: Mutex<BTreeSet<String>>,
+    lag: Notify,
+}
+
+impl Shared {
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn add(&self, w: usize) {
+        if self.bytes.fetch_add(w, Ordering::AcqRel) == 0 {
+            self.progress_ms.store(self.now_ms(), Ordering::Relaxed);
+        }
+        self.limits.budget.used.fetch_add(w, Ordering::AcqRel);
+    }
+
+    fn sub(&self, w: usize) {
+        self.bytes.fetch_sub(w, Ordering::AcqRel);
+        self.limits.budget.used.fetch_sub(w, Ordering::AcqRel);
+    }
+}
+
+/// Why [`SessionHandle::offer`] did not queue an item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Over the session's or the shared budget.
+    Full,
+    /// The session is ending.
+    Gone,
+}
+
+/// The hub's and the services' end of one session's queue.
 #[derive(Clone, Debug)]
 pub struct SessionHandle {
     pub id: u64,
-    tx: mpsc::Sender<Outbound>,
-    slow: CancellationToken,
+    tx: mpsc::UnboundedSender<(Outbound, usize)>,
+    shared: Arc<Shared>,
+}
+
+/// The writer's end of a session's queue.
+#[derive(Debug)]
+pub struct SessionQueue {
+    rx: mpsc::UnboundedReceiver<(Outbound, usize)>,
+    shared: Arc<Shared>,
+}
+
+/// A new session queue: the handle (for the hub and the services) and the queue (for the
+/// writer).
+pub fn session_queue(id: u64, limits: QueueLimits) -> (SessionHandle, SessionQueue) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared {
+        bytes: AtomicUsize::new(0),
+        limits,
+        room: Notify::new(),
+        progress_ms: AtomicU64::new(0),
+        epoch: Instant::now(),
+        slow: CancellationToken::new(),
+        lagging: Mutex::new(BTreeSet::new()),
+        lag: Notify::new(),
+    });
+    (SessionHandle { id, tx, shared: shared.clone() }, SessionQueue { rx, shared })
 }
 
 impl SessionHandle {
-    pub fn new(id: u64, tx: mpsc::Sender<Outbound>, slow: CancellationToken) -> Self {
-        Self { id, tx, slow }
+    fn push(&self, item: Outbound, w: usize) -> Result<(), Refused> {
+        self.shared.add(w);
+        self.tx.send((item, w)).map_err(|_| {
+            self.shared.sub(w);
+            Refused::Gone
+        })
     }
 
-    /// Queues an item without waiting. A full queue marks the session too slow; returns whether
-    /// the item was queued.
+    /// Queues an item whatever the budget (a reply or notice of this session's own; its reader
+    /// stops reading requests while the queue is over budget). False when the session is gone.
     pub fn send(&self, item: Outbound) -> bool {
-        // Once an item was dropped, nothing more may follow it: the client must see a clean
-        // prefix of the stream and then its close (4009), never a gap followed by later frames.
-        if self.slow.is_cancelled() {
+        if self.is_gone() {
             return false;
         }
-        match self.tx.try_send(item) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.slow.cancel();
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
+        let w = item.weight();
+        self.push(item, w).is_ok()
     }
 
     /// Queues a frame its protocol already encoded.
@@ -63,23 +205,220 @@ impl SessionHandle {
         self.send(Outbound::Frame(frame))
     }
 
-    /// Free slots in the queue right now.
-    pub fn room(&self) -> usize {
-        self.tx.capacity()
+    /// Queues an event if it fits in the session's and the shared budget.
+    pub fn offer(&self, item: Outbound) -> Result<(), Refused> {
+        if self.is_gone() {
+            return Err(Refused::Gone);
+        }
+        let w = item.weight();
+        if !self.fits(w) {
+            return Err(Refused::Full);
+        }
+        self.push(item, w)
     }
 
-    /// The queue's size.
-    pub fn queue_size(&self) -> usize {
-        self.tx.max_capacity()
+    /// Whether `w` more bytes fit in the session's and the shared budget now.
+    pub fn fits(&self, w: usize) -> bool {
+        let l = &self.shared.limits;
+        self.shared.bytes.load(Ordering::Acquire) + w <= l.bytes && l.budget.used() + w <= l.budget.max
+    }
+
+    /// Whether the queue is strictly under its budget.
+    fn under(&self) -> bool {
+        let l = &self.shared.limits;
+        self.shared.bytes.load(Ordering::Acquire) < l.bytes && l.budget.used() < l.budget.max
+    }
+
+    /// Whether the queue is under half its budget (and the shared budget has room): the
+    /// session may read the next request, and replays may queue more.
+    pub fn has_room(&self) -> bool {
+        self.fits(self.shared.limits.bytes / 2)
+    }
+
+    /// Waits until [`SessionHandle::has_room`] (or the session is gone).
+    pub async fn wait_room(&self) {
+        loop {
+            let notified = self.shared.room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.has_room() || self.is_gone() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Whether the queue holds its whole budget (or the shared budget is spent): the session's
+    /// reader then reads no more requests until the writer makes room.
+    pub fn over_budget(&self) -> bool {
+        !self.under()
+    }
+
+    /// Waits until [`SessionHandle::over_budget`] is false (or the session is gone).
+    pub async fn wait_under_budget(&self) {
+        loop {
+            let notified = self.shared.room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !self.over_budget() || self.is_gone() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// When the writer last handed data to the socket (or the queue last went from empty to
+    /// not empty): a client that reads what it is sent is alive.
+    pub fn last_progress(&self) -> Instant {
+        self.shared.epoch + Duration::from_millis(self.shared.progress_ms.load(Ordering::Relaxed))
+    }
+
+    /// Bytes queued now.
+    pub fn queued_bytes(&self) -> usize {
+        self.shared.bytes.load(Ordering::Acquire)
+    }
+
+    /// The session's byte budget.
+    pub fn budget_bytes(&self) -> usize {
+        self.shared.limits.bytes
+    }
+
+    /// How long the queue has held bytes without the writer making progress; zero when it is
+    /// empty.
+    pub fn stalled_for(&self) -> Duration {
+        if self.queued_bytes() == 0 {
+            return Duration::ZERO;
+        }
+        let since = self.shared.progress_ms.load(Ordering::Relaxed);
+        Duration::from_millis(self.shared.now_ms().saturating_sub(since))
     }
 
     /// Marks the session too slow (it is then closed with 4009).
     pub fn mark_slow(&self) {
-        self.slow.cancel();
+        self.shared.slow.cancel();
     }
 
-    /// True once the session was marked too slow or its queue closed.
+    /// Cancelled when the session was marked too slow.
+    pub fn slow_signal(&self) -> CancellationToken {
+        self.shared.slow.clone()
+    }
+
+    /// True once the session was marked too slow or its writer is gone.
     pub fn is_gone(&self) -> bool {
-        self.slow.is_cancelled() || self.tx.is_closed()
+        self.shared.slow.is_cancelled() || self.tx.is_closed()
+    }
+
+    /// Notes that `channel`'s subscription fell behind and needs a catch-up.
+    pub fn lagged(&self, channel: &str) {
+        self.shared.lagging.lock().expect("lagging lock").insert(channel.to_string());
+        self.shared.lag.notify_one();
+    }
+
+    /// Waits for and takes the channels that fell behind.
+    pub async fn next_lagging(&self) -> Vec<String> {
+        loop {
+            let taken: Vec<String> =
+                std::mem::take(&mut *self.shared.lagging.lock().expect("lagging lock")).into_iter().collect();
+            if !taken.is_empty() {
+                return taken;
+            }
+            self.shared.lag.notified().await;
+        }
+    }
+}
+
+impl SessionQueue {
+    /// The next item, waiting for one; None when every handle is gone.
+    pub async fn recv(&mut self) -> Option<Outbound> {
+        let (item, w) = self.rx.recv().await?;
+        self.took(w);
+        Some(item)
+    }
+
+    /// The next item if one is queued.
+    pub fn try_recv(&mut self) -> Option<Outbound> {
+        let (item, w) = self.rx.try_recv().ok()?;
+        self.took(w);
+        Some(item)
+    }
+
+    fn took(&self, w: usize) {
+        self.shared.sub(w);
+        self.shared.room.notify_waiters();
+    }
+
+    /// Records that the writer handed data to the socket.
+    pub fn progressed(&self) {
+        self.shared.progress_ms.store(self.shared.now_ms(), Ordering::Relaxed);
+    }
+}
+
+impl Drop for SessionQueue {
+    fn drop(&mut self) {
+        // Whatever is still queued leaves the shared budget.
+        self.rx.close();
+        while let Ok((_, w)) = self.rx.try_recv() {
+            self.shared.sub(w);
+        }
+        self.shared.room.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(n: usize) -> Outbound {
+        Outbound::Frame(WireFrame::text("x".repeat(n)))
+    }
+
+    #[test]
+    fn offers_are_refused_past_the_session_or_the_shared_budget_and_replies_are_not() {
+        let budget = Budget::new(10_000);
+        let (a, mut qa) = session_queue(1, QueueLimits { bytes: 3_000, budget: budget.clone() });
+        let (b, _qb) = session_queue(2, QueueLimits { bytes: 100_000, budget: budget.clone() });
+        assert_eq!(a.offer(frame(1_000)), Ok(()));
+        assert_eq!(a.offer(frame(1_000)), Ok(()));
+        assert_eq!(a.offer(frame(1_000)), Err(Refused::Full), "over the session's 3,000 bytes");
+        assert!(a.send(frame(5_000)), "a reply is queued whatever the budget");
+        assert!(!a.has_room());
+        assert_eq!(b.offer(frame(3_000)), Err(Refused::Full), "over the shared 10,000 bytes");
+        assert_eq!(budget.used(), 2 * 1_160 + 5_160);
+        while qa.try_recv().is_some() {}
+        assert_eq!((a.queued_bytes(), budget.used()), (0, 0));
+        assert!(a.has_room());
+        assert_eq!(b.offer(frame(3_000)), Ok(()));
+    }
+
+    #[test]
+    fn a_dropped_writer_returns_its_bytes_and_refuses_more() {
+        let budget = Budget::new(1 << 20);
+        let (a, qa) = session_queue(1, QueueLimits { bytes: 1 << 20, budget: budget.clone() });
+        a.send(frame(100));
+        drop(qa);
+        assert_eq!(budget.used(), 0);
+        assert!(a.is_gone());
+        assert_eq!(a.offer(frame(1)), Err(Refused::Gone));
+    }
+
+    #[tokio::test]
+    async fn a_queue_that_holds_bytes_without_progress_is_stalled() {
+        let (a, q) = session_queue(1, QueueLimits { bytes: 1 << 20, budget: Budget::new(1 << 20) });
+        assert_eq!(a.stalled_for(), Duration::ZERO, "empty: never stalled");
+        a.send(frame(10));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(a.stalled_for() >= Duration::from_millis(25));
+        q.progressed();
+        assert!(a.stalled_for() < Duration::from_millis(25));
+    }
+
+    #[tokio::test]
+    async fn lagging_channels_are_taken_once() {
+        let (a, _q) = session_queue(1, QueueLimits { bytes: 1 << 20, budget: Budget::new(1 << 20) });
+        a.lagged("b");
+        a.lagged("a");
+        a.lagged("b");
+        assert_eq!(a.next_lagging().await, ["a", "b"]);
+        assert!(tokio::time::timeout(Duration::from_millis(20), a.next_lagging()).await.is_err());
     }
 }

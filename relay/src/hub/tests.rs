@@ -2,22 +2,27 @@
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::core::event::{Ephemeral, StoredMessage};
 use crate::core::frame::WireFrame;
+use crate::core::presence::PresenceOp;
 use crate::metrics::Metrics;
 
 pub(super) fn hub() -> Hub {
     Hub::new(Metrics::new().unwrap().hub.clone())
 }
 
-pub(super) fn session(hub: &Hub, cap: usize) -> (SessionHandle, mpsc::Receiver<Outbound>, CancellationToken) {
-    let (tx, rx) = mpsc::channel(cap);
-    let slow = CancellationToken::new();
-    (SessionHandle::new(hub.next_session_id(), tx, slow.clone()), rx, slow)
+/// Bytes of one of the small test events (`stored`, `typing`).
+const EVENT: usize = 170;
+
+/// A session whose queue holds `bytes`.
+pub(super) fn session(hub: &Hub, bytes: usize) -> (SessionHandle, SessionQueue, CancellationToken) {
+    let limits = QueueLimits { bytes, budget: Budget::new(1 << 30) };
+    let (handle, queue) = session_queue(hub.next_session_id(), limits);
+    let slow = handle.slow_signal();
+    (handle, queue, slow)
 }
 
 /// A stand-in for a protocol's subscribe reply.
@@ -59,9 +64,9 @@ fn n(o: Outbound) -> i64 {
 }
 
 /// Two sessions subscribed to channel "c"; returns their queues (the subscribe replies read).
-fn two_subscribers_of_c(hub: &Hub) -> (mpsc::Receiver<Outbound>, mpsc::Receiver<Outbound>) {
-    let (a, mut ra, _) = session(hub, 8);
-    let (b, mut rb, _) = session(hub, 8);
+fn two_subscribers_of_c(hub: &Hub) -> (SessionQueue, SessionQueue) {
+    let (a, mut ra, _) = session(hub, 100 * EVENT);
+    let (b, mut rb, _) = session(hub, 100 * EVENT);
     hub.subscribe("c", &a, reply);
     hub.subscribe("c", &b, reply);
     ra.try_recv().unwrap();
@@ -105,7 +110,7 @@ fn dispatch(hub: &Hub, events: Vec<LogEvent>) -> usize {
 fn subscribe_reply_is_queued_before_messages_and_carries_position() {
     let hub = hub();
     dispatch(&hub, vec![stored("other", 5, 1)]);
-    let (s, mut rx, _) = session(&hub, 8);
+    let (s, mut rx, _) = session(&hub, 100 * EVENT);
     assert!(hub.subscribe("c", &s, |j| text(&format!("reply {}", j.position.unwrap()))));
     dispatch(&hub, vec![stored("c", 9, 2)]);
     assert_eq!(frame_text(rx.try_recv().unwrap()), format!("reply {}", Cursor::end_of_commit(5)));
@@ -135,27 +140,83 @@ fn dispatch_reports_subscribers_of_stored_messages_only() {
 }
 
 #[test]
-fn full_queue_marks_only_that_session_slow() {
+fn a_full_queue_makes_only_that_subscriber_fall_behind_from_its_last_message() {
     let hub = hub();
-    let (slow_s, _slow_rx, slow_flag) = session(&hub, 1);
-    let (ok_s, mut ok_rx, ok_flag) = session(&hub, 16);
-    hub.subscribe("c", &slow_s, reply);
-    hub.subscribe("c", &ok_s, reply);
-    dispatch(&hub, vec![stored("c", 2, 1), stored("c", 2, 2), stored("c", 2, 3)]);
-    assert!(slow_flag.is_cancelled());
-    assert!(!ok_flag.is_cancelled());
-    assert!(!slow_s.send(text("later")), "nothing is queued after a drop");
-    assert_eq!(frame_text(ok_rx.try_recv().unwrap()), "r");
+    // room for the reply and one event
+    let (small, mut small_q, small_slow) = session(&hub, 2 * EVENT);
+    let (ok, mut ok_q, ok_slow) = session(&hub, 100 * EVENT);
+    hub.subscribe("c", &small, reply);
+    hub.subscribe("c", &ok, reply);
+    let typing_after = LogEvent::Ephemeral(Ephemeral {
+        channel: "c".into(),
+        event: "typing".into(),
+        payload: "{}".into(),
+        sender_id: None,
+    });
+    dispatch(&hub, vec![stored("c", 2, 1), stored("c", 2, 2), stored("c", 2, 3), typing_after]);
+    assert!(!small_slow.is_cancelled() && !ok_slow.is_cancelled(), "nobody is closed");
+    assert_eq!(frame_text(ok_q.try_recv().unwrap()), "r");
     for seq in 1..=3 {
-        assert_eq!(n(ok_rx.try_recv().unwrap()), seq);
+        assert_eq!(n(ok_q.try_recv().unwrap()), seq);
     }
-    assert_eq!(hub.metrics.dropped_slow.get(), 3);
+    assert_eq!(message(ok_q.try_recv().unwrap()).event, "typing");
+    assert_eq!(frame_text(small_q.try_recv().unwrap()), "r");
+    assert_eq!(n(small_q.try_recv().unwrap()), 1);
+    assert!(small_q.try_recv().is_none(), "nothing after the first miss: no gap, no reordering");
+    assert_eq!(hub.metrics.catch_ups.get(), 1);
+    // the session is told; the subscription replays what it missed, from its last message
+    let lagging = futures_util::FutureExt::now_or_never(small.next_lagging()).expect("told to catch up");
+    assert_eq!(lagging, ["c"]);
+    let from = Cursor::new(2, 1);
+    assert_eq!(
+        hub.activate("c", small.id),
+        Activation::Overflowed { from, to: Some(Cursor::end_of_commit(2)) }
+    );
+    dispatch(&hub, vec![stored("c", 3, 4)]); // held while the replay runs
+                                             // (the replay of (2/1, end of 2] would queue messages 2 and 3 here)
+    assert_eq!(hub.activate("c", small.id), Activation::Done);
+    match small_q.try_recv().unwrap() {
+        Outbound::Dropped { channel, count } => {
+            assert_eq!((channel.as_str(), count), ("c", 1), "the typing event")
+        }
+        other => panic!("expected the dropped notice, got {other:?}"),
+    }
+    assert_eq!(n(small_q.try_recv().unwrap()), 4, "then the held live events");
+}
+
+#[test]
+fn a_subscriber_behind_on_presence_gets_a_snapshot_when_it_turns_live() {
+    let hub = hub();
+    hub.presence.expect_sync("me", "n");
+    hub.dispatch(
+        batch(vec![LogEvent::Presence(PresenceOp::Sync { relay: "me".into(), nonce: "n".into() })]),
+        &mut Vec::new(),
+    );
+    hub.presence_load(vec![]);
+    let (s, mut q, _) = session(&hub, 2 * EVENT);
+    hub.subscribe("c", &s, |_| Outbound::Frame(WireFrame::text(String::new())));
+    let join = |pid: &str| {
+        LogEvent::Presence(PresenceOp::Track(crate::core::presence::tracked("c", pid, "r", pid, "{}")))
+    };
+    dispatch(&hub, vec![join("a"), join("b")]);
+    q.try_recv().unwrap();
+    q.try_recv().unwrap();
+    assert!(q.try_recv().is_none(), "the second join did not fit");
+    let Activation::Overflowed { .. } = hub.activate("c", s.id) else { panic!("overflowed") };
+    assert_eq!(hub.activate("c", s.id), Activation::Done);
+    match q.try_recv().unwrap() {
+        Outbound::PresenceSync { channel, members } => {
+            assert_eq!(channel, "c");
+            assert_eq!(members.iter().map(|m| m.presence_id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        }
+        other => panic!("expected a presence snapshot, got {other:?}"),
+    }
 }
 
 #[test]
 fn unsubscribed_session_receives_nothing_more() {
     let hub = hub();
-    let (s, mut rx, _) = session(&hub, 8);
+    let (s, mut rx, _) = session(&hub, 100 * EVENT);
     hub.subscribe("c", &s, reply);
     assert_eq!((hub.metrics.channels.get(), hub.metrics.subscriptions.get()), (1, 1));
     assert!(hub.unsubscribe("c", s.id));
@@ -165,13 +226,13 @@ fn unsubscribed_session_receives_nothing_more() {
     assert_eq!(hub.metrics.subscriptions.get(), 0);
     dispatch(&hub, vec![stored("c", 2, 1)]);
     assert_eq!(frame_text(rx.try_recv().unwrap()), "r");
-    assert!(rx.try_recv().is_err());
+    assert!(rx.try_recv().is_none());
 }
 
 #[test]
 fn ephemeral_messages_have_no_cursor_and_do_not_move_position() {
     let hub = hub();
-    let (s, mut rx, _) = session(&hub, 8);
+    let (s, mut rx, _) = session(&hub, 100 * EVENT);
     hub.subscribe("c", &s, reply);
     rx.try_recv().unwrap();
     dispatch(&hub, vec![typing()]);
@@ -218,12 +279,12 @@ fn position_after_a_commit_covers_all_of_it() {
 fn held_subscription_keeps_newer_events_until_activated() {
     let hub = hub();
     dispatch(&hub, vec![stored("c", 5, 1)]);
-    let (s, mut rx, _) = session(&hub, 8);
-    let joined = hub.subscribe_held("c", &s, 4);
+    let (s, mut rx, _) = session(&hub, 100 * EVENT);
+    let joined = hub.subscribe_held("c", &s);
     assert_eq!(joined.position, Some(Cursor::end_of_commit(5)));
     dispatch(&hub, vec![stored("c", 9, 2)]);
     dispatch(&hub, vec![typing()]);
-    assert!(rx.try_recv().is_err(), "nothing reaches the queue while held");
+    assert!(rx.try_recv().is_none(), "nothing reaches the queue while held");
     s.send(text("replayed"));
     assert_eq!(hub.activate("c", s.id), Activation::Done);
     dispatch(&hub, vec![stored("c", 11, 3)]);
@@ -231,7 +292,7 @@ fn held_subscription_keeps_newer_events_until_activated() {
     assert_eq!(n(rx.try_recv().unwrap()), 2);
     assert_eq!(message(rx.try_recv().unwrap()).event, "typing");
     assert_eq!(n(rx.try_recv().unwrap()), 3);
-    assert!(rx.try_recv().is_err());
+    assert!(rx.try_recv().is_none());
     assert_eq!(hub.activate("c", s.id), Activation::Done, "activating a live subscription is a no-op");
 }
 
@@ -239,22 +300,23 @@ fn held_subscription_keeps_newer_events_until_activated() {
 fn held_subscription_drops_events_at_or_below_its_floor() {
     let hub = hub();
     hub.advance_position(Cursor::new(10, 5));
-    let (s, mut rx, _) = session(&hub, 8);
-    hub.subscribe_held("c", &s, 4);
+    let (s, mut rx, _) = session(&hub, 100 * EVENT);
+    hub.subscribe_held("c", &s);
     // a late commit below the floor (possible only with an out-of-band position)
     dispatch(&hub, vec![stored("c", 10, 5), stored("c", 10, 6)]);
     assert_eq!(hub.activate("c", s.id), Activation::Done);
     assert_eq!(n(rx.try_recv().unwrap()), 6);
-    assert!(rx.try_recv().is_err());
+    assert!(rx.try_recv().is_none());
 }
 
 #[test]
 fn held_overflow_asks_for_more_replay_from_a_new_position() {
     let hub = hub();
-    let (s, mut rx, slow) = session(&hub, 8);
-    hub.subscribe_held("c", &s, 2);
+    let (s, mut rx, slow) = session(&hub, 2 * EVENT);
+    hub.subscribe_held("c", &s);
     dispatch(&hub, vec![stored("c", 2, 1), stored("c", 2, 2), stored("c", 2, 3)]);
-    assert_eq!(hub.activate("c", s.id), Activation::Overflowed(Some(Cursor::end_of_commit(2))));
+    let from = Cursor::MIN;
+    assert_eq!(hub.activate("c", s.id), Activation::Overflowed { from, to: Some(Cursor::end_of_commit(2)) });
     dispatch(&hub, vec![stored("c", 3, 4)]);
     assert_eq!(hub.activate("c", s.id), Activation::Done);
     assert_eq!(n(rx.try_recv().unwrap()), 4);
@@ -264,10 +326,10 @@ fn held_overflow_asks_for_more_replay_from_a_new_position() {
 #[test]
 fn held_events_wait_for_room_in_the_queue() {
     let hub = hub();
-    let (s, mut rx, _) = session(&hub, 2);
-    hub.subscribe_held("c", &s, 8);
+    let (s, mut rx, _) = session(&hub, 3 * EVENT);
+    hub.subscribe_held("c", &s);
     dispatch(&hub, vec![stored("c", 2, 1), stored("c", 2, 2)]);
-    s.send(text("replayed"));
+    s.send(text(&"replayed".repeat(25)));
     assert_eq!(hub.activate("c", s.id), Activation::NoRoom);
     rx.try_recv().unwrap();
     assert_eq!(hub.activate("c", s.id), Activation::Done);

@@ -12,7 +12,7 @@
 //! `messages_dispatched_total{kind="stored|ephemeral"}`, `frames_queued_total` (every frame
 //! dispatch queued, presence included), `messages_delivered_total{path="persisted|ephemeral|
 //! replay"}` (message frames: live stored, live ephemeral, resume replays),
-//! `slow_consumer_frames_dropped_total`, `slow_consumer_closes_total`;
+//! `slow_consumer_frames_dropped_total`, `catch_ups_total`, `slow_consumer_closes_total`;
 //! `replication_streaming` (0/1), `replication_reconnects_total`, `replication_last_commit_lsn`,
 //! `replication_acked_lsn`, `replication_lag_bytes`, `replication_decode_errors_total`;
 //! `subscribe_checks_total{outcome="allowed|denied|not_found|error"}`,
@@ -138,6 +138,7 @@ pub struct HubMetrics {
     pub delivered_ephemeral: IntCounter,
     pub delivered_replay: IntCounter,
     pub dropped_slow: IntCounter,
+    pub catch_ups: IntCounter,
     pub slow_closes: IntCounter,
     pub commit_to_send: Histogram,
     pub channels: IntGauge,
@@ -228,12 +229,17 @@ impl Metrics {
             dropped_slow: counter(
                 &r,
                 "slow_consumer_frames_dropped_total",
-                "Frames not queued because the subscriber's send queue was full.",
+                "Events not queued live because the subscriber's queue was over its byte budget (it then catches up).",
+            )?,
+            catch_ups: counter(
+                &r,
+                "catch_ups_total",
+                "Subscriptions that fell behind and caught up from realtime.messages instead of being closed.",
             )?,
             slow_closes: counter(
                 &r,
                 "slow_consumer_closes_total",
-                "Connections closed with 4009 because their send queue overflowed.",
+                "Connections closed with 4009 because they read nothing for the stall timeout.",
             )?,
             commit_to_send: latency(
                 &r,

@@ -61,15 +61,27 @@ const SMALL_CHANNEL: i64 = 5000;
 const SMALL_CHANNEL_SQL: &str =
     "SELECT count(*) FROM (SELECT 1 FROM realtime.messages WHERE channel = $1 LIMIT $2) t";
 
-/// Oldest first, strictly after `($2, $3)` and at or before `($4, $5)`.
+/// Oldest first, the rest of the commit at `$2` after `seq $3` (and at or before `seq $5` when
+/// that commit is also the upper bound `$4`): one ordered range of `messages_channel_xid_idx`
+/// however large the commit, so paging through a 100,000-row commit never sorts it whole.
+const AFTER_IN_COMMIT_SQL: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM realtime.messages m \
+       CROSS JOIN (SELECT xid, commit_lsn FROM realtime.commits WHERE commit_lsn = $2::text::pg_lsn LIMIT 1) c \
+     WHERE m.channel = $1 AND m.xid = (SELECT xid FROM realtime.commits WHERE commit_lsn = $2::text::pg_lsn LIMIT 1) \
+       AND m.seq > $3 AND (c.commit_lsn < $4::text::pg_lsn OR m.seq <= $5) \
+     ORDER BY m.seq LIMIT $6"
+);
+
+/// Oldest first, in the commits strictly after `$2` and at or before `($3, $4)`.
 const AFTER_SQL: &str = concat!(
     "SELECT ",
     columns!(),
     " FROM realtime.commits c JOIN realtime.messages m ON m.xid = c.xid \
-     WHERE m.channel = $1 AND c.commit_lsn >= $2::text::pg_lsn AND c.commit_lsn <= $4::text::pg_lsn \
-       AND (c.commit_lsn > $2::text::pg_lsn OR m.seq > $3) \
-       AND (c.commit_lsn < $4::text::pg_lsn OR m.seq <= $5) \
-     ORDER BY c.commit_lsn, m.seq LIMIT $6"
+     WHERE m.channel = $1 AND c.commit_lsn > $2::text::pg_lsn AND c.commit_lsn <= $3::text::pg_lsn \
+       AND (c.commit_lsn < $3::text::pg_lsn OR m.seq <= $4) \
+     ORDER BY c.commit_lsn, m.seq LIMIT $5"
 );
 
 const COUNT_SQL: &str = "SELECT count(*) FROM (SELECT 1 \
@@ -156,34 +168,84 @@ pub fn is_position_cursor(c: Cursor) -> bool {
     c.seq <= 0
 }
 
-/// Up to `limit` messages of `channel` strictly before `before`, newest first.
+/// A page of messages: at most the rows and about the bytes asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    pub messages: Vec<Message>,
+    /// The page was cut by its row or byte bound: more may follow.
+    pub more: bool,
+    bytes: usize,
+}
+
+/// Adds the rows of `stmt` to `page` one at a time (never the whole result in memory), stopping
+/// once it holds `limit` rows or `max_bytes` (at least one row is always read, however large: a
+/// message's size is bounded by the extension's `max_payload_bytes`). Returns whether the page
+/// is full.
+async fn fill(
+    page: &mut Page,
+    client: &deadpool_postgres::Client,
+    stmt: &tokio_postgres::Statement,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    channel: &str,
+    (limit, max_bytes): (i64, usize),
+) -> Result<bool, PgError> {
+    use futures_util::TryStreamExt;
+    let rows = client.query_raw(stmt, params.iter().map(|p| *p as &dyn tokio_postgres::types::ToSql)).await?;
+    futures_util::pin_mut!(rows);
+    while let Some(row) = rows.try_next().await? {
+        let m = message(&row, channel);
+        page.bytes += m.payload.len() + m.event.len() + 128;
+        page.messages.push(m);
+        if page.bytes >= max_bytes || page.messages.len() as i64 >= limit {
+            page.more = true;
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Up to `limit` messages (and about `max_bytes`) of `channel` strictly before `before`,
+/// newest first.
 pub async fn page_before(
     client: &deadpool_postgres::Client,
     channel: &str,
     before: Cursor,
     limit: i64,
-) -> Result<Vec<Message>, PgError> {
+    max_bytes: usize,
+) -> Result<Page, PgError> {
     let (lsn, seq) = sql_bound(before);
     let small = client.prepare_cached(SMALL_CHANNEL_SQL).await?;
     let count: i64 = client.query_one(&small, &[&channel, &(SMALL_CHANNEL + 1)]).await?.get(0);
     let sql = if count <= SMALL_CHANNEL { BEFORE_SMALL_SQL } else { BEFORE_SQL };
     let stmt = client.prepare_cached(sql).await?;
-    let rows = client.query(&stmt, &[&channel, &lsn, &seq, &limit]).await?;
-    Ok(rows.iter().map(|r| message(r, channel)).collect())
+    let mut page = Page::default();
+    fill(&mut page, client, &stmt, &[&channel, &lsn, &seq, &limit], channel, (limit, max_bytes)).await?;
+    Ok(page)
 }
 
-/// Up to `limit` messages of `channel` with `after < cursor <= upto`, oldest first.
+/// Up to `limit` messages (and about `max_bytes`) of `channel` with `after < cursor <= upto`,
+/// oldest first: the rest of `after`'s own commit, then the commits after it.
 pub async fn page_after(
     client: &deadpool_postgres::Client,
     channel: &str,
     after: Cursor,
     upto: Cursor,
     limit: i64,
-) -> Result<Vec<Message>, PgError> {
+    max_bytes: usize,
+) -> Result<Page, PgError> {
     let ((alsn, aseq), (ulsn, useq)) = (sql_bound(after), sql_bound(upto));
-    let stmt = client.prepare_cached(AFTER_SQL).await?;
-    let rows = client.query(&stmt, &[&channel, &alsn, &aseq, &ulsn, &useq, &limit]).await?;
-    Ok(rows.iter().map(|r| message(r, channel)).collect())
+    let mut page = Page::default();
+    let bounds = (limit, max_bytes);
+    let in_commit = client.prepare_cached(AFTER_IN_COMMIT_SQL).await?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
+        [&channel, &alsn, &aseq, &ulsn, &useq, &limit];
+    if !fill(&mut page, client, &in_commit, &params, channel, bounds).await? {
+        let later = client.prepare_cached(AFTER_SQL).await?;
+        let rest = limit - page.messages.len() as i64;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [&channel, &alsn, &ulsn, &useq, &rest];
+        fill(&mut page, client, &later, &params, channel, bounds).await?;
+    }
+    Ok(page)
 }
 
 /// How many messages of `channel` lie in `(after, upto]`, counting at most `cap`.

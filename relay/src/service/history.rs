@@ -12,10 +12,9 @@
 use std::time::Duration;
 
 use crate::app::App;
-use crate::core::event::Message;
 use crate::core::{hints, names, Cursor, Identity};
 use crate::pg::authz::{check_subscribe, Access};
-use crate::pg::history::{self as sql, Before};
+use crate::pg::history::{self as sql, Before, Page};
 
 use super::ServiceError;
 
@@ -57,14 +56,15 @@ pub async fn wait_readable(app: &App, lsn: u64) -> Result<(), ServiceError> {
 }
 
 /// History of `channel` for `who`: permission, then up to `limit` messages strictly before
-/// `before` (default: the relay's current position), newest first.
+/// `before` (default: the relay's current position), newest first; a page also stops at half
+/// a session's queue budget in bytes (`Page::more` says more may follow).
 pub async fn fetch(
     app: &App,
     who: &Identity,
     channel: &str,
     limit: Option<u64>,
     before: Option<&str>,
-) -> Result<Vec<Message>, ServiceError> {
+) -> Result<Page, ServiceError> {
     names::validate_channel(Some(channel)).map_err(|e| ServiceError::Invalid(e.to_string()))?;
     let limit = sql::effective_limit(limit).map_err(ServiceError::Invalid)?;
     let before = before.map(sql::parse_before).transpose().map_err(ServiceError::Invalid)?;
@@ -88,5 +88,5 @@ pub async fn fetch(
         }
     };
     let client = app.pool.get().await.map_err(crate::pg::PgError::from)?;
-    Ok(sql::page_before(&client, channel, bound, limit).await?)
+    Ok(sql::page_before(&client, channel, bound, limit, app.config.history_page_bytes()).await?)
 }

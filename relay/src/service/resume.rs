@@ -1,5 +1,6 @@
 //! `subscribe` with `resume: {cursor}`: replay exactly the missed messages, then live ones,
-//! with nothing lost or doubled at the seam, on any relay of the database.
+//! with nothing lost or doubled at the seam, on any relay of the database. The same replay
+//! serves a subscriber that fell behind ([`catch_up_or_reset`], see `crate::hub`).
 //!
 //! 1. If the cursor `C` is ahead of this relay's position (it came from a relay further along
 //!    the WAL), wait (bounded) for this relay to get there.
@@ -13,7 +14,9 @@
 //!    with `replayed: true` (or the `reset` frame).
 //! 6. Activate: the side buffer (frames above `P`, ephemeral ones included) goes to the session
 //!    queue and the subscription turns live. If the buffer overflowed meanwhile, the replay goes
-//!    on from the table up to the new position and activation is retried.
+//!    on from the table up to the new position and activation is retried. Replays are paced by
+//!    the session's queue (half its byte budget stays free for its other channels) and read a
+//!    page at a time, bounded in rows and bytes.
 
 use std::time::Duration;
 
@@ -24,12 +27,9 @@ use crate::core::Cursor;
 use crate::hub::{Activation, Joined, Outbound, SessionHandle};
 use crate::pg::history::{self as sql, REPLAY_PAGE};
 
-/// Longest wait for room in the session queue before the session counts as too slow.
-const ROOM_WAIT: Duration = Duration::from_secs(10);
-
 /// Why a replay could not finish after the reply was sent.
 #[derive(Debug, thiserror::Error)]
-enum ReplayError {
+pub enum ReplayError {
     #[error(transparent)]
     Failed(#[from] ServiceError),
     #[error("session gone or too slow")]
@@ -55,8 +55,7 @@ pub async fn subscribe(
     if cursor > current_position(app).await? {
         wait_for_position(app, cursor).await?;
     }
-    let cap = app.config.send_queue;
-    let joined = app.hub.subscribe_held(channel, session, cap);
+    let joined = app.hub.subscribe_held(channel, session);
     let Some(p) = joined.position else {
         app.hub.unsubscribe(channel, session.id);
         return Err(ServiceError::CatchingUp);
@@ -78,7 +77,7 @@ pub async fn subscribe(
     }
     if !recovered {
         session.send(Outbound::Reset { channel: channel.to_string(), cursor: Some(p) });
-        let _ = activate_without_replay(app, session, channel).await;
+        catch_up_or_reset(app, session, channel).await;
         return Ok(true);
     }
     if let Err(ReplayError::Failed(e)) = replay_and_activate(app, session, channel, cursor, p).await {
@@ -120,8 +119,7 @@ async fn decide(app: &App, channel: &str, cursor: Cursor, p: Cursor) -> Result<b
     Ok(sql::count_between(&client, channel, cursor, p, max + 1).await? <= max)
 }
 
-/// Replays `(from, to]`, then activates; when the side buffer overflowed, continues from `to`
-/// up to the new position.
+/// Replays `(from, to]`, then catches up and turns live ([`catch_up`]).
 async fn replay_and_activate(
     app: &App,
     session: &SessionHandle,
@@ -129,20 +127,39 @@ async fn replay_and_activate(
     from: Cursor,
     to: Cursor,
 ) -> Result<(), ReplayError> {
-    let (mut from, mut to) = (from, to);
+    replay(app, session, channel, from, to).await?;
+    catch_up(app, session, channel).await
+}
+
+/// Turns a held subscription live: when its side buffer overflowed (or it fell behind, see
+/// `crate::hub`), first replays what it missed from the table, as often as it takes.
+pub async fn catch_up(app: &App, session: &SessionHandle, channel: &str) -> Result<(), ReplayError> {
     loop {
-        replay(app, session, channel, from, to).await?;
         match activate(app, session, channel).await? {
             None => return Ok(()),
-            Some(next) => {
-                wait_readable(app, next.commit_lsn).await?;
-                (from, to) = (to, next);
+            Some((from, to)) => {
+                wait_readable(app, to.commit_lsn).await?;
+                replay(app, session, channel, from, to).await?;
             }
         }
     }
 }
 
-/// Queues the messages of `(from, to]` in order, as `replayed` frames.
+/// A subscription fell behind (see `crate::hub`): replay what it missed and turn it live again.
+/// If the log cannot be read, the client gets `reset` rather than a hole.
+pub async fn catch_up_or_reset(app: &App, session: &SessionHandle, channel: &str) {
+    match catch_up(app, session, channel).await {
+        Ok(()) | Err(ReplayError::Gone) => {}
+        Err(ReplayError::Failed(e)) => {
+            tracing::warn!(session = session.id, %channel, error = %e, "catch-up failed; sending reset");
+            session.send(Outbound::Reset { channel: channel.to_string(), cursor: app.hub.position() });
+            let _ = activate_without_replay(app, session, channel).await;
+        }
+    }
+}
+
+/// Queues the messages of `(from, to]` in order, as replayed frames, a page at a time (bounded
+/// in rows and bytes; the database connection is returned between pages).
 async fn replay(
     app: &App,
     session: &SessionHandle,
@@ -150,79 +167,88 @@ async fn replay(
     from: Cursor,
     to: Cursor,
 ) -> Result<(), ReplayError> {
-    let client = app.pool.get().await.map_err(crate::pg::PgError::from)?;
     let mut after = from;
+    let page_bytes = session.budget_bytes() / 2;
     loop {
-        let rows = sql::page_after(&client, channel, after, to, REPLAY_PAGE).await?;
-        let full = rows.len() as i64 == REPLAY_PAGE;
-        let last = rows.last().map(|m| m.cursor);
-        for m in rows {
+        let page = {
+            let _slot = app.replay_slots.acquire().await.map_err(|_| ReplayError::Gone)?;
+            let client = app.pool.get().await.map_err(crate::pg::PgError::from)?;
+            sql::page_after(&client, channel, after, to, REPLAY_PAGE, page_bytes).await?
+        };
+        let more = page.more;
+        let last = page.messages.last().map(|m| m.cursor);
+        for m in page.messages {
             send_paced(app, session, Outbound::Replayed(m)).await?;
             app.hub.metrics.delivered_replay.inc();
         }
         match last {
-            Some(Some(c)) if full => after = c,
+            Some(Some(c)) if more => after = c,
             Some(None) => return Err(ServiceError::Internal("bad cursor from SQL".into()).into()),
             _ => return Ok(()),
         }
     }
 }
 
-/// Switches the held subscription live. `Some(position)` when the side buffer overflowed and
-/// the table must be read up to that position first.
-async fn activate(app: &App, session: &SessionHandle, channel: &str) -> Result<Option<Cursor>, ReplayError> {
-    let deadline = tokio::time::Instant::now() + ROOM_WAIT;
+/// Switches the held subscription live. `Some((from, to))` when the side buffer overflowed and
+/// `(from, to]` must be read from the table first. Waits for room in the session's queue for
+/// the held events; a client that reads nothing is closed by its stall timeout meanwhile.
+async fn activate(
+    app: &App,
+    session: &SessionHandle,
+    channel: &str,
+) -> Result<Option<(Cursor, Cursor)>, ReplayError> {
     loop {
         match app.hub.activate(channel, session.id) {
             Activation::Done => return Ok(None),
             Activation::Gone => return Err(ReplayError::Gone),
-            Activation::Overflowed(p) => return Ok(Some(p.ok_or(ServiceError::CatchingUp)?)),
+            Activation::Overflowed { from, to } => {
+                return Ok(Some((from, to.ok_or(ServiceError::CatchingUp)?)))
+            }
             Activation::NoRoom => {
                 if session.is_gone() || app.shutdown.is_cancelled() {
                     return Err(ReplayError::Gone);
                 }
-                if tokio::time::Instant::now() >= deadline {
-                    session.mark_slow();
-                    return Err(ReplayError::Gone);
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
+                wait_for_room(app, session).await?;
             }
         }
     }
 }
 
-/// Activation after a `reset`: held frames above the position go out; an overflow just moves
+/// Activation after a `reset`: held events above the position go out; an overflow just moves
 /// the floor (the client refetches its state anyway).
 async fn activate_without_replay(
     app: &App,
     session: &SessionHandle,
     channel: &str,
 ) -> Result<(), ReplayError> {
-    for _ in 0..100 {
+    loop {
         if activate(app, session, channel).await?.is_none() {
             return Ok(());
         }
     }
-    session.mark_slow();
-    Err(ReplayError::Gone)
 }
 
-/// Queues a replayed frame, leaving half the queue free for live traffic of other channels;
-/// waits for the writer to drain, at most [`ROOM_WAIT`] (then the session is too slow).
+/// Waits until the session's queue is under half its budget (so live traffic of its other
+/// channels keeps flowing while a replay fills the rest), or the session is gone.
+async fn wait_for_room(app: &App, session: &SessionHandle) -> Result<(), ReplayError> {
+    tokio::select! {
+        _ = session.wait_room() => {}
+        _ = app.shutdown.cancelled() => {}
+    }
+    if session.is_gone() || app.shutdown.is_cancelled() {
+        return Err(ReplayError::Gone);
+    }
+    Ok(())
+}
+
+/// Queues a replayed item once the queue has room (see [`wait_for_room`]).
 async fn send_paced(app: &App, session: &SessionHandle, item: Outbound) -> Result<(), ReplayError> {
-    let deadline = tokio::time::Instant::now() + ROOM_WAIT;
-    let half = session.queue_size() / 2;
-    loop {
-        if session.is_gone() || app.shutdown.is_cancelled() {
-            return Err(ReplayError::Gone);
-        }
-        if session.room() > half {
-            return if session.send(item) { Ok(()) } else { Err(ReplayError::Gone) };
-        }
-        if tokio::time::Instant::now() >= deadline {
-            session.mark_slow();
-            return Err(ReplayError::Gone);
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
+    if !session.has_room() {
+        wait_for_room(app, session).await?;
+    }
+    if session.send(item) {
+        Ok(())
+    } else {
+        Err(ReplayError::Gone)
     }
 }

@@ -11,19 +11,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
 use super::presence::Tracking;
 use super::publish::{Outgoing, PublishChecks, Published};
 use super::{limits, ServiceError};
 use crate::app::App;
 use crate::core::error::close;
-use crate::core::event::Message;
 use crate::core::frame::WireFrame;
 use crate::core::presence::Member;
 use crate::core::{hints, Cursor, Identity};
-use crate::hub::{Joined, Outbound, SessionHandle};
+use crate::hub::{session_queue, Joined, Outbound, SessionHandle, SessionQueue};
 use crate::metrics::{CheckOutcome, Kind, PublishOutcome};
 use crate::pg::authz::{check_subscribe, Access};
+use crate::pg::history::Page;
 
 /// What a subscribe reply tells the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,14 +57,26 @@ pub struct Session {
     publish_limiter: limits::RateLimiter,
     tracking: Tracking,
     close_request: Option<CloseRequest>,
+    /// Cancelled when the session ends (stops its catch-up task).
+    ended: CancellationToken,
 }
 
 impl Session {
-    pub fn new(app: Arc<App>, identity: Identity, handle: SessionHandle) -> Self {
+    /// A new session for `identity`: its queue (the writer's end is returned for the transport)
+    /// and the task that catches up its subscriptions when they fall behind.
+    pub fn open(app: Arc<App>, identity: Identity) -> (Session, SessionQueue) {
+        let (handle, queue) = session_queue(app.hub.next_session_id(), app.queue_limits());
+        let ended = CancellationToken::new();
+        app.tracker.spawn(catch_up_when_behind(app.clone(), handle.clone(), ended.clone()));
+        (Session::new(app, identity, handle, ended), queue)
+    }
+
+    fn new(app: Arc<App>, identity: Identity, handle: SessionHandle, ended: CancellationToken) -> Self {
         let tracking = Tracking::new(&app, handle.id);
         let publish_limiter =
             limits::RateLimiter::new(app.config.max_publish_rate, std::time::Instant::now());
         Session {
+            ended,
             expires_at: expiry_instant(identity.exp),
             app,
             identity,
@@ -220,7 +233,7 @@ impl Session {
         channel: &str,
         limit: Option<u64>,
         before: Option<&str>,
-    ) -> Result<Vec<Message>, ServiceError> {
+    ) -> Result<Page, ServiceError> {
         super::history::fetch(&self.app, &self.identity, channel, limit, before).await
     }
 
@@ -262,11 +275,28 @@ impl Session {
 
     /// The connection ended: leaves every channel and every presence.
     pub async fn close(mut self) {
+        self.ended.cancel();
         for channel in self.channels.drain() {
             self.app.hub.unsubscribe(&channel, self.handle.id);
         }
         let app = self.app.clone();
         self.tracking.close(&app).await;
+    }
+}
+
+/// Catches up each subscription of the session that falls behind (see `crate::hub`), one task
+/// per channel, until the session ends.
+async fn catch_up_when_behind(app: Arc<App>, handle: SessionHandle, ended: CancellationToken) {
+    loop {
+        let channels = tokio::select! {
+            _ = ended.cancelled() => return,
+            c = handle.next_lagging() => c,
+        };
+        for channel in channels {
+            let (app2, handle) = (app.clone(), handle.clone());
+            app.tracker
+                .spawn(async move { super::resume::catch_up_or_reset(&app2, &handle, &channel).await });
+        }
     }
 }
 

@@ -3,8 +3,8 @@
 //! frames to the protocol and watches the session's limits, and a writer task that drains the
 //! session queue through the protocol's [`Encoder`].
 //!
-//! The connection ends on a close from the client, shutdown (1001), a full queue (4009), token
-//! expiry (4001), a frame over the size limit (1009), invalid UTF-8 (1007), a protocol's refusal
+//! The connection ends on a close from the client, shutdown (1001), a queue left unread for the
+//! stall timeout (4009; a full queue alone never closes a connection), token expiry (4001), a frame over the size limit (1009), invalid UTF-8 (1007), a protocol's refusal
 //! (e.g. v1's binary frames, 1003, or repeated rate-limit abuse, 4008), or when the client has
 //! sent nothing, not even a pong to the relay's pings, for the ping timeout (1001). Presence
 //! tracked by the connection is untracked when it ends.
@@ -17,15 +17,14 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use axum::extract::{State, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::oneshot;
 
 use super::auth::Authenticated;
 use super::error::ApiError;
 use crate::app::App;
 use crate::core::error::close;
 use crate::core::Identity;
-use crate::hub::{Outbound, SessionHandle};
+use crate::hub::SessionQueue;
 use crate::protocol::v1::V1;
 use crate::protocol::{Encoder, Protocol, WireFrame};
 use crate::service::session::{CloseRequest, Session};
@@ -102,12 +101,17 @@ fn ws_message(frame: WireFrame) -> Message {
     }
 }
 
+/// Bytes fed to the socket between flushes: a flush is where the writer's progress is seen,
+/// so a slow but steady reader keeps showing progress.
+const FLUSH_BYTES: usize = 64 * 1024;
+
 /// Drains the queue through `encoder` into the socket until the queue closes or a close frame
-/// is requested. Also sends a WebSocket ping every `ping_every`.
+/// is requested, recording progress after each flush. Also sends a WebSocket ping every
+/// `ping_every`.
 async fn writer<E: Encoder>(
     mut sink: Sink,
     encoder: E,
-    mut rx: mpsc::Receiver<Outbound>,
+    mut queue: SessionQueue,
     mut close_rx: oneshot::Receiver<(u16, String)>,
     ping_every: Duration,
 ) {
@@ -126,20 +130,21 @@ async fn writer<E: Encoder>(
             _ = ping.tick() => {
                 if sink.send(Message::Ping(Default::default())).await.is_err() { break; }
             }
-            next = rx.recv() => {
-                let Some(item) = next else { break };
-                let mut n = 1;
-                let mut next = Some(item);
+            next = queue.recv() => {
+                let mut next = next;
+                if next.is_none() { break }
+                let mut fed = 0;
                 while let Some(item) = next.take() {
                     if let Some(frame) = encoder.encode(item) {
+                        fed += frame.len();
                         if sink.feed(ws_message(frame)).await.is_err() { return; }
                     }
-                    if n < 256 {
-                        next = rx.try_recv().ok();
-                        n += 1;
+                    if fed < FLUSH_BYTES {
+                        next = queue.try_recv();
                     }
                 }
                 if sink.flush().await.is_err() { break; }
+                queue.progressed();
             }
         }
     }
@@ -161,32 +166,42 @@ async fn run<P: Protocol>(
     mut protocol: P,
     _slot: ConnectionSlot,
 ) {
-    let id = app.hub.next_session_id();
-    let (tx, rx) = mpsc::channel(app.config.send_queue);
-    let slow = CancellationToken::new();
     let (close_tx, close_rx) = oneshot::channel();
     let (sink, mut stream) = socket.split();
-    let ping_every = app.config.ping_interval;
-    let silence_limit = app.config.ping_timeout;
-    let mut writer_task = tokio::spawn(writer(sink, protocol.encoder(), rx, close_rx, ping_every));
-    let mut session = Session::new(app, identity, SessionHandle::new(id, tx, slow.clone()));
+    let (ping_every, silence_limit, stall_limit) =
+        (app.config.ping_interval, app.config.ping_timeout, app.config.stall_timeout);
+    let (mut session, queue) = Session::open(app, identity);
+    let id = session.id();
+    let handle = session.handle().clone();
+    let slow = handle.slow_signal();
+    let mut writer_task = tokio::spawn(writer(sink, protocol.encoder(), queue, close_rx, ping_every));
     let mut last_heard = tokio::time::Instant::now();
+    let mut stall_check = tokio::time::interval(Duration::from_secs(1));
     tracing::debug!(session = id, role = %session.identity().role, "session started");
 
     let close_with: Option<CloseRequest> = loop {
         let ended = |code, reason| Some(CloseRequest { code, reason });
         tokio::select! {
             _ = session.app.shutdown.cancelled() => break ended(close::GOING_AWAY, "server shutting down"),
-            _ = slow.cancelled() => {
-                session.app.hub.metrics.slow_closes.inc();
-                break ended(close::TOO_SLOW, "too slow: send queue full");
+            _ = slow.cancelled() => break ended(close::TOO_SLOW, "too slow"),
+            _ = stall_check.tick() => {
+                if handle.stalled_for() >= stall_limit {
+                    tracing::debug!(session = id, queued = handle.queued_bytes(), "nothing read for the stall timeout");
+                    session.app.hub.metrics.slow_closes.inc();
+                    break ended(close::TOO_SLOW, "too slow: nothing read for the stall timeout");
+                }
             }
             _ = sleep_until(session.expires_at()) => break ended(close::UNAUTHENTICATED, "token expired"),
-            _ = tokio::time::sleep_until(last_heard + silence_limit) => {
-                tracing::debug!(session = id, "no frame or pong within the ping timeout");
+            // Alive: the client sent something (a pong at least) or read what it was sent (its
+            // frames may wait unread while its queue is over budget).
+            _ = tokio::time::sleep_until(last_heard.max(handle.last_progress().into()) + silence_limit) => {
+                tracing::debug!(session = id, "no frame, pong or read within the ping timeout");
                 break ended(close::GOING_AWAY, "no answer to pings");
             }
-            msg = stream.next() => {
+            // While its queue is over budget the connection reads no request: a client that
+            // sends without reading is held back by TCP instead of growing the queue.
+            _ = handle.wait_under_budget(), if handle.over_budget() => {}
+            msg = stream.next(), if !handle.over_budget() => {
                 last_heard = tokio::time::Instant::now();
                 match msg {
                     None | Some(Ok(Message::Close(_))) => break None,

@@ -66,6 +66,12 @@ pub fn unsubscribed(channel: &str, code: ErrorCode, message: &str) -> String {
         .to_string()
 }
 
+/// `{"type":"dropped","channel":..,"count":..}`: `count` ephemeral messages of the channel were
+/// not delivered while the subscriber was behind.
+pub fn dropped(channel: &str, count: u64) -> String {
+    serde_json::json!({"type": "dropped", "channel": channel, "count": count}).to_string()
+}
+
 /// `{"type":"pong","ref":..}`
 pub fn pong(reference: Option<&Value>) -> String {
     match reference {
@@ -203,6 +209,12 @@ mod tests {
             v,
             json!({"type":"unsubscribed","channel":"c","reason":{"code":"REALTIME_UNAUTHORIZED","message":"access revoked"}})
         );
+    }
+
+    #[test]
+    fn dropped_names_channel_and_count() {
+        let v: Value = serde_json::from_str(&dropped("c", 3)).unwrap();
+        assert_eq!(v, json!({"type":"dropped","channel":"c","count":3}));
     }
 
     #[test]

@@ -43,6 +43,8 @@ struct HistoryReply<'a> {
     reference: Option<&'a Value>,
     ok: bool,
     messages: &'a [Box<RawValue>],
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    more: bool,
 }
 
 /// The history objects of `messages`.
@@ -56,19 +58,22 @@ pub fn history_entries(messages: &[Message]) -> Vec<Box<RawValue>> {
         .collect()
 }
 
-/// `{"type":"reply","ref":..,"ok":true,"messages":[..]}`
-pub fn history_reply(reference: Option<&Value>, messages: &[Box<RawValue>]) -> String {
-    let r = HistoryReply { kind: "reply", reference, ok: true, messages };
+/// `{"type":"reply","ref":..,"ok":true,"messages":[..]}`, with `"more":true` when the page was
+/// cut by its `limit` or its byte bound and older messages may follow.
+pub fn history_reply(reference: Option<&Value>, messages: &[Box<RawValue>], more: bool) -> String {
+    let r = HistoryReply { kind: "reply", reference, ok: true, messages, more };
     serde_json::to_string(&r).expect("history reply serialises")
 }
 
-/// `{"messages":[..]}`, the HTTP history body.
-pub fn history_body(messages: &[Box<RawValue>]) -> String {
+/// `{"messages":[..]}`, the HTTP history body (with `"more":true` like [`history_reply`]).
+pub fn history_body(messages: &[Box<RawValue>], more: bool) -> String {
     #[derive(Serialize)]
     struct Body<'a> {
         messages: &'a [Box<RawValue>],
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        more: bool,
     }
-    serde_json::to_string(&Body { messages }).expect("history body serialises")
+    serde_json::to_string(&Body { messages, more }).expect("history body serialises")
 }
 
 /// `{"type":"reset","channel":..,"cursor":..}`
@@ -108,13 +113,15 @@ mod tests {
     #[test]
     fn history_reply_and_body_wrap_the_entries() {
         let e = vec![history_entry(&fields("{}"))];
-        let v: Value = serde_json::from_str(&history_reply(Some(&json!(6)), &e)).unwrap();
+        let v: Value = serde_json::from_str(&history_reply(Some(&json!(6)), &e, false)).unwrap();
         assert_eq!(v["type"], "reply");
         assert_eq!(v["ref"], 6);
         assert_eq!(v["ok"], true);
         assert_eq!(v["messages"][0]["id"], "u-1");
-        let b: Value = serde_json::from_str(&history_body(&[])).unwrap();
+        let b: Value = serde_json::from_str(&history_body(&[], false)).unwrap();
         assert_eq!(b, json!({"messages": []}));
+        let b: Value = serde_json::from_str(&history_body(&[], true)).unwrap();
+        assert_eq!(b, json!({"messages": [], "more": true}));
     }
 
     #[test]

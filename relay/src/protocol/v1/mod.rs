@@ -47,6 +47,10 @@ impl Encoder for V1Encoder {
             Outbound::Unsubscribed { channel, code, message } => {
                 WireFrame::text(f::unsubscribed(&channel, code, &message))
             }
+            Outbound::Dropped { channel, count } => WireFrame::text(f::dropped(&channel, count)),
+            Outbound::PresenceSync { channel, members } => {
+                WireFrame::text(presence::sync(&channel, &members))
+            }
             Outbound::Frame(frame) => frame,
         })
     }
@@ -119,8 +123,12 @@ async fn handle(session: &mut Session, r: Option<&Value>, request: Request) -> R
             session.send(text(f::reply_published(r, &channel, p.id.as_deref(), cursor.as_deref())));
         }
         Request::History { channel, limit, before } => {
-            let messages = session.history(&channel, limit, before.as_deref()).await?;
-            session.send(text(history::history_reply(r, &history::history_entries(&messages))));
+            let page = session.history(&channel, limit, before.as_deref()).await?;
+            session.send(text(history::history_reply(
+                r,
+                &history::history_entries(&page.messages),
+                page.more,
+            )));
         }
         Request::Auth { token } => {
             session.reauthenticate(&token, || text(f::reply_ok(r, None, None))).await?;

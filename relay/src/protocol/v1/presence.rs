@@ -41,6 +41,14 @@ pub fn event(channel: &str, kind: EventKind, member: &Member) -> String {
     )
 }
 
+/// `{"type":"presence","channel":..,"event":"sync","members":[..]}`: the channel's members now,
+/// replacing what the client knew (after it fell behind and caught up).
+pub fn sync(channel: &str, members: &[Member]) -> String {
+    let channel = serde_json::to_string(channel).expect("string serialises");
+    let list: Vec<String> = members.iter().map(member_json).collect();
+    format!(r#"{{"type":"presence","channel":{channel},"event":"sync","members":[{}]}}"#, list.join(","))
+}
+
 #[derive(Serialize)]
 struct SubscribeReply<'a> {
     #[serde(rename = "type")]
@@ -99,6 +107,16 @@ mod tests {
             v,
             json!({"type":"presence","channel":"chat:\"lobby\"","event":"leave",
                    "member":{"presence_id":"alice","user_id":"alice","state":{"name":"Ada"}}})
+        );
+    }
+
+    #[test]
+    fn sync_frame_lists_the_members() {
+        let v: Value = serde_json::from_str(&sync("c", &[ada()])).unwrap();
+        assert_eq!(
+            v,
+            json!({"type":"presence","channel":"c","event":"sync",
+                   "members":[{"presence_id":"alice","user_id":"alice","state":{"name":"Ada"}}]})
         );
     }
 

@@ -36,7 +36,7 @@ pub async fn handler(
         .transpose()
         .map_err(|_| ApiError::invalid("'limit' must be a positive integer"))?;
     let before = q.before.as_deref().filter(|s| !s.is_empty());
-    let messages = fetch(&app, &who, &channel, limit, before).await?;
-    Ok(([(header::CONTENT_TYPE, "application/json")], history_body(&history_entries(&messages)))
-        .into_response())
+    let page = fetch(&app, &who, &channel, limit, before).await?;
+    let body = history_body(&history_entries(&page.messages), page.more);
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
