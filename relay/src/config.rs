@@ -90,6 +90,15 @@ pub struct ServeArgs {
     /// JWKS file with RS256/ES256 public keys, chosen by the token's `kid`.
     #[arg(long, env = "REALTIME_JWKS_FILE", value_parser = jwks_file)]
     pub jwks_file: Option<PublicKeys>,
+    /// Accepted JWT audiences (`aud`), comma-separated; when set, a token must name one of them.
+    #[arg(long, env = "REALTIME_JWT_AUDIENCE", value_delimiter = ',')]
+    pub jwt_audience: Vec<String>,
+    /// Accepted JWT issuers (`iss`), comma-separated; when set, a token must name one of them.
+    #[arg(long, env = "REALTIME_JWT_ISSUER", value_delimiter = ',')]
+    pub jwt_issuer: Vec<String>,
+    /// Role of a token without a `role` claim (one of --roles). Unset: such tokens are refused.
+    #[arg(long, env = "REALTIME_DEFAULT_ROLE", value_parser = role)]
+    pub default_role: Option<String>,
     /// Postgres roles a JWT `role` claim may select, comma-separated.
     #[arg(long, env = "REALTIME_ROLES", default_value = "anon,authenticated,service_role",
           value_delimiter = ',', value_parser = role)]
@@ -211,6 +220,8 @@ pub enum ConfigError {
     NoRoles,
     #[error("--allow-anon is true but role 'anon' is not in --roles")]
     AnonNotAllowed,
+    #[error("--default-role / REALTIME_DEFAULT_ROLE '{0}' is not one of --roles")]
+    DefaultRoleNotAllowed(String),
     #[error("--{0} must be greater than --{1}")]
     NotAbove(&'static str, &'static str),
     #[error("--webhook-lease-secs ({lease}) must be greater than --webhook-timeout-secs ({timeout})")]
@@ -226,6 +237,8 @@ pub struct Config {
     pub public_keys: PublicKeys,
     pub roles: Vec<String>,
     pub allow_anon: bool,
+    /// `aud`, `iss` and default-role rules for tokens.
+    pub claim_rules: crate::core::auth::ClaimRules,
     pub relay_id: String,
     pub pool_size: usize,
     pub send_queue: usize,
@@ -272,6 +285,17 @@ impl TryFrom<ServeArgs> for Config {
         if a.allow_anon && !a.roles.iter().any(|r| r == "anon") {
             return Err(ConfigError::AnonNotAllowed);
         }
+        if let Some(r) = a.default_role.as_ref().filter(|r| !a.roles.contains(r)) {
+            return Err(ConfigError::DefaultRoleNotAllowed(r.clone()));
+        }
+        let list = |v: Vec<String>| -> Vec<String> {
+            v.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+        };
+        let claim_rules = crate::core::auth::ClaimRules {
+            audience: list(a.jwt_audience),
+            issuer: list(a.jwt_issuer),
+            default_role: a.default_role,
+        };
         if a.presence.relay_timeout_secs.saturating_mul(1000) <= a.presence.heartbeat_ms {
             return Err(ConfigError::NotAbove("presence-relay-timeout-secs", "presence-heartbeat-ms"));
         }
@@ -292,6 +316,7 @@ impl TryFrom<ServeArgs> for Config {
             public_keys,
             roles: a.roles,
             allow_anon: a.allow_anon,
+            claim_rules,
             relay_id: a.relay_id,
             pool_size: a.pool_size,
             send_queue: a.send_queue,
@@ -335,6 +360,30 @@ mod tests {
         let Some(Command::Check(a)) = Cli::try_parse_from(v).unwrap().command else { panic!("not check") };
         let c = Config::try_from(ServeArgs { jwt_secret: Some("0123456789abcdef".into()), ..*a }).unwrap();
         assert_eq!((c.database_url.as_str(), c.slot_name().as_str()), ("postgres://p@h/d", "realtime_r2"));
+    }
+
+    #[test]
+    fn claim_rules_come_from_the_flags_and_the_default_role_must_be_allowed() {
+        let c = args(&[]).unwrap();
+        assert_eq!(
+            c.claim_rules,
+            crate::core::auth::ClaimRules::default(),
+            "no aud/iss check, no default role"
+        );
+        let c = args(&[
+            "--jwt-audience",
+            "authenticated, app",
+            "--jwt-issuer",
+            "https://id.example",
+            "--default-role",
+            "authenticated",
+        ])
+        .unwrap();
+        assert_eq!(c.claim_rules.audience, ["authenticated", "app"]);
+        assert_eq!(c.claim_rules.issuer, ["https://id.example"]);
+        assert_eq!(c.claim_rules.default_role.as_deref(), Some("authenticated"));
+        let e = args(&["--default-role", "postgres"]).unwrap_err();
+        assert!(e.contains("--default-role / REALTIME_DEFAULT_ROLE 'postgres' is not one of --roles"), "{e}");
     }
 
     #[test]

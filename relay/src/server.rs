@@ -60,7 +60,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
             config.public_keys.clone(),
             config.roles.clone(),
             config.allow_anon,
-        ),
+        )
+        .with_rules(config.claim_rules.clone()),
         hub: Hub::new(metrics.hub.clone()),
         pool,
         replication: status.clone(),
