@@ -19,7 +19,8 @@ pub mod webhooks;
 pub enum PgError {
     #[error("no database connection available: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
-    #[error("database error: {0}")]
+    /// Displayed with the server's message and SQLSTATE, for the relay's log only.
+    #[error("database error: {}", describe_pg_error(.0))]
     Db(#[from] tokio_postgres::Error),
     #[error("role '{0}' is not an allowed identifier")]
     BadRole(String),
@@ -32,13 +33,32 @@ pub enum PgError {
 }
 
 impl PgError {
-    /// The Postgres error message, when there is one, for replies to clients.
+    /// What a client may be told. Never the server's error text, which can carry table and
+    /// column names, row data from a constraint or trigger, or the message of an owner's policy
+    /// function: a fixed sentence by SQLSTATE class, with the code, pointing at the relay's
+    /// log (every caller logs the full error).
     pub fn client_message(&self) -> String {
         match self {
-            PgError::Db(e) => {
-                e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string())
-            }
-            other => other.to_string(),
+            PgError::Db(e) => match e.code() {
+                Some(code) => {
+                    let code = code.code();
+                    let what = match code {
+                        "42501" => "permission denied by the database",
+                        "57014" => "the database cancelled the request",
+                        "40001" | "40P01" => "the database could not serialise the request; try again",
+                        _ if code.starts_with("08") || code.starts_with("57P") => {
+                            "the database is unavailable; try again"
+                        }
+                        _ if code.starts_with("53") => "the database is out of resources; try again later",
+                        _ => "the database refused the request",
+                    };
+                    format!("{what} (SQLSTATE {code}); details are in the relay's log")
+                }
+                None => "the database connection failed; try again".to_string(),
+            },
+            PgError::Pool(_) => "no database connection available; try again".to_string(),
+            PgError::Write(_) => "the database write failed; details are in the relay's log".to_string(),
+            PgError::BadRole(_) | PgError::Closed => self.to_string(),
         }
     }
 }
