@@ -158,6 +158,9 @@ pub struct ServeArgs {
     #[arg(long, env = "REALTIME_PING_TIMEOUT_SECS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub ping_timeout_secs: u64,
+    /// Bearer token `GET /metrics` requires (at least 16 bytes); unset: metrics are open.
+    #[arg(long, env = "REALTIME_METRICS_TOKEN", hide_env_values = true, value_parser = jwt_secret)]
+    pub metrics_token: Option<String>,
     /// Emit logs as JSON lines.
     #[arg(long, env = "REALTIME_LOG_JSON", default_value_t = false, value_parser = BoolishValueParser::new(),
           action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
@@ -257,6 +260,8 @@ pub struct Config {
     /// Silence (no frame, no pong) after which a client is disconnected.
     pub ping_timeout: Duration,
     pub log_json: bool,
+    /// Bearer token for `GET /metrics`; `None`: open.
+    pub metrics_token: Option<String>,
     pub webhooks: WebhookSettings,
 }
 
@@ -333,6 +338,7 @@ impl TryFrom<ServeArgs> for Config {
             ping_interval: secs(a.ping_interval_secs),
             ping_timeout: secs(a.ping_timeout_secs),
             log_json: a.log_json,
+            metrics_token: a.metrics_token,
             webhooks: WebhookSettings::from(&a.webhooks),
         })
     }
@@ -384,6 +390,15 @@ mod tests {
         assert_eq!(c.claim_rules.default_role.as_deref(), Some("authenticated"));
         let e = args(&["--default-role", "postgres"]).unwrap_err();
         assert!(e.contains("--default-role / REALTIME_DEFAULT_ROLE 'postgres' is not one of --roles"), "{e}");
+    }
+
+    #[test]
+    fn metrics_token_is_optional_and_must_not_be_short() {
+        assert_eq!(args(&[]).unwrap().metrics_token, None);
+        let c = args(&["--metrics-token", "0123456789abcdef"]).unwrap();
+        assert_eq!(c.metrics_token.as_deref(), Some("0123456789abcdef"));
+        let e = args(&["--metrics-token", "short"]).unwrap_err();
+        assert!(e.contains("--metrics-token") && e.contains("too short (5 bytes)"), "{e}");
     }
 
     #[test]
