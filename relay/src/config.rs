@@ -77,8 +77,8 @@ pub struct TokenArgs {
 /// adds only the checks that compare several settings.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// Postgres connection URL (postgres://user:pass@host:port/db). The user needs REPLICATION and
-    /// membership in every role of --roles.
+    /// Postgres connection URL (postgres://user:pass@host:port/db?sslmode=verify-full&sslrootcert=...).
+    /// The user needs REPLICATION and membership in every role of --roles.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_parser = database_url)]
     pub database_url: Option<String>,
     /// Address to listen on for WebSocket and HTTP.
@@ -175,9 +175,10 @@ fn positive() -> RangedU64ValueParser<usize> {
 }
 
 fn database_url(s: &str) -> Result<String, String> {
-    s.parse::<tokio_postgres::Config>()
-        .map(|_| s.to_string())
-        .map_err(|e| format!("not a valid Postgres URL: {e}"))
+    crate::pg::db::Database::parse(s).map(|_| s.to_string()).map_err(|e| match e {
+        crate::pg::db::DbUrlError::Parse(e) => format!("not a valid Postgres URL: {e}"),
+        tls => tls.to_string(),
+    })
 }
 
 fn jwt_secret(s: &str) -> Result<String, String> {

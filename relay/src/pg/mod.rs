@@ -1,4 +1,5 @@
-//! Everything that talks to Postgres: the connection pool, permission checks run under the
+//! Everything that talks to Postgres: the connection string and TLS ([`db`], [`tls`],
+//! [`tls_postgres`]), the connection pool, permission checks run under the
 //! client's role and claims, history reads, publishes, presence and webhook queue writes, and
 //! the replication stream that follows the message log. Depends on [`crate::core`] only.
 
@@ -6,18 +7,21 @@ use std::time::Duration;
 
 pub mod audience;
 pub mod authz;
+pub mod db;
 pub mod history;
 pub mod pool;
 pub mod positions;
 pub mod presence;
 pub mod publish;
 pub mod replication;
+pub mod tls;
+pub mod tls_postgres;
 pub mod webhooks;
 
 /// Errors of the Postgres layer.
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
-    #[error("no database connection available: {0}")]
+    #[error("no database connection available: {}", error_chain(.0))]
     Pool(#[from] deadpool_postgres::PoolError),
     /// Displayed with the server's message and SQLSTATE, for the relay's log only.
     #[error("database error: {}", describe_pg_error(.0))]
@@ -63,12 +67,28 @@ impl PgError {
     }
 }
 
-/// tokio-postgres prints server errors as just "db error"; include the server's message.
+/// tokio-postgres prints server errors as just "db error", and other errors without their
+/// cause ("error performing TLS handshake"); include the server's message or the causes.
 pub fn describe_pg_error(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
+        None => error_chain(e),
     }
+}
+
+/// An error with its causes, `outer: cause: cause` (each only when it adds text).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
 }
 
 /// A random delay in `[d/2, d]`.

@@ -11,10 +11,10 @@
 //! [`evaluate`] turns facts into [`Item`]s without I/O, so every rule has a unit test. The exit
 //! code is 0 only when no item failed ([`passed`]); `warn` items do not fail the check.
 
+pub mod deploy;
+
 use std::fmt;
 use std::time::Duration;
-
-use tokio_postgres::NoTls;
 
 use crate::config::Config;
 use crate::pg::describe_pg_error;
@@ -48,15 +48,15 @@ pub struct Item {
 }
 
 impl Item {
-    fn ok(name: impl Into<String>, detail: impl Into<String>) -> Self {
+    pub(crate) fn ok(name: impl Into<String>, detail: impl Into<String>) -> Self {
         Item { status: Status::Ok, name: name.into(), detail: detail.into(), fix: None }
     }
 
-    fn warn(name: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Self {
+    pub(crate) fn warn(name: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Self {
         Item { status: Status::Warn, name: name.into(), detail: detail.into(), fix: Some(fix.into()) }
     }
 
-    fn fail(name: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Self {
+    pub(crate) fn fail(name: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Self {
         Item { status: Status::Fail, name: name.into(), detail: detail.into(), fix: Some(fix.into()) }
     }
 }
@@ -462,14 +462,18 @@ impl From<tokio_postgres::Error> for CheckError {
     }
 }
 
-/// Connects with the relay's settings and reads the [`Facts`].
-pub async fn gather(config: &Config) -> Result<Facts, CheckError> {
-    let connect = tokio_postgres::connect(&config.database_url, NoTls);
-    let (client, conn) = tokio::time::timeout(Duration::from_secs(10), connect)
+/// Connects with the relay's settings (TLS included).
+async fn connect(config: &Config) -> Result<crate::pg::db::Connection, CheckError> {
+    let db = crate::pg::db::Database::parse(&config.database_url)
+        .map_err(|e| CheckError::Connect(e.to_string()))?;
+    tokio::time::timeout(Duration::from_secs(10), db.connect())
         .await
         .map_err(|_| CheckError::Connect("no answer within 10 s".into()))?
-        .map_err(|e| CheckError::Connect(describe_pg_error(&e)))?;
-    let conn = tokio::spawn(conn);
+        .map_err(|e| CheckError::Connect(describe_pg_error(&e)))
+}
+
+/// Reads the [`Facts`] on `client`.
+pub async fn gather(client: &tokio_postgres::Client, config: &Config) -> Result<Facts, CheckError> {
     let slot_name = config.slot_name();
     let row = client
         .query_one(
@@ -557,27 +561,37 @@ pub async fn gather(config: &Config) -> Result<Facts, CheckError> {
         execute_webhooks: g.get(4),
         presence_tables: g.get(5),
     };
-    drop(client);
-    let _ = conn.await;
     Ok(facts)
 }
 
 /// Runs the whole check: the items (or one `FAIL` line when the database cannot be read).
 pub async fn run(config: &Config) -> Vec<Item> {
     let target = describe_target(&config.database_url);
-    match gather(config).await {
-        Ok(facts) => {
+    let gathered = match connect(config).await {
+        Ok(c) => {
+            let (client, conn) = (c.client, c.task);
+            let facts = gather(&client, config).await;
+            let deploy = deploy::gather(&client, config, c.tls).await;
+            drop(client);
+            let _ = conn.await;
+            facts.and_then(|f| Ok((f, deploy?)))
+        }
+        Err(e) => Err(e),
+    };
+    match gathered {
+        Ok((facts, deploy)) => {
             let mut items = vec![Item::ok(
                 "connection",
                 format!("{target} as '{}' (slot {})", facts.login, facts.slot_name),
             )];
             items.extend(evaluate(&facts, &JwtFacts::of(config)));
+            items.extend(deploy::evaluate(&deploy));
             items
         }
         Err(e @ CheckError::Connect(_)) => vec![Item::fail(
             "connection",
             format!("{target}: {e}"),
-            "check --database-url / DATABASE_URL, that Postgres is running, and that pg_hba.conf admits this login",
+            "check --database-url / DATABASE_URL (its sslmode and sslrootcert too), that Postgres is running, and that pg_hba.conf admits this login",
         )],
         Err(e) => vec![Item::fail(
             "connection",
@@ -589,7 +603,8 @@ pub async fn run(config: &Config) -> Vec<Item> {
 
 /// `database 'db' on host:port` from a connection string, without the password.
 fn describe_target(url: &str) -> String {
-    let Ok(cfg) = url.parse::<tokio_postgres::Config>() else { return "database".into() };
+    let Ok(db) = crate::pg::db::Database::parse(url) else { return "database".into() };
+    let cfg = db.pg;
     let host = match cfg.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
         Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
