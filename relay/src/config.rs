@@ -107,9 +107,15 @@ pub struct ServeArgs {
     #[arg(long, env = "REALTIME_ALLOW_ANON", default_value_t = true, value_parser = BoolishValueParser::new(),
           action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub allow_anon: bool,
-    /// This relay's identity; names its replication slot `realtime_<id>`. Unique per relay.
-    #[arg(long, env = "REALTIME_RELAY_ID", default_value = "relay", value_parser = relay_id)]
-    pub relay_id: String,
+    /// This relay's identity; names its replication slot `realtime_<id>`. Unset: the relay claims
+    /// the first free id of the pool relay, relay_2, relay_3, ... (identical replicas just work).
+    /// Set: this exact id, waiting while another running relay holds it.
+    #[arg(long, env = "REALTIME_RELAY_ID", value_parser = relay_id)]
+    pub relay_id: Option<String>,
+    /// Seconds a relay slot may stay unclaimed and idle before a live relay drops it.
+    #[arg(long, env = "REALTIME_SLOT_ABANDON_SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub slot_abandon_secs: u64,
     /// Connections in the pool used for permission checks.
     #[arg(long, env = "REALTIME_POOL_SIZE", default_value_t = 8, value_parser = positive())]
     pub pool_size: usize,
@@ -243,7 +249,13 @@ pub struct Config {
     pub allow_anon: bool,
     /// `aud`, `iss` and default-role rules for tokens.
     pub claim_rules: crate::core::auth::ClaimRules,
+    /// The relay id: `--relay-id`, or the pool's base id `relay` until a member is claimed at
+    /// start-up ([`crate::pg::slots`]), then the claimed one.
     pub relay_id: String,
+    /// `--relay-id` was given: use exactly it.
+    pub relay_id_fixed: bool,
+    /// `--slot-abandon-secs`.
+    pub slot_abandon: Duration,
     pub pool_size: usize,
     pub send_queue: usize,
     pub max_frame_bytes: usize,
@@ -323,7 +335,9 @@ impl TryFrom<ServeArgs> for Config {
             roles: a.roles,
             allow_anon: a.allow_anon,
             claim_rules,
-            relay_id: a.relay_id,
+            relay_id_fixed: a.relay_id.is_some(),
+            relay_id: a.relay_id.unwrap_or_else(|| "relay".to_string()),
+            slot_abandon: secs(a.slot_abandon_secs),
             pool_size: a.pool_size,
             send_queue: a.send_queue,
             max_frame_bytes: a.max_frame_bytes,
@@ -410,6 +424,9 @@ mod tests {
         assert!(c.allow_anon);
         assert!(!c.log_json);
         assert_eq!(c.slot_name(), "realtime_relay");
+        assert!(!c.relay_id_fixed, "no --relay-id: a pool member is claimed");
+        assert_eq!(c.slot_abandon, Duration::from_secs(300));
+        assert!(args(&["--relay-id", "relay"]).unwrap().relay_id_fixed);
         assert_eq!((c.ping_interval, c.ping_timeout), (Duration::from_secs(20), Duration::from_secs(60)));
     }
 

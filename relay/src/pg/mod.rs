@@ -14,6 +14,7 @@ pub mod positions;
 pub mod presence;
 pub mod publish;
 pub mod replication;
+pub mod slots;
 pub mod tls;
 pub mod tls_postgres;
 pub mod webhooks;

@@ -1,4 +1,4 @@
-//! The deployment items of `realtime-relay check`: whether the connection to Postgres is
+//! The deployment items of `realtime-relay check`: the JWT keys, whether the connection to Postgres is
 //! encrypted and the server verified (`sslmode`), how long messages are kept
 //! (`realtime.config.retention`) and how much WAL a stopped relay's slot may hold
 //! (`max_slot_wal_keep_size`). Facts are read by [`gather`] and judged by [`evaluate`] without
@@ -6,6 +6,9 @@
 
 use super::{CheckError, Item};
 use crate::config::Config;
+
+/// Below this an HS256 secret is accepted, with a warning.
+const GOOD_SECRET_LEN: usize = 32;
 
 /// Retention above this is reported (a log kept for months grows with every message).
 pub const LONG_RETENTION_SECS: f64 = 30.0 * 86_400.0;
@@ -106,6 +109,45 @@ pub fn evaluate(f: &DeployFacts) -> Vec<Item> {
     }
     items.push(wal_keep(f.wal_keep_mb));
     items
+}
+
+/// The JWT settings the relay would verify tokens with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JwtFacts {
+    pub secret_len: Option<usize>,
+    pub jwks_keys: usize,
+}
+
+impl JwtFacts {
+    pub fn of(config: &Config) -> Self {
+        JwtFacts {
+            secret_len: config.jwt_secret.as_ref().map(String::len),
+            jwks_keys: config.public_keys.len(),
+        }
+    }
+}
+
+pub(crate) fn jwt_item(j: &JwtFacts) -> Item {
+    const NAME: &str = "jwt";
+    let keys = match j.jwks_keys {
+        0 => String::new(),
+        1 => "; JWKS with 1 key".to_string(),
+        n => format!("; JWKS with {n} keys"),
+    };
+    match j.secret_len {
+        Some(n) if n < GOOD_SECRET_LEN => Item::warn(
+            NAME,
+            format!("HS256 secret of {n} bytes{keys}"),
+            format!("use at least {GOOD_SECRET_LEN} random bytes (e.g. `head -c 32 /dev/urandom | base64`)"),
+        ),
+        Some(n) => Item::ok(NAME, format!("HS256 secret of {n} bytes{keys}")),
+        None if j.jwks_keys > 0 => Item::ok(NAME, format!("no HS256 secret{keys}")),
+        None => Item::fail(
+            NAME,
+            "no HS256 secret and no JWKS keys",
+            "set --jwt-secret / REALTIME_JWT_SECRET or --jwks-file / REALTIME_JWKS_FILE",
+        ),
+    }
 }
 
 fn tls(t: &TlsFacts) -> Item {

@@ -26,8 +26,6 @@ pub const EXPECTED_EXTENSION_VERSION: &str = "0.2.0";
 pub const PUBLICATION: &str = "realtime_messages";
 /// Oldest supported server (`server_version_num`).
 const MIN_SERVER_VERSION: i32 = 150_000;
-/// Below this an HS256 secret is accepted, with a warning.
-const GOOD_SECRET_LEN: usize = 32;
 
 /// How an item ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,25 +143,13 @@ pub struct Facts {
     pub publication_has_messages: bool,
     pub slot_name: String,
     pub slot: Option<SlotFacts>,
+    /// Without `--relay-id`: the slot pool's `(slots, streaming)` (see [`crate::pg::slots`]).
+    pub pool: Option<(i64, i64)>,
     pub roles: Vec<RoleFacts>,
     pub grants: Grants,
 }
 
-/// The JWT settings the relay would verify tokens with.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct JwtFacts {
-    pub secret_len: Option<usize>,
-    pub jwks_keys: usize,
-}
-
-impl JwtFacts {
-    pub fn of(config: &Config) -> Self {
-        JwtFacts {
-            secret_len: config.jwt_secret.as_ref().map(String::len),
-            jwks_keys: config.public_keys.len(),
-        }
-    }
-}
+pub use deploy::JwtFacts;
 
 /// Evaluates every item. Pure: no I/O.
 pub fn evaluate(f: &Facts, jwt: &JwtFacts) -> Vec<Item> {
@@ -179,7 +165,7 @@ pub fn evaluate(f: &Facts, jwt: &JwtFacts) -> Vec<Item> {
     ];
     items.extend(f.roles.iter().map(|r| role(f, r)));
     items.push(grants(f));
-    items.push(jwt_item(jwt));
+    items.push(deploy::jwt_item(jwt));
     items
 }
 
@@ -307,6 +293,15 @@ fn publication(f: &Facts) -> Item {
 }
 
 fn slot(f: &Facts) -> Item {
+    if let Some((slots, streaming)) = f.pool {
+        return Item::ok(
+            "slot pool",
+            format!(
+                "{slots} relay slots realtime_relay[_<n>], {streaming} streaming; this relay takes an idle one \
+                 or adds the next (no --relay-id: each replica claims its own)"
+            ),
+        );
+    }
     let name = format!("slot {}", f.slot_name);
     let s = &f.slot_name;
     match &f.slot {
@@ -327,7 +322,7 @@ fn slot(f: &Facts) -> Item {
         Some(SlotFacts { active: true, .. }) => Item::warn(
             name,
             "exists and is in use by another connection (is a relay with this --relay-id running?)",
-            "give every relay its own --relay-id; two relays cannot share a slot",
+            "give every relay its own --relay-id, or leave it unset so each claims its own; a second relay with this id waits until it is free",
         ),
         Some(_) => Item::ok(name, "exists (pgoutput); the relay resumes from its confirmed position"),
     }
@@ -424,29 +419,6 @@ fn grants(f: &Facts) -> Item {
     Item::fail(NAME, format!("login '{login}' lacks {}", what.join(", ")), fix.join(" "))
 }
 
-fn jwt_item(j: &JwtFacts) -> Item {
-    const NAME: &str = "jwt";
-    let keys = match j.jwks_keys {
-        0 => String::new(),
-        1 => "; JWKS with 1 key".to_string(),
-        n => format!("; JWKS with {n} keys"),
-    };
-    match j.secret_len {
-        Some(n) if n < GOOD_SECRET_LEN => Item::warn(
-            NAME,
-            format!("HS256 secret of {n} bytes{keys}"),
-            format!("use at least {GOOD_SECRET_LEN} random bytes (e.g. `head -c 32 /dev/urandom | base64`)"),
-        ),
-        Some(n) => Item::ok(NAME, format!("HS256 secret of {n} bytes{keys}")),
-        None if j.jwks_keys > 0 => Item::ok(NAME, format!("no HS256 secret{keys}")),
-        None => Item::fail(
-            NAME,
-            "no HS256 secret and no JWKS keys",
-            "set --jwt-secret / REALTIME_JWT_SECRET or --jwks-file / REALTIME_JWKS_FILE",
-        ),
-    }
-}
-
 /// Why the facts could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
@@ -509,6 +481,7 @@ pub async fn gather(client: &tokio_postgres::Client, config: &Config) -> Result<
         publication_has_messages: row.get(14),
         slot_name: slot_name.clone(),
         slot: None,
+        pool: None,
         roles: Vec::new(),
         grants: Grants::default(),
     };
@@ -520,6 +493,16 @@ pub async fn gather(client: &tokio_postgres::Client, config: &Config) -> Result<
         )
         .await?
         .map(|r| SlotFacts { plugin: r.get(0), same_database: r.get(1), active: r.get(2) });
+    if !config.relay_id_fixed {
+        let r = client
+            .query_one(
+                "SELECT count(*), count(*) FILTER (WHERE active) FROM pg_replication_slots \
+                 WHERE database = current_database() AND slot_name ~ ('^realtime_' || $1 || '(_[0-9]+)?$')",
+                &[&config.relay_id],
+            )
+            .await?;
+        facts.pool = Some((r.get(0), r.get(1)));
+    }
     for name in &config.roles {
         let r = client
             .query_one(
@@ -580,10 +563,11 @@ pub async fn run(config: &Config) -> Vec<Item> {
     };
     match gathered {
         Ok((facts, deploy)) => {
-            let mut items = vec![Item::ok(
-                "connection",
-                format!("{target} as '{}' (slot {})", facts.login, facts.slot_name),
-            )];
+            let slot = match facts.pool {
+                Some(_) => "slot from the pool realtime_relay[_<n>]".to_string(),
+                None => format!("slot {}", facts.slot_name),
+            };
+            let mut items = vec![Item::ok("connection", format!("{target} as '{}' ({slot})", facts.login))];
             items.extend(evaluate(&facts, &JwtFacts::of(config)));
             items.extend(deploy::evaluate(&deploy));
             items
