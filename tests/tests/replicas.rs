@@ -116,7 +116,12 @@ async fn abandoned_slot_is_dropped_and_an_explicit_id_in_use_waits() {
     gone.kill().await;
     let now = wait_slots(&db, "the abandoned slot is dropped", |s| s.len() == 1).await;
     assert_eq!(names(&now), ["realtime_relay"], "the live relay's slot stays");
-    assert!(keeper.log().contains("dropped an abandoned replication slot"), "{}", keeper.log());
+    // The drop is logged after it commits: wait for the line rather than race it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !keeper.log().contains("dropped an abandoned replication slot") {
+        assert!(Instant::now() < deadline, "the live relay says it dropped the slot:\n{}", keeper.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     all_deliver(&db, std::slice::from_ref(&keeper), "after-drop").await;
 
     let fixed = RelayOptions { relay_id: Some("fixed_one".into()), ..Default::default() };

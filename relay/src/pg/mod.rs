@@ -1,5 +1,5 @@
 //! Everything that talks to Postgres: the connection string and TLS ([`db`], [`tls`],
-//! [`tls_postgres`]), the connection pool, permission checks run under the
+//! [`tls_postgres`], [`tls_bridge`]), the connection pool, permission checks run under the
 //! client's role and claims, history reads, publishes, presence and webhook queue writes, and
 //! the replication stream that follows the message log. Depends on [`crate::core`] only.
 
@@ -16,6 +16,7 @@ pub mod publish;
 pub mod replication;
 pub mod slots;
 pub mod tls;
+pub mod tls_bridge;
 pub mod tls_postgres;
 pub mod webhooks;
 

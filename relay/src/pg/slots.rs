@@ -347,29 +347,21 @@ impl Claim {
                 continue;
             }
             let since = *unclaimed.entry(slot.clone()).or_insert_with(Instant::now);
-            let dropped = if since.elapsed() >= abandon_after {
+            if since.elapsed() >= abandon_after {
                 let sql = "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
                            WHERE slot_name = $1 AND NOT active";
-                Some(self.conn.client.execute(sql, &[&slot]).await)
-            } else {
-                None
-            };
+                match self.conn.client.execute(sql, &[&slot]).await {
+                    Ok(1) => {
+                        let abandoned_secs = since.elapsed().as_secs();
+                        info!(slot, abandoned_secs, "dropped an abandoned replication slot");
+                        unclaimed.remove(&slot);
+                    }
+                    Ok(_) => {}
+                    Err(e) => warn!(slot, error = %describe_pg_error(&e), "could not drop an abandoned slot"),
+                }
+            }
             let unlock = "SELECT pg_advisory_unlock($1, hashtext($2))";
             self.conn.client.query_one(unlock, &[&CLASS, &slot]).await?;
-            match dropped {
-                Some(Ok(1)) => {
-                    info!(
-                        slot,
-                        abandoned_secs = since.elapsed().as_secs(),
-                        "dropped an abandoned replication slot"
-                    );
-                    unclaimed.remove(&slot);
-                }
-                Some(Err(e)) => {
-                    warn!(slot, error = %describe_pg_error(&e), "could not drop an abandoned slot")
-                }
-                _ => {}
-            }
         }
         Ok(())
     }

@@ -4,7 +4,7 @@
 //! (`max_slot_wal_keep_size`). Facts are read by [`gather`] and judged by [`evaluate`] without
 //! I/O, like the rest of [`super`].
 
-use super::{CheckError, Item};
+use super::item::{CheckError, Item};
 use crate::config::Config;
 
 /// Below this an HS256 secret is accepted, with a warning.
@@ -225,7 +225,7 @@ fn wal_keep(mb: i64) -> Item {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::check::Status;
+    use crate::ops::check::item::Status;
 
     fn facts(retention_secs: Option<f64>, wal_keep_mb: i64) -> DeployFacts {
         DeployFacts {

@@ -12,8 +12,10 @@
 //! code is 0 only when no item failed ([`passed`]); `warn` items do not fail the check.
 
 pub mod deploy;
+mod item;
 
-use std::fmt;
+pub use item::{CheckError, Item, Status};
+
 use std::time::Duration;
 
 use crate::config::Config;
@@ -26,53 +28,6 @@ pub const EXPECTED_EXTENSION_VERSION: &str = "0.2.0";
 pub const PUBLICATION: &str = "realtime_messages";
 /// Oldest supported server (`server_version_num`).
 const MIN_SERVER_VERSION: i32 = 150_000;
-
-/// How an item ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Ok,
-    Warn,
-    Fail,
-}
-
-/// One line of the report.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Item {
-    pub status: Status,
-    pub name: String,
-    pub detail: String,
-    /// How to fix it (for `warn` and `FAIL`).
-    pub fix: Option<String>,
-}
-
-impl Item {
-    pub(crate) fn ok(name: impl Into<String>, detail: impl Into<String>) -> Self {
-        Item { status: Status::Ok, name: name.into(), detail: detail.into(), fix: None }
-    }
-
-    pub(crate) fn warn(name: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Self {
-        Item { status: Status::Warn, name: name.into(), detail: detail.into(), fix: Some(fix.into()) }
-    }
-
-    pub(crate) fn fail(name: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Self {
-        Item { status: Status::Fail, name: name.into(), detail: detail.into(), fix: Some(fix.into()) }
-    }
-}
-
-impl fmt::Display for Item {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let tag = match self.status {
-            Status::Ok => "ok  ",
-            Status::Warn => "warn",
-            Status::Fail => "FAIL",
-        };
-        write!(f, "{tag} {}: {}", self.name, self.detail)?;
-        match &self.fix {
-            Some(fix) if self.status != Status::Ok => write!(f, " — fix: {fix}"),
-            _ => Ok(()),
-        }
-    }
-}
 
 /// True when no item failed.
 pub fn passed(items: &[Item]) -> bool {
@@ -417,21 +372,6 @@ fn grants(f: &Facts) -> Item {
         .collect();
     let fix: Vec<String> = missing.iter().map(|(_, _, grant)| format!("{grant} TO \"{login}\";")).collect();
     Item::fail(NAME, format!("login '{login}' lacks {}", what.join(", ")), fix.join(" "))
-}
-
-/// Why the facts could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum CheckError {
-    #[error("cannot connect: {0}")]
-    Connect(String),
-    #[error("catalog query failed: {0}")]
-    Query(String),
-}
-
-impl From<tokio_postgres::Error> for CheckError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        CheckError::Query(describe_pg_error(&e))
-    }
 }
 
 /// Connects with the relay's settings (TLS included).

@@ -1,6 +1,6 @@
 //! Connection setup of the replication stream: validating names, mapping `database_url`
 //! onto `pgwire-replication`'s config (through a TLS bridge when the connection is encrypted,
-//! see [`crate::pg::tls_postgres`]), making sure the slot exists. Child module of
+//! see [`crate::pg::tls_bridge`]), making sure the slot exists. Child module of
 //! [`crate::pg::replication`].
 
 use std::time::Duration;
@@ -14,7 +14,7 @@ use pgwire_replication::PgWireError;
 use crate::core::parse_pg_lsn;
 use crate::pg::db::Database;
 use crate::pg::describe_pg_error;
-use crate::pg::tls_postgres::{Bridge, BRIDGE_PORT};
+use crate::pg::tls_bridge::{Bridge, BRIDGE_PORT};
 
 /// Session settings pinned on the walsender so decoded text is deterministic.
 const SESSION_OPTIONS: &str = "-c TimeZone=UTC -c DateStyle=ISO";

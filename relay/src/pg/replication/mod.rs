@@ -232,7 +232,7 @@ impl Stream {
         };
         // The stream is encrypted when the slot's connection was (same sslmode, same server).
         let bridge = match encrypted {
-            true => Some(super::tls_postgres::bridge(&self.db).await.map_err(ReplicationError::Tls)?),
+            true => Some(crate::pg::tls_bridge::bridge(&self.db).await.map_err(ReplicationError::Tls)?),
             false => None,
         };
         let config = stream_config(&self.db.pg, &self.cfg, start, bridge.as_ref())?;
