@@ -16,7 +16,7 @@ export PG_BIN := $(patsubst %/,%,$(dir $(PG_CONFIG)))
 # On a non-root machine, let pgrx use sudo to write into the system Postgres.
 PGRX_SUDO := $(if $(filter 0,$(shell id -u)),,--sudo)
 
-.PHONY: run test deps build install-ext install-ext-release lint test-unit test-ext test-e2e test-js fmt bench bench-ingest bench-changes bench-latency bench-fanout bench-presence bench-webhooks
+.PHONY: run test deps build install-ext install-ext-release lint test-unit test-ext test-e2e test-js fmt fuzz bench bench-ingest bench-changes bench-latency bench-fanout bench-presence bench-webhooks
 .PHONY: bench-connections bench-subscribe bench-soak bench-relays bench-deps
 
 run: install-ext build
@@ -64,6 +64,17 @@ test-js: install-ext build
 
 fmt:
 	cargo fmt --all
+
+# Property tests (every test whose name contains `proptest`) with many more generated and mutated
+# cases than `make test` runs (proptest's default, 256). FUZZ_CASES=n sets the count; add a crate
+# that has such tests to FUZZ_PACKAGES.
+FUZZ_CASES ?= 20000
+FUZZ_PACKAGES ?= realtime-relay
+fuzz: deps
+	@for pkg in $(FUZZ_PACKAGES); do \
+		echo "== $$pkg: PROPTEST_CASES=$(FUZZ_CASES)"; \
+		PROPTEST_CASES=$(FUZZ_CASES) cargo test -p $$pkg proptest || exit 1; \
+	done
 
 # Benchmarks (never part of `make test`). Results are appended to bench/RESULTS.md.
 # bench/deps.sh: jq, curl, and Go with Debian's Centrifuge library for the Centrifuge peer.

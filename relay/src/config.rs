@@ -77,8 +77,8 @@ pub struct TokenArgs {
 /// adds only the checks that compare several settings.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// Postgres connection URL (postgres://user:pass@host:port/db). The user needs REPLICATION and
-    /// membership in every role of --roles.
+    /// Postgres connection URL (postgres://user:pass@host:port/db?sslmode=verify-full&sslrootcert=...).
+    /// The user needs REPLICATION and membership in every role of --roles.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_parser = database_url)]
     pub database_url: Option<String>,
     /// Address to listen on for WebSocket and HTTP.
@@ -90,6 +90,15 @@ pub struct ServeArgs {
     /// JWKS file with RS256/ES256 public keys, chosen by the token's `kid`.
     #[arg(long, env = "REALTIME_JWKS_FILE", value_parser = jwks_file)]
     pub jwks_file: Option<PublicKeys>,
+    /// Accepted JWT audiences (`aud`), comma-separated; when set, a token must name one of them.
+    #[arg(long, env = "REALTIME_JWT_AUDIENCE", value_delimiter = ',')]
+    pub jwt_audience: Vec<String>,
+    /// Accepted JWT issuers (`iss`), comma-separated; when set, a token must name one of them.
+    #[arg(long, env = "REALTIME_JWT_ISSUER", value_delimiter = ',')]
+    pub jwt_issuer: Vec<String>,
+    /// Role of a token without a `role` claim (one of --roles). Unset: such tokens are refused.
+    #[arg(long, env = "REALTIME_DEFAULT_ROLE", value_parser = role)]
+    pub default_role: Option<String>,
     /// Postgres roles a JWT `role` claim may select, comma-separated.
     #[arg(long, env = "REALTIME_ROLES", default_value = "anon,authenticated,service_role",
           value_delimiter = ',', value_parser = role)]
@@ -98,9 +107,15 @@ pub struct ServeArgs {
     #[arg(long, env = "REALTIME_ALLOW_ANON", default_value_t = true, value_parser = BoolishValueParser::new(),
           action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub allow_anon: bool,
-    /// This relay's identity; names its replication slot `realtime_<id>`. Unique per relay.
-    #[arg(long, env = "REALTIME_RELAY_ID", default_value = "relay", value_parser = relay_id)]
-    pub relay_id: String,
+    /// This relay's identity; names its replication slot `realtime_<id>`. Unset: the relay claims
+    /// the first free id of the pool relay, relay_2, relay_3, ... (identical replicas just work).
+    /// Set: this exact id, waiting while another running relay holds it.
+    #[arg(long, env = "REALTIME_RELAY_ID", value_parser = relay_id)]
+    pub relay_id: Option<String>,
+    /// Seconds a relay slot may stay unclaimed and idle before a live relay drops it.
+    #[arg(long, env = "REALTIME_SLOT_ABANDON_SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub slot_abandon_secs: u64,
     /// Connections in the pool used for permission checks.
     #[arg(long, env = "REALTIME_POOL_SIZE", default_value_t = 8, value_parser = positive())]
     pub pool_size: usize,
@@ -162,6 +177,9 @@ pub struct ServeArgs {
     #[arg(long, env = "REALTIME_PING_TIMEOUT_SECS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub ping_timeout_secs: u64,
+    /// Bearer token `GET /metrics` requires (at least 16 bytes); unset: metrics are open.
+    #[arg(long, env = "REALTIME_METRICS_TOKEN", hide_env_values = true, value_parser = jwt_secret)]
+    pub metrics_token: Option<String>,
     /// Emit logs as JSON lines.
     #[arg(long, env = "REALTIME_LOG_JSON", default_value_t = false, value_parser = BoolishValueParser::new(),
           action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
@@ -176,9 +194,10 @@ fn positive() -> RangedU64ValueParser<usize> {
 }
 
 fn database_url(s: &str) -> Result<String, String> {
-    s.parse::<tokio_postgres::Config>()
-        .map(|_| s.to_string())
-        .map_err(|e| format!("not a valid Postgres URL: {e}"))
+    crate::pg::db::Database::parse(s).map(|_| s.to_string()).map_err(|e| match e {
+        crate::pg::db::DbUrlError::Parse(e) => format!("not a valid Postgres URL: {e}"),
+        tls => tls.to_string(),
+    })
 }
 
 fn jwt_secret(s: &str) -> Result<String, String> {
@@ -224,6 +243,8 @@ pub enum ConfigError {
     NoRoles,
     #[error("--allow-anon is true but role 'anon' is not in --roles")]
     AnonNotAllowed,
+    #[error("--default-role / REALTIME_DEFAULT_ROLE '{0}' is not one of --roles")]
+    DefaultRoleNotAllowed(String),
     #[error("--{0} must be greater than --{1}")]
     NotAbove(&'static str, &'static str),
     #[error("--webhook-lease-secs ({lease}) must be greater than --webhook-timeout-secs ({timeout})")]
@@ -239,7 +260,15 @@ pub struct Config {
     pub public_keys: PublicKeys,
     pub roles: Vec<String>,
     pub allow_anon: bool,
+    /// `aud`, `iss` and default-role rules for tokens.
+    pub claim_rules: crate::core::auth::ClaimRules,
+    /// The relay id: `--relay-id`, or the pool's base id `relay` until a member is claimed at
+    /// start-up ([`crate::pg::slots`]), then the claimed one.
     pub relay_id: String,
+    /// `--relay-id` was given: use exactly it.
+    pub relay_id_fixed: bool,
+    /// `--slot-abandon-secs`.
+    pub slot_abandon: Duration,
     pub pool_size: usize,
     /// Bytes one connection may queue.
     pub send_queue_bytes: usize,
@@ -262,6 +291,8 @@ pub struct Config {
     /// Silence (no frame, no pong) after which a client is disconnected.
     pub ping_timeout: Duration,
     pub log_json: bool,
+    /// Bearer token for `GET /metrics`; `None`: open.
+    pub metrics_token: Option<String>,
     pub webhooks: WebhookSettings,
 }
 
@@ -296,6 +327,17 @@ impl TryFrom<ServeArgs> for Config {
         if a.allow_anon && !a.roles.iter().any(|r| r == "anon") {
             return Err(ConfigError::AnonNotAllowed);
         }
+        if let Some(r) = a.default_role.as_ref().filter(|r| !a.roles.contains(r)) {
+            return Err(ConfigError::DefaultRoleNotAllowed(r.clone()));
+        }
+        let list = |v: Vec<String>| -> Vec<String> {
+            v.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+        };
+        let claim_rules = crate::core::auth::ClaimRules {
+            audience: list(a.jwt_audience),
+            issuer: list(a.jwt_issuer),
+            default_role: a.default_role,
+        };
         if a.presence.relay_timeout_secs.saturating_mul(1000) <= a.presence.heartbeat_ms {
             return Err(ConfigError::NotAbove("presence-relay-timeout-secs", "presence-heartbeat-ms"));
         }
@@ -316,7 +358,10 @@ impl TryFrom<ServeArgs> for Config {
             public_keys,
             roles: a.roles,
             allow_anon: a.allow_anon,
-            relay_id: a.relay_id,
+            claim_rules,
+            relay_id_fixed: a.relay_id.is_some(),
+            relay_id: a.relay_id.unwrap_or_else(|| "relay".to_string()),
+            slot_abandon: secs(a.slot_abandon_secs),
             pool_size: a.pool_size,
             send_queue_bytes: a.send_queue_bytes,
             send_queue_total_bytes: a.send_queue_total_bytes,
@@ -334,6 +379,7 @@ impl TryFrom<ServeArgs> for Config {
             ping_interval: secs(a.ping_interval_secs),
             ping_timeout: secs(a.ping_timeout_secs),
             log_json: a.log_json,
+            metrics_token: a.metrics_token,
             webhooks: WebhookSettings::from(&a.webhooks),
         })
     }
@@ -364,6 +410,39 @@ mod tests {
     }
 
     #[test]
+    fn claim_rules_come_from_the_flags_and_the_default_role_must_be_allowed() {
+        let c = args(&[]).unwrap();
+        assert_eq!(
+            c.claim_rules,
+            crate::core::auth::ClaimRules::default(),
+            "no aud/iss check, no default role"
+        );
+        let c = args(&[
+            "--jwt-audience",
+            "authenticated, app",
+            "--jwt-issuer",
+            "https://id.example",
+            "--default-role",
+            "authenticated",
+        ])
+        .unwrap();
+        assert_eq!(c.claim_rules.audience, ["authenticated", "app"]);
+        assert_eq!(c.claim_rules.issuer, ["https://id.example"]);
+        assert_eq!(c.claim_rules.default_role.as_deref(), Some("authenticated"));
+        let e = args(&["--default-role", "postgres"]).unwrap_err();
+        assert!(e.contains("--default-role / REALTIME_DEFAULT_ROLE 'postgres' is not one of --roles"), "{e}");
+    }
+
+    #[test]
+    fn metrics_token_is_optional_and_must_not_be_short() {
+        assert_eq!(args(&[]).unwrap().metrics_token, None);
+        let c = args(&["--metrics-token", "0123456789abcdef"]).unwrap();
+        assert_eq!(c.metrics_token.as_deref(), Some("0123456789abcdef"));
+        let e = args(&["--metrics-token", "short"]).unwrap_err();
+        assert!(e.contains("--metrics-token") && e.contains("too short (5 bytes)"), "{e}");
+    }
+
+    #[test]
     fn defaults_are_valid() {
         let c = args(&[]).unwrap();
         assert_eq!(c.bind.to_string(), "127.0.0.1:4000");
@@ -371,6 +450,9 @@ mod tests {
         assert!(c.allow_anon);
         assert!(!c.log_json);
         assert_eq!(c.slot_name(), "realtime_relay");
+        assert!(!c.relay_id_fixed, "no --relay-id: a pool member is claimed");
+        assert_eq!(c.slot_abandon, Duration::from_secs(300));
+        assert!(args(&["--relay-id", "relay"]).unwrap().relay_id_fixed);
         assert_eq!((c.ping_interval, c.ping_timeout), (Duration::from_secs(20), Duration::from_secs(60)));
     }
 

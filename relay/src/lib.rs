@@ -27,3 +27,6 @@ pub mod service;
 pub mod shutdown;
 pub mod transport;
 pub mod webhook;
+
+#[cfg(test)]
+mod proptests;

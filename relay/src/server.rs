@@ -34,14 +34,47 @@ pub enum ServerError {
     Webhooks(#[from] crate::webhook::ClientError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    Slot(#[from] crate::pg::slots::SlotError),
+}
+
+/// Claims this relay's id and slot ([`crate::pg::slots`]), retrying while Postgres is
+/// unreachable; `None` on shutdown.
+async fn claim_relay_id(
+    db: &crate::pg::db::Database,
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> Result<Option<crate::pg::slots::Claim>, ServerError> {
+    use crate::pg::slots::{claim, SlotError};
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match claim(db, &config.relay_id, config.relay_id_fixed, shutdown).await {
+            Ok(c) => return Ok(Some(c)),
+            Err(SlotError::Shutdown) => return Ok(None),
+            Err(e @ SlotError::PoolFull(_)) => return Err(e.into()),
+            Err(e) => tracing::warn!(error = %e, "cannot claim a relay id yet; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.cancelled() => return Ok(None),
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
 }
 
 /// Runs the relay until `shutdown` is cancelled.
-pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), ServerError> {
+pub async fn run(mut config: Config, shutdown: CancellationToken) -> Result<(), ServerError> {
     let pool = crate::pg::pool::build(&config.database_url, config.pool_size).map_err(ServerError::Pool)?;
+    // The relay id comes first: it names the slot, presence entries and webhook leases. The
+    // port opens after it, so clients are not accepted and left waiting meanwhile.
+    let db =
+        crate::pg::db::Database::parse(&config.database_url).map_err(|e| ServerError::Pool(e.to_string()))?;
+    let Some(claim) = claim_relay_id(&db, &config, &shutdown).await? else { return Ok(()) };
+    config.relay_id = claim.relay_id.clone();
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .map_err(|source| ServerError::Bind { addr: config.bind, source })?;
+    let claim_guard = tokio::spawn(claim.guard(db, config.slot_abandon, shutdown.clone()));
     let status = Arc::new(ReplicationStatus::default());
     let metrics = Metrics::new()?;
     let webhooks = match config.webhooks.concurrency {
@@ -60,7 +93,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
             config.public_keys.clone(),
             config.roles.clone(),
             config.allow_anon,
-        ),
+        )
+        .with_rules(config.claim_rules.clone()),
         hub: Hub::new(metrics.hub.clone()),
         pool,
         replication: status.clone(),
@@ -123,7 +157,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Serv
     if let Some(webhooks) = &app.webhooks {
         webhooks.stop().await;
     }
+    // Last: the relay id stays ours until everything that uses it has stopped.
+    let claim = tokio::time::timeout(Duration::from_secs(2), claim_guard).await;
     tracing::info!("relay stopped");
+    if let Ok(Ok(Err(e @ crate::pg::slots::SlotError::Lost(_)))) = claim {
+        return Err(e.into());
+    }
     served.map_err(ServerError::Serve)
 }
 

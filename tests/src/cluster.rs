@@ -147,6 +147,31 @@ impl Cluster {
         }
     }
 
+    /// Writes `contents` to `name` in the data directory, owned by the server's user, with
+    /// permission bits `mode` (server keys must be 0600).
+    pub fn write_data_file(&self, name: &str, contents: &[u8], mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.dir.join("data").join(name);
+        fs::write(&path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).expect("chmod data file");
+        if self.run_as_postgres {
+            chown_to_postgres(&path);
+        }
+    }
+
+    /// A superuser connection over the cluster's Unix socket (which `pg_hba.conf` may treat
+    /// differently from TCP).
+    pub async fn socket_client(&self) -> Client {
+        let url = format!("host={} port={} user=postgres dbname=postgres", self.dir.display(), self.port);
+        let (client, connection) = tokio_postgres::connect(&url, NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("connect over the socket: {}", pg_error_text(&e)));
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        client
+    }
+
     /// The last `lines` lines of the server log.
     pub fn log_tail(&self, lines: usize) -> String {
         let text = fs::read_to_string(self.dir.join("postgres.log")).unwrap_or_default();

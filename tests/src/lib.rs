@@ -17,6 +17,7 @@ pub mod jwt;
 pub mod relay;
 pub mod sink;
 pub mod sql;
+pub mod tls;
 pub mod ws;
 
 pub use cluster::Cluster;

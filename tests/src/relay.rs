@@ -24,8 +24,13 @@ pub struct RelayOptions {
     pub roles: Option<String>,
     /// `--jwt-secret`; [`JWT_SECRET`] when `None`.
     pub jwt_secret: Option<String>,
-    /// `--relay-id`; a fresh unique id when `None`.
+    /// `--relay-id`; a fresh unique id when `None` (unless `pooled`).
     pub relay_id: Option<String>,
+    /// No `--relay-id` at all: the relay claims a member of the slot pool, as identical
+    /// replicas do.
+    pub pooled: bool,
+    /// `--database-url`; the cluster's [`Cluster::url`] for database `postgres` when `None`.
+    pub database_url: Option<String>,
     /// Any further flags, appended as given.
     pub extra_args: Vec<String>,
 }
@@ -75,13 +80,14 @@ impl Relay {
         let log = File::create(&log_path).expect("create relay log file");
         let mut cmd = Command::new(&bin);
         cmd.arg("--database-url")
-            .arg(cluster.url("postgres"))
+            .arg(options.database_url.clone().unwrap_or_else(|| cluster.url("postgres")))
             .arg("--bind")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--jwt-secret")
-            .arg(&secret)
-            .arg("--relay-id")
-            .arg(&relay_id);
+            .arg(&secret);
+        if !options.pooled {
+            cmd.arg("--relay-id").arg(&relay_id);
+        }
         if let Some(allow) = options.allow_anon {
             cmd.arg("--allow-anon").arg(allow.to_string());
         }
@@ -153,7 +159,7 @@ impl Relay {
         format!("ws://127.0.0.1:{}/v1/socket", self.port)
     }
 
-    /// The relay id it was started with.
+    /// The relay id it was started with (meaningless for a `pooled` relay).
     pub fn relay_id(&self) -> &str {
         &self.relay_id
     }

@@ -154,3 +154,30 @@ async fn check_as_a_login_without_presence_table_rights_fails_with_the_grant() {
     assert_eq!(code, Some(0), "{out}");
     assert!(out.lines().any(|l| l.starts_with("ok   grants:")), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_warns_about_unlimited_slot_wal_and_long_retention() {
+    let cluster = Cluster::start().await;
+    cluster.setup_db().await;
+    let (code, out) = run_check(&cluster, &[]);
+    assert_eq!(code, Some(0), "warnings do not fail the check:\n{out}");
+    assert!(out.lines().any(|l| l.starts_with("warn max_slot_wal_keep_size: is -1 (unlimited)")), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("ok   retention: messages are kept 7 days")), "{out}");
+
+    let db = cluster.client().await;
+    for sql in [
+        "UPDATE realtime.config SET retention = '400 days'",
+        "ALTER SYSTEM SET max_slot_wal_keep_size = '1GB'",
+        "SELECT pg_reload_conf()",
+    ] {
+        db.batch_execute(sql).await.unwrap();
+    }
+    let (code, out) = run_check(&cluster, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    let line = out.lines().find(|l| l.starts_with("warn retention:")).unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains("400 days") && line.contains("— fix: UPDATE realtime.config SET retention"),
+        "{line}"
+    );
+    assert!(out.lines().any(|l| l.starts_with("ok   max_slot_wal_keep_size: 1024 MB")), "{out}");
+}

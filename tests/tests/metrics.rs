@@ -3,7 +3,10 @@
 use std::process::Command;
 
 use realtime_e2e::relay::relay_bin;
-use realtime_e2e::{free_port, http_get, http_post_json, open_channel, publish, start_stack, Connect, Ws};
+use realtime_e2e::{
+    free_port, http_get, http_post_json, http_request, open_channel, publish, start_stack, start_stack_with,
+    Connect, RelayOptions, Ws,
+};
 use serde_json::json;
 
 /// The value of the sample line `series value` (series with its labels, exactly as rendered).
@@ -120,4 +123,23 @@ async fn healthcheck_subcommand_exits_0_for_a_running_relay_and_1_otherwise() {
         .expect("run realtime-relay healthcheck");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("realtime-relay healthcheck: 127.0.0.1:"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_token_is_required_when_configured() {
+    let token = "scrape-token-0123456789";
+    let options =
+        RelayOptions { extra_args: vec!["--metrics-token".into(), token.into()], ..Default::default() };
+    let (_cluster, relay) = start_stack_with(options).await;
+    let (status, body) = http_get(relay.port(), "/metrics").await.unwrap();
+    assert_eq!(status, 401, "no token: {body}");
+    assert!(!body.contains("realtime_"), "nothing of the metrics without the token: {body}");
+    let get = |token: &str| format!("GET /metrics HTTP/1.1\r\nAuthorization: Bearer {token}");
+    let (status, _) = http_request(relay.port(), &get("scrape-token-wrong-0000"), b"").await.unwrap();
+    assert_eq!(status, 401, "wrong token");
+    let (status, body) = http_request(relay.port(), &get(token), b"").await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("realtime_replication_streaming 1"), "{body}");
+    let (status, _) = http_get(relay.port(), "/healthz").await.unwrap();
+    assert_eq!(status, 200, "health stays open");
 }

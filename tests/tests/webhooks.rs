@@ -340,6 +340,35 @@ async fn private_addresses_are_refused_without_the_flag() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reserved_and_special_purpose_addresses_are_refused_without_the_flag() {
+    let (cluster, _relay) = start_stack_with(RelayOptions::default()).await;
+    let db = cluster.client().await;
+    // Documentation, benchmarking and reserved IPv4 blocks; NAT64 and 6to4 forms of loopback.
+    let urls: Vec<String> = [
+        "192.0.2.10",
+        "198.18.0.1",
+        "198.51.100.7",
+        "203.0.113.5",
+        "240.0.0.1",
+        "[64:ff9b::7f00:1]",
+        "[2002:7f00:1::1]",
+    ]
+    .iter()
+    .map(|host| format!("http://{host}:9/hook"))
+    .collect();
+    webhook_channel(&db, "reserved", &urls, None).await;
+    let id = publish(&db, "reserved", "e", &json!({})).await;
+    let n = urls.len() as i64;
+    wait_value(&db, "SELECT count(*) FROM realtime.webhook_deliveries WHERE status = 'failed'", n).await;
+    for url in &urls {
+        let (status, attempts, _, error) = delivery(&db, &id, url).await;
+        assert_eq!((status.as_str(), attempts), ("failed", 1), "{url}: refused at once, never retried");
+        let error = error.unwrap();
+        assert!(error.starts_with("refused:") && error.contains("--webhook-allow-private"), "{url}: {error}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_error_fails_at_once_shows_in_failures_and_is_requeued_by_retry_failed_webhooks() {
     let (cluster, _relay) = start_stack_with(fast(&["--webhook-max-attempts", "3"])).await;
     let db = cluster.client().await;

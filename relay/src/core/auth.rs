@@ -6,6 +6,12 @@
 //! each key is bound to one algorithm, and the validation names exactly that algorithm — so
 //! `alg:none`, HS/RS confusion (an HS256 token "signed" with a public key) and a key used with
 //! another algorithm are all refused.
+//!
+//! Claims: `exp` is required and must be a number (fractional seconds, as issuers using
+//! `Date.now() / 1000` write them, count to the fraction); `nbf`, when present, must be a number
+//! and not in the future; `aud` and `iss` are required and checked when the relay is configured
+//! with an audience or issuer ([`ClaimRules`]). `role` picks the Postgres role; a token without
+//! one is refused unless a default role is configured.
 
 use std::collections::HashMap;
 
@@ -22,6 +28,8 @@ pub enum AuthError {
     Invalid(String),
     #[error("token expired")]
     Expired,
+    #[error("token is not valid yet (its 'nbf' is in the future)")]
+    NotYetValid,
     #[error("role '{0}' is not allowed")]
     RoleNotAllowed(String),
     /// Credentials that are present but empty or not of the form the relay reads.
@@ -38,7 +46,8 @@ pub struct Identity {
     pub user_id: Option<String>,
     /// Claims as JSON text for `request.jwt.claims`.
     pub claims: String,
-    /// Expiry (seconds since the epoch), if the token has one.
+    /// Expiry (whole seconds since the epoch, rounded down from a fractional `exp`, so a
+    /// token is never honoured past it), if the token has one.
     pub exp: Option<u64>,
 }
 
@@ -127,6 +136,17 @@ impl PublicKeys {
     }
 }
 
+/// What a token's registered claims must say beyond a valid signature and `exp`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimRules {
+    /// Accepted `aud` values; empty: `aud` is not checked.
+    pub audience: Vec<String>,
+    /// Accepted `iss` values; empty: `iss` is not checked.
+    pub issuer: Vec<String>,
+    /// The role of a token without a `role` claim; `None`: such tokens are refused.
+    pub default_role: Option<String>,
+}
+
 /// Verifies tokens against the HS256 secret and/or the JWKS keys, and a role allowlist.
 #[derive(Clone)]
 pub struct Authenticator {
@@ -134,14 +154,47 @@ pub struct Authenticator {
     public: PublicKeys,
     roles: Vec<String>,
     allow_anon: bool,
+    rules: ClaimRules,
 }
 
-fn validation(alg: Algorithm) -> Validation {
+/// Signature and algorithm only: every claim is checked by [`Authenticator::check_claims`], on
+/// the exact values (the library rounds fractional dates and reads a malformed one as absent).
+fn signature_only(alg: Algorithm) -> Validation {
     let mut v = Validation::new(alg);
-    v.leeway = 0;
+    v.validate_exp = false;
+    v.validate_nbf = false;
     v.validate_aud = false;
-    v.set_required_spec_claims(&["exp"]);
+    v.required_spec_claims.clear();
     v
+}
+
+/// Seconds since the epoch, with the fraction.
+fn now_secs() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// A numeric date claim (`exp`, `nbf`) as seconds: absent is `Ok(None)`, anything but a finite,
+/// non-negative number is refused.
+fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<f64>, AuthError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(f) if f.is_finite() && f >= 0.0 => Ok(Some(f)),
+            _ => Err(AuthError::Invalid(format!("claim '{name}' is not a valid date"))),
+        },
+        Some(_) => Err(AuthError::Invalid(format!("claim '{name}' must be a number (seconds since 1970)"))),
+    }
+}
+
+/// Whether `claim` (a string or an array of strings) names one of `accepted`.
+fn names_one_of(claim: Option<&Value>, accepted: &[String]) -> bool {
+    match claim {
+        Some(Value::String(s)) => accepted.contains(s),
+        Some(Value::Array(items)) => {
+            items.iter().any(|v| v.as_str().is_some_and(|s| accepted.iter().any(|a| a == s)))
+        }
+        _ => false,
+    }
 }
 
 impl Authenticator {
@@ -151,7 +204,19 @@ impl Authenticator {
 
     /// An authenticator with an optional HS256 secret and JWKS public keys.
     pub fn with_keys(secret: Option<&str>, public: PublicKeys, roles: Vec<String>, allow_anon: bool) -> Self {
-        Self { secret: secret.map(|s| DecodingKey::from_secret(s.as_bytes())), public, roles, allow_anon }
+        Self {
+            secret: secret.map(|s| DecodingKey::from_secret(s.as_bytes())),
+            public,
+            roles,
+            allow_anon,
+            rules: ClaimRules::default(),
+        }
+    }
+
+    /// The same authenticator with these claim rules.
+    pub fn with_rules(mut self, rules: ClaimRules) -> Self {
+        self.rules = rules;
+        self
     }
 
     fn key_for(&self, token: &str) -> Result<(&DecodingKey, Algorithm), AuthError> {
@@ -176,6 +241,30 @@ impl Authenticator {
         }
     }
 
+    /// Checks `exp`, `nbf`, `aud` and `iss` of a token whose signature verified; returns `exp`.
+    fn check_claims(&self, claims: &Map<String, Value>) -> Result<f64, AuthError> {
+        let now = now_secs();
+        let exp = numeric_date(claims, "exp")?
+            .ok_or_else(|| AuthError::Invalid("token has no 'exp' claim".into()))?;
+        if exp <= now {
+            return Err(AuthError::Expired);
+        }
+        if numeric_date(claims, "nbf")?.is_some_and(|nbf| nbf > now) {
+            return Err(AuthError::NotYetValid);
+        }
+        if !self.rules.audience.is_empty() && !names_one_of(claims.get("aud"), &self.rules.audience) {
+            let why = if claims.contains_key("aud") { "is not accepted here" } else { "is missing" };
+            return Err(AuthError::Invalid(format!("token audience ('aud') {why}")));
+        }
+        if !self.rules.issuer.is_empty()
+            && !matches!(claims.get("iss"), Some(Value::String(i)) if self.rules.issuer.contains(i))
+        {
+            let why = if claims.contains_key("iss") { "is not accepted here" } else { "is missing" };
+            return Err(AuthError::Invalid(format!("token issuer ('iss') {why}")));
+        }
+        Ok(exp)
+    }
+
     /// Authenticates a connection: no token means `anon` when allowed; an empty one is refused.
     pub fn authenticate(&self, token: Option<&str>) -> Result<Identity, AuthError> {
         match token {
@@ -198,16 +287,19 @@ impl Authenticator {
 
     fn verify(&self, token: &str) -> Result<Identity, AuthError> {
         let (key, alg) = self.key_for(token)?;
-        let data =
-            decode::<Map<String, Value>>(token, key, &validation(alg)).map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
-                _ => AuthError::Invalid(e.to_string()),
-            })?;
+        let data = decode::<Map<String, Value>>(token, key, &signature_only(alg))
+            .map_err(|e| AuthError::Invalid(e.to_string()))?;
         let claims = data.claims;
-        let role = match claims.get("role") {
-            Some(Value::String(r)) => r.clone(),
-            None => "authenticated".to_string(),
-            Some(_) => return Err(AuthError::Invalid("claim 'role' is not a string".into())),
+        let exp = self.check_claims(&claims)?;
+        let role = match (claims.get("role"), &self.rules.default_role) {
+            (Some(Value::String(r)), _) => r.clone(),
+            (None, Some(default)) => default.clone(),
+            (None, None) => {
+                return Err(AuthError::Invalid(
+                    "token has no 'role' claim (this relay has no default role)".into(),
+                ))
+            }
+            (Some(_), _) => return Err(AuthError::Invalid("claim 'role' is not a string".into())),
         };
         if !self.roles.contains(&role) {
             return Err(AuthError::RoleNotAllowed(role));
@@ -217,7 +309,8 @@ impl Authenticator {
             Some(Value::Number(n)) => Some(n.to_string()),
             _ => None,
         };
-        let exp = claims.get("exp").and_then(Value::as_u64);
+        // Saturating float-to-int cast: an `exp` beyond u64 seconds is u64::MAX.
+        let exp = Some(exp.floor() as u64);
         let mut claims = claims;
         claims.insert("role".into(), Value::String(role.clone()));
         Ok(Identity { role, user_id, claims: Value::Object(claims).to_string(), exp })
@@ -287,6 +380,107 @@ mod tests {
         let t = encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(SECRET.as_bytes()))
             .unwrap();
         assert_eq!(auth(true).authenticate(Some(&t)), Err(AuthError::Expired));
+    }
+
+    fn sign(claims: &Value) -> String {
+        encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
+    }
+
+    fn now_f() -> f64 {
+        super::now_secs()
+    }
+
+    #[test]
+    fn fractional_exp_counts_to_the_fraction() {
+        let live = sign(&serde_json::json!({"role": "anon", "exp": now_f() + 30.75}));
+        let id = auth(true).authenticate(Some(&live)).unwrap();
+        let floor = (now_f() + 30.75).floor() as u64;
+        assert!(id.exp == Some(floor) || id.exp == Some(floor - 1), "rounded down: {:?}", id.exp);
+        let gone = sign(&serde_json::json!({"role": "anon", "exp": now_f() - 0.25}));
+        assert_eq!(auth(true).authenticate(Some(&gone)), Err(AuthError::Expired));
+    }
+
+    #[test]
+    fn exp_near_u64_max_is_accepted_and_saturates() {
+        let t = sign(&serde_json::json!({"role": "anon", "exp": u64::MAX}));
+        assert_eq!(auth(true).authenticate(Some(&t)).unwrap().exp, Some(u64::MAX));
+        let t = sign(&serde_json::json!({"role": "anon", "exp": 1e300}));
+        assert_eq!(auth(true).authenticate(Some(&t)).unwrap().exp, Some(u64::MAX));
+    }
+
+    #[test]
+    fn malformed_dates_are_refused_with_their_name() {
+        for (claims, want) in [
+            (serde_json::json!({"role": "anon"}), "token has no 'exp' claim"),
+            (serde_json::json!({"role": "anon", "exp": "9999999999"}), "claim 'exp' must be a number"),
+            (serde_json::json!({"role": "anon", "exp": -5}), "claim 'exp' is not a valid date"),
+            (
+                serde_json::json!({"role": "anon", "exp": 9_999_999_999u64, "nbf": "0"}),
+                "claim 'nbf' must be a number",
+            ),
+        ] {
+            let e = auth(true).authenticate(Some(&sign(&claims))).unwrap_err();
+            assert!(e.to_string().contains(want), "{claims}: {e}");
+        }
+    }
+
+    #[test]
+    fn nbf_in_the_future_is_refused_and_in_the_past_accepted() {
+        let later = sign(&serde_json::json!({"role": "anon", "exp": now_f() + 600.0, "nbf": now_f() + 60.0}));
+        assert_eq!(auth(true).authenticate(Some(&later)), Err(AuthError::NotYetValid));
+        let earlier =
+            sign(&serde_json::json!({"role": "anon", "exp": now_f() + 600.0, "nbf": now_f() - 1.5}));
+        assert!(auth(true).authenticate(Some(&earlier)).is_ok());
+    }
+
+    #[test]
+    fn audience_and_issuer_are_checked_only_when_configured() {
+        let rules = ClaimRules {
+            audience: vec!["authenticated".into()],
+            issuer: vec!["https://id.example".into()],
+            default_role: None,
+        };
+        let strict = auth(true).with_rules(rules);
+        let exp = now_f() + 600.0;
+        let good = sign(
+            &serde_json::json!({"role": "anon", "exp": exp, "aud": ["other", "authenticated"], "iss": "https://id.example"}),
+        );
+        assert!(strict.authenticate(Some(&good)).is_ok());
+        for (claims, want) in [
+            (
+                serde_json::json!({"role": "anon", "exp": exp, "iss": "https://id.example"}),
+                "audience ('aud') is missing",
+            ),
+            (
+                serde_json::json!({"role": "anon", "exp": exp, "aud": "other", "iss": "https://id.example"}),
+                "audience ('aud') is not accepted",
+            ),
+            (
+                serde_json::json!({"role": "anon", "exp": exp, "aud": "authenticated"}),
+                "issuer ('iss') is missing",
+            ),
+            (
+                serde_json::json!({"role": "anon", "exp": exp, "aud": "authenticated", "iss": "https://evil.example"}),
+                "issuer ('iss') is not accepted",
+            ),
+        ] {
+            let e = strict.authenticate(Some(&sign(&claims))).unwrap_err();
+            assert!(e.to_string().contains(want), "{claims}: {e}");
+        }
+        let any = sign(&serde_json::json!({"role": "anon", "exp": exp, "aud": "whatever", "iss": "anyone"}));
+        assert!(auth(true).authenticate(Some(&any)).is_ok(), "no rules: aud and iss are not checked");
+    }
+
+    #[test]
+    fn token_without_role_needs_a_default_role() {
+        let t = sign(&serde_json::json!({"sub": "dave", "exp": now_f() + 600.0}));
+        let e = auth(true).authenticate(Some(&t)).unwrap_err();
+        assert!(e.to_string().contains("no 'role' claim"), "{e}");
+        let rules = ClaimRules { default_role: Some("authenticated".into()), ..Default::default() };
+        let id = auth(true).with_rules(rules).authenticate(Some(&t)).unwrap();
+        assert_eq!((id.role.as_str(), id.user_id.as_deref()), ("authenticated", Some("dave")));
+        let claims: Value = serde_json::from_str(&id.claims).unwrap();
+        assert_eq!(claims["role"], "authenticated", "the claims Postgres sees carry the role used");
     }
 
     const JWKS: &str = include_str!("../../tests/fixtures/jwks.json");

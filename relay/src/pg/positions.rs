@@ -62,7 +62,7 @@ pub struct PositionsHandle {
 
 impl PositionsHandle {
     /// Starts the writer on its own connection(s) made from `pg`.
-    pub fn spawn(pg: tokio_postgres::Config) -> Self {
+    pub fn spawn(pg: super::db::Database) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let (durable_tx, durable) = watch::channel(0);
         let stop = CancellationToken::new();
@@ -119,7 +119,7 @@ impl PositionsHandle {
 }
 
 async fn writer(
-    pg: tokio_postgres::Config,
+    pg: super::db::Database,
     mut rx: mpsc::Receiver<CommitPosition>,
     durable: watch::Sender<u64>,
     health: Arc<Health>,
@@ -174,7 +174,7 @@ async fn writer(
 /// Writes `batch`, reconnecting with backoff until it succeeds. Returns false if stopped first
 /// (after a stop, one attempt is still made so a clean shutdown flushes).
 async fn write_with_retry(
-    pg: &tokio_postgres::Config,
+    pg: &super::db::Database,
     conn: &mut Option<tokio_postgres::Client>,
     batch: &[CommitPosition],
     health: &Health,
@@ -229,12 +229,6 @@ fn is_connection_error(e: &tokio_postgres::Error) -> bool {
     }
 }
 
-async fn connect(pg: &tokio_postgres::Config) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let (client, connection) = pg.connect(tokio_postgres::NoTls).await?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            debug!(error = %e, "positions connection closed");
-        }
-    });
-    Ok(client)
+async fn connect(pg: &super::db::Database) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    Ok(pg.connect().await?.client)
 }

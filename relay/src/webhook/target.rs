@@ -1,7 +1,8 @@
 //! Which webhook URLs the relay may call: `http`/`https` only, and — unless the relay runs with
-//! `--webhook-allow-private` — never a loopback, private, link-local, unspecified, CGNAT,
-//! multicast/broadcast or IPv6 unique-local/link-local address, so a channel owner cannot make
-//! the relay probe its own network.
+//! `--webhook-allow-private` — never an address that is not globally reachable (loopback,
+//! private, link-local, CGNAT, documentation, benchmarking, reserved, multicast, IPv6
+//! unique-local, 6to4, and the rest of the IANA special-purpose registries: [`V4_BLOCKS`],
+//! [`V6_BLOCKS`]), so a channel owner cannot make the relay probe its own network.
 //!
 //! The check is on the addresses actually connected to: an IP literal is checked before the
 //! request ([`check_url`]); a host name is resolved by [`PolicyResolver`], which hands the HTTP
@@ -28,6 +29,62 @@ pub enum Refusal {
     NoHost,
 }
 
+/// IPv4 blocks that are not globally reachable, from the IANA IPv4 Special-Purpose Address
+/// Registry ("Globally Reachable: False", and the deprecated 6to4 relay anycast), plus
+/// multicast: `(network, prefix length, kind)`. The standard library's `is_global` is still
+/// unstable, and the small crates that copy it lag behind the registry, so the registry is
+/// spelled out here, one row per entry, each covered by a test.
+const V4_BLOCKS: &[(u32, u8, &str)] = &[
+    (0x0000_0000, 8, "unspecified"),               // 0.0.0.0/8 "this network"
+    (0x0a00_0000, 8, "private"),                   // 10.0.0.0/8
+    (0x6440_0000, 10, "CGNAT (shared)"),           // 100.64.0.0/10
+    (0x7f00_0000, 8, "loopback"),                  // 127.0.0.0/8
+    (0xa9fe_0000, 16, "link-local"),               // 169.254.0.0/16
+    (0xac10_0000, 12, "private"),                  // 172.16.0.0/12
+    (0xc000_0000, 24, "IETF protocol assignment"), // 192.0.0.0/24
+    (0xc000_0200, 24, "documentation"),            // 192.0.2.0/24 TEST-NET-1
+    (0xc058_6300, 24, "deprecated 6to4 relay"),    // 192.88.99.0/24
+    (0xc0a8_0000, 16, "private"),                  // 192.168.0.0/16
+    (0xc612_0000, 15, "benchmarking"),             // 198.18.0.0/15
+    (0xc633_6400, 24, "documentation"),            // 198.51.100.0/24 TEST-NET-2
+    (0xcb00_7100, 24, "documentation"),            // 203.0.113.0/24 TEST-NET-3
+    (0xe000_0000, 4, "broadcast/multicast"),       // 224.0.0.0/4 multicast
+    (0xf000_0000, 4, "reserved"),                  // 240.0.0.0/4 (255.255.255.255 included)
+];
+
+/// IPv6 blocks that are not globally reachable, from the IANA IPv6 Special-Purpose Address
+/// Registry, plus multicast and the deprecated site-local block. Forms that carry an IPv4
+/// address (IPv4-mapped `::ffff:0:0/96`, NAT64 `64:ff9b::/96`) are judged by that address
+/// instead, in [`private_kind`].
+const V6_BLOCKS: &[(u128, u8, &str)] = &[
+    (0, 128, "unspecified"),                           // ::/128
+    (1, 128, "loopback"),                              // ::1/128
+    (0, 96, "IPv4-compatible (deprecated)"),           // ::/96
+    (0x0064_ff9b_0001 << 80, 48, "local-use NAT64"),   // 64:ff9b:1::/48
+    (0x0100 << 112, 64, "discard-only"),               // 100::/64
+    (0x0100_0000_0000_0001 << 64, 64, "dummy prefix"), // 100:0:0:1::/64
+    (0x2001 << 112, 23, "IETF protocol assignment"),   // 2001::/23 (Teredo, benchmarking, ORCHID)
+    (0x2001_0db8 << 96, 32, "documentation"),          // 2001:db8::/32
+    (0x2002 << 112, 16, "6to4"),                       // 2002::/16
+    (0x3fff << 112, 20, "documentation"),              // 3fff::/20
+    (0x5f00 << 112, 16, "segment routing (SRv6) SID"), // 5f00::/16
+    (0xfc00 << 112, 7, "unique-local"),                // fc00::/7
+    (0xfe80 << 112, 10, "link-local"),                 // fe80::/10
+    (0xfec0 << 112, 10, "site-local (deprecated)"),    // fec0::/10
+    (0xff00 << 112, 8, "multicast"),                   // ff00::/8
+];
+
+/// NAT64 well-known prefix `64:ff9b::/96`: the last 32 bits are the IPv4 address reached.
+const NAT64: u128 = 0x0064_ff9b << 96;
+
+fn in_block<T>(addr: T, net: T, len: u8, bits: u8) -> bool
+where
+    T: Copy + std::ops::Shr<u32, Output = T> + PartialEq,
+{
+    let shift = u32::from(bits - len);
+    len == 0 || (shift < u32::from(bits) && addr >> shift == net >> shift)
+}
+
 /// The kind of non-public address `ip` is, or `None` when it is public.
 pub fn private_kind(ip: IpAddr) -> Option<&'static str> {
     match ip {
@@ -40,39 +97,16 @@ pub fn private_kind(ip: IpAddr) -> Option<&'static str> {
 }
 
 fn v4_kind(ip: Ipv4Addr) -> Option<&'static str> {
-    let [a, b, ..] = ip.octets();
-    if ip.is_loopback() {
-        Some("loopback")
-    } else if ip.is_unspecified() || a == 0 {
-        Some("unspecified")
-    } else if ip.is_private() {
-        Some("private")
-    } else if ip.is_link_local() {
-        Some("link-local")
-    } else if a == 100 && (64..128).contains(&b) {
-        Some("CGNAT (shared)")
-    } else if ip.is_broadcast() || ip.is_multicast() {
-        Some("broadcast/multicast")
-    } else {
-        None
-    }
+    let a = u32::from(ip);
+    V4_BLOCKS.iter().find(|(net, len, _)| in_block(a, *net, *len, 32)).map(|(_, _, kind)| *kind)
 }
 
 fn v6_kind(ip: Ipv6Addr) -> Option<&'static str> {
-    let first = ip.segments()[0];
-    if ip.is_loopback() {
-        Some("loopback")
-    } else if ip.is_unspecified() {
-        Some("unspecified")
-    } else if first & 0xfe00 == 0xfc00 {
-        Some("unique-local")
-    } else if first & 0xffc0 == 0xfe80 {
-        Some("link-local")
-    } else if ip.is_multicast() {
-        Some("multicast")
-    } else {
-        None
+    let a = u128::from(ip);
+    if a >> 32 == NAT64 >> 32 {
+        return v4_kind(Ipv4Addr::from(a as u32));
     }
+    V6_BLOCKS.iter().find(|(net, len, _)| in_block(a, *net, *len, 128)).map(|(_, _, kind)| *kind)
 }
 
 /// Parses `url` and checks its scheme and, when the host is an IP literal, its address.
@@ -179,10 +213,48 @@ mod tests {
             ("fe80::1", "link-local"),
             ("::ffff:127.0.0.1", "loopback"),
             ("::ffff:10.0.0.1", "private"),
+            ("192.0.0.8", "IETF protocol assignment"),
+            ("192.0.2.1", "documentation"),
+            ("192.88.99.1", "deprecated 6to4 relay"),
+            ("198.18.0.1", "benchmarking"),
+            ("198.19.255.255", "benchmarking"),
+            ("198.51.100.7", "documentation"),
+            ("203.0.113.9", "documentation"),
+            ("224.0.0.1", "broadcast/multicast"),
+            ("240.0.0.1", "reserved"),
+            ("255.255.255.255", "reserved"),
+            ("::7f00:1", "IPv4-compatible (deprecated)"),
+            ("64:ff9b::7f00:1", "loopback"),
+            ("64:ff9b::a00:1", "private"),
+            ("64:ff9b:1::1", "local-use NAT64"),
+            ("100::1", "discard-only"),
+            ("100:0:0:1::1", "dummy prefix"),
+            ("2001::1", "IETF protocol assignment"),
+            ("2001:2::1", "IETF protocol assignment"),
+            ("2001:db8::1", "documentation"),
+            ("2002:7f00:1::1", "6to4"),
+            ("2002:808:808::1", "6to4"),
+            ("3fff::1", "documentation"),
+            ("5f00::1", "segment routing (SRv6) SID"),
+            ("fec0::1", "site-local (deprecated)"),
+            ("ff02::1", "multicast"),
         ] {
             assert_eq!(private_kind(ip.parse().unwrap()), Some(kind), "{ip}");
         }
-        for ip in ["8.8.8.8", "100.128.0.1", "172.32.0.1", "2606:4700::1111", "1.1.1.1"] {
+        for ip in [
+            "8.8.8.8",
+            "100.128.0.1",
+            "172.32.0.1",
+            "2606:4700::1111",
+            "1.1.1.1",
+            "192.0.3.1",
+            "198.20.0.1",
+            "198.17.255.255",
+            "223.255.255.255",
+            "64:ff9b::808:808",
+            "2001:200::1",
+            "2400:cb00::1",
+        ] {
             assert_eq!(private_kind(ip.parse().unwrap()), None, "{ip}");
         }
     }

@@ -11,10 +11,12 @@
 //! [`evaluate`] turns facts into [`Item`]s without I/O, so every rule has a unit test. The exit
 //! code is 0 only when no item failed ([`passed`]); `warn` items do not fail the check.
 
-use std::fmt;
-use std::time::Duration;
+pub mod deploy;
+mod item;
 
-use tokio_postgres::NoTls;
+pub use item::{CheckError, Item, Status};
+
+use std::time::Duration;
 
 use crate::config::Config;
 use crate::pg::describe_pg_error;
@@ -26,55 +28,6 @@ pub const EXPECTED_EXTENSION_VERSION: &str = "0.2.0";
 pub const PUBLICATION: &str = "realtime_messages";
 /// Oldest supported server (`server_version_num`).
 const MIN_SERVER_VERSION: i32 = 150_000;
-/// Below this an HS256 secret is accepted, with a warning.
-const GOOD_SECRET_LEN: usize = 32;
-
-/// How an item ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Ok,
-    Warn,
-    Fail,
-}
-
-/// One line of the report.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Item {
-    pub status: Status,
-    pub name: String,
-    pub detail: String,
-    /// How to fix it (for `warn` and `FAIL`).
-    pub fix: Option<String>,
-}
-
-impl Item {
-    fn ok(name: impl Into<String>, detail: impl Into<String>) -> Self {
-        Item { status: Status::Ok, name: name.into(), detail: detail.into(), fix: None }
-    }
-
-    fn warn(name: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Self {
-        Item { status: Status::Warn, name: name.into(), detail: detail.into(), fix: Some(fix.into()) }
-    }
-
-    fn fail(name: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Self {
-        Item { status: Status::Fail, name: name.into(), detail: detail.into(), fix: Some(fix.into()) }
-    }
-}
-
-impl fmt::Display for Item {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let tag = match self.status {
-            Status::Ok => "ok  ",
-            Status::Warn => "warn",
-            Status::Fail => "FAIL",
-        };
-        write!(f, "{tag} {}: {}", self.name, self.detail)?;
-        match &self.fix {
-            Some(fix) if self.status != Status::Ok => write!(f, " — fix: {fix}"),
-            _ => Ok(()),
-        }
-    }
-}
 
 /// True when no item failed.
 pub fn passed(items: &[Item]) -> bool {
@@ -145,25 +98,13 @@ pub struct Facts {
     pub publication_has_messages: bool,
     pub slot_name: String,
     pub slot: Option<SlotFacts>,
+    /// Without `--relay-id`: the slot pool's `(slots, streaming)` (see [`crate::pg::slots`]).
+    pub pool: Option<(i64, i64)>,
     pub roles: Vec<RoleFacts>,
     pub grants: Grants,
 }
 
-/// The JWT settings the relay would verify tokens with.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct JwtFacts {
-    pub secret_len: Option<usize>,
-    pub jwks_keys: usize,
-}
-
-impl JwtFacts {
-    pub fn of(config: &Config) -> Self {
-        JwtFacts {
-            secret_len: config.jwt_secret.as_ref().map(String::len),
-            jwks_keys: config.public_keys.len(),
-        }
-    }
-}
+pub use deploy::JwtFacts;
 
 /// Evaluates every item. Pure: no I/O.
 pub fn evaluate(f: &Facts, jwt: &JwtFacts) -> Vec<Item> {
@@ -179,7 +120,7 @@ pub fn evaluate(f: &Facts, jwt: &JwtFacts) -> Vec<Item> {
     ];
     items.extend(f.roles.iter().map(|r| role(f, r)));
     items.push(grants(f));
-    items.push(jwt_item(jwt));
+    items.push(deploy::jwt_item(jwt));
     items
 }
 
@@ -307,6 +248,15 @@ fn publication(f: &Facts) -> Item {
 }
 
 fn slot(f: &Facts) -> Item {
+    if let Some((slots, streaming)) = f.pool {
+        return Item::ok(
+            "slot pool",
+            format!(
+                "{slots} relay slots realtime_relay[_<n>], {streaming} streaming; this relay takes an idle one \
+                 or adds the next (no --relay-id: each replica claims its own)"
+            ),
+        );
+    }
     let name = format!("slot {}", f.slot_name);
     let s = &f.slot_name;
     match &f.slot {
@@ -327,7 +277,7 @@ fn slot(f: &Facts) -> Item {
         Some(SlotFacts { active: true, .. }) => Item::warn(
             name,
             "exists and is in use by another connection (is a relay with this --relay-id running?)",
-            "give every relay its own --relay-id; two relays cannot share a slot",
+            "give every relay its own --relay-id, or leave it unset so each claims its own; a second relay with this id waits until it is free",
         ),
         Some(_) => Item::ok(name, "exists (pgoutput); the relay resumes from its confirmed position"),
     }
@@ -424,52 +374,18 @@ fn grants(f: &Facts) -> Item {
     Item::fail(NAME, format!("login '{login}' lacks {}", what.join(", ")), fix.join(" "))
 }
 
-fn jwt_item(j: &JwtFacts) -> Item {
-    const NAME: &str = "jwt";
-    let keys = match j.jwks_keys {
-        0 => String::new(),
-        1 => "; JWKS with 1 key".to_string(),
-        n => format!("; JWKS with {n} keys"),
-    };
-    match j.secret_len {
-        Some(n) if n < GOOD_SECRET_LEN => Item::warn(
-            NAME,
-            format!("HS256 secret of {n} bytes{keys}"),
-            format!("use at least {GOOD_SECRET_LEN} random bytes (e.g. `head -c 32 /dev/urandom | base64`)"),
-        ),
-        Some(n) => Item::ok(NAME, format!("HS256 secret of {n} bytes{keys}")),
-        None if j.jwks_keys > 0 => Item::ok(NAME, format!("no HS256 secret{keys}")),
-        None => Item::fail(
-            NAME,
-            "no HS256 secret and no JWKS keys",
-            "set --jwt-secret / REALTIME_JWT_SECRET or --jwks-file / REALTIME_JWKS_FILE",
-        ),
-    }
-}
-
-/// Why the facts could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum CheckError {
-    #[error("cannot connect: {0}")]
-    Connect(String),
-    #[error("catalog query failed: {0}")]
-    Query(String),
-}
-
-impl From<tokio_postgres::Error> for CheckError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        CheckError::Query(describe_pg_error(&e))
-    }
-}
-
-/// Connects with the relay's settings and reads the [`Facts`].
-pub async fn gather(config: &Config) -> Result<Facts, CheckError> {
-    let connect = tokio_postgres::connect(&config.database_url, NoTls);
-    let (client, conn) = tokio::time::timeout(Duration::from_secs(10), connect)
+/// Connects with the relay's settings (TLS included).
+async fn connect(config: &Config) -> Result<crate::pg::db::Connection, CheckError> {
+    let db = crate::pg::db::Database::parse(&config.database_url)
+        .map_err(|e| CheckError::Connect(e.to_string()))?;
+    tokio::time::timeout(Duration::from_secs(10), db.connect())
         .await
         .map_err(|_| CheckError::Connect("no answer within 10 s".into()))?
-        .map_err(|e| CheckError::Connect(describe_pg_error(&e)))?;
-    let conn = tokio::spawn(conn);
+        .map_err(|e| CheckError::Connect(describe_pg_error(&e)))
+}
+
+/// Reads the [`Facts`] on `client`.
+pub async fn gather(client: &tokio_postgres::Client, config: &Config) -> Result<Facts, CheckError> {
     let slot_name = config.slot_name();
     let row = client
         .query_one(
@@ -505,6 +421,7 @@ pub async fn gather(config: &Config) -> Result<Facts, CheckError> {
         publication_has_messages: row.get(14),
         slot_name: slot_name.clone(),
         slot: None,
+        pool: None,
         roles: Vec::new(),
         grants: Grants::default(),
     };
@@ -516,6 +433,16 @@ pub async fn gather(config: &Config) -> Result<Facts, CheckError> {
         )
         .await?
         .map(|r| SlotFacts { plugin: r.get(0), same_database: r.get(1), active: r.get(2) });
+    if !config.relay_id_fixed {
+        let r = client
+            .query_one(
+                "SELECT count(*), count(*) FILTER (WHERE active) FROM pg_replication_slots \
+                 WHERE database = current_database() AND slot_name ~ ('^realtime_' || $1 || '(_[0-9]+)?$')",
+                &[&config.relay_id],
+            )
+            .await?;
+        facts.pool = Some((r.get(0), r.get(1)));
+    }
     for name in &config.roles {
         let r = client
             .query_one(
@@ -557,27 +484,38 @@ pub async fn gather(config: &Config) -> Result<Facts, CheckError> {
         execute_webhooks: g.get(4),
         presence_tables: g.get(5),
     };
-    drop(client);
-    let _ = conn.await;
     Ok(facts)
 }
 
 /// Runs the whole check: the items (or one `FAIL` line when the database cannot be read).
 pub async fn run(config: &Config) -> Vec<Item> {
     let target = describe_target(&config.database_url);
-    match gather(config).await {
-        Ok(facts) => {
-            let mut items = vec![Item::ok(
-                "connection",
-                format!("{target} as '{}' (slot {})", facts.login, facts.slot_name),
-            )];
+    let gathered = match connect(config).await {
+        Ok(c) => {
+            let (client, conn) = (c.client, c.task);
+            let facts = gather(&client, config).await;
+            let deploy = deploy::gather(&client, config, c.tls).await;
+            drop(client);
+            let _ = conn.await;
+            facts.and_then(|f| Ok((f, deploy?)))
+        }
+        Err(e) => Err(e),
+    };
+    match gathered {
+        Ok((facts, deploy)) => {
+            let slot = match facts.pool {
+                Some(_) => "slot from the pool realtime_relay[_<n>]".to_string(),
+                None => format!("slot {}", facts.slot_name),
+            };
+            let mut items = vec![Item::ok("connection", format!("{target} as '{}' ({slot})", facts.login))];
             items.extend(evaluate(&facts, &JwtFacts::of(config)));
+            items.extend(deploy::evaluate(&deploy));
             items
         }
         Err(e @ CheckError::Connect(_)) => vec![Item::fail(
             "connection",
             format!("{target}: {e}"),
-            "check --database-url / DATABASE_URL, that Postgres is running, and that pg_hba.conf admits this login",
+            "check --database-url / DATABASE_URL (its sslmode and sslrootcert too), that Postgres is running, and that pg_hba.conf admits this login",
         )],
         Err(e) => vec![Item::fail(
             "connection",
@@ -589,7 +527,8 @@ pub async fn run(config: &Config) -> Vec<Item> {
 
 /// `database 'db' on host:port` from a connection string, without the password.
 fn describe_target(url: &str) -> String {
-    let Ok(cfg) = url.parse::<tokio_postgres::Config>() else { return "database".into() };
+    let Ok(db) = crate::pg::db::Database::parse(url) else { return "database".into() };
+    let cfg = db.pg;
     let host = match cfg.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
         Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),

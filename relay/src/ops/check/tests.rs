@@ -1,5 +1,6 @@
 //! Unit tests of [`super::evaluate`] and the report format: every rule on hand-made facts.
 
+use super::deploy::jwt_item;
 use super::*;
 
 fn good() -> Facts {
@@ -21,6 +22,7 @@ fn good() -> Facts {
         publication_has_messages: true,
         slot_name: "realtime_r1".into(),
         slot: None,
+        pool: None,
         roles: vec![
             RoleFacts { name: "anon".into(), exists: true, member: true },
             RoleFacts { name: "authenticated".into(), exists: true, member: true },
@@ -54,6 +56,14 @@ fn good_setup_passes_with_only_ok_lines() {
     }
     assert_eq!(items.len(), 12, "one line per role, plus the fixed items");
     assert_eq!(summary(&items), "realtime-relay check: 12 ok, 0 warn, 0 FAIL");
+}
+
+#[test]
+fn pooled_relays_report_the_pool_instead_of_one_slot() {
+    let f = Facts { pool: Some((3, 2)), ..good() };
+    let i = item(&evaluate(&f, &jwt()), "slot pool").clone();
+    assert_eq!(i.status, Status::Ok);
+    assert!(i.detail.starts_with("3 relay slots realtime_relay[_<n>], 2 streaming"), "{i}");
 }
 
 #[test]

@@ -1,17 +1,20 @@
 //! Connection setup of the replication stream: validating names, mapping `database_url`
-//! onto `pgwire-replication`'s config, making sure the slot exists. Child module of
+//! onto `pgwire-replication`'s config (through a TLS bridge when the connection is encrypted,
+//! see [`crate::pg::tls_bridge`]), making sure the slot exists. Child module of
 //! [`crate::pg::replication`].
 
 use std::time::Duration;
 
 use pgwire_replication::{Lsn, TlsConfig};
-use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::config::Host;
 use tracing::info;
 
 use pgwire_replication::PgWireError;
 
 use crate::core::parse_pg_lsn;
+use crate::pg::db::Database;
 use crate::pg::describe_pg_error;
+use crate::pg::tls_bridge::{Bridge, BRIDGE_PORT};
 
 /// Session settings pinned on the walsender so decoded text is deterministic.
 const SESSION_OPTIONS: &str = "-c TimeZone=UTC -c DateStyle=ISO";
@@ -39,6 +42,8 @@ pub enum ReplicationError {
     Slot { slot: String, reason: String },
     #[error("postgres: {}", describe_pg_error(.0))]
     Postgres(#[from] tokio_postgres::Error),
+    #[error("encrypted connection for the stream: {0}")]
+    Tls(std::io::Error),
     #[error("replication stream: {0}")]
     Stream(#[from] PgWireError),
     /// Acknowledgements are held back because `realtime.commits` cannot be written. During a
@@ -71,25 +76,27 @@ pub(super) fn validate_names(cfg: &ReplicationConfig) -> Result<(), ReplicationE
     Ok(())
 }
 
-/// The `pgwire-replication` config for the same server, user and database as `pg`.
+/// The `pgwire-replication` config for the same server, user and database as `pg`; with a
+/// `bridge`, it connects to the bridge's socket, which carries the encrypted connection.
 pub(super) fn stream_config(
     pg: &tokio_postgres::Config,
     cfg: &ReplicationConfig,
     start_lsn: u64,
+    bridge: Option<&Bridge>,
 ) -> Result<pgwire_replication::ReplicationConfig, ReplicationError> {
     let bad = |m: &str| ReplicationError::InvalidDatabaseUrl(m.to_string());
     let user = pg.get_user().ok_or_else(|| bad("no user"))?;
     let password = pg.get_password().map(|p| String::from_utf8_lossy(p).into_owned()).unwrap_or_default();
     let dbname = pg.get_dbname().unwrap_or(user);
-    let port = pg.get_ports().first().copied().unwrap_or(5432);
-    let host = match pg.get_hosts().first().ok_or_else(|| bad("no host"))? {
+    let mut port = pg.get_ports().first().copied().unwrap_or(5432);
+    let mut host = match pg.get_hosts().first().ok_or_else(|| bad("no host"))? {
         Host::Tcp(h) => h.clone(),
         Host::Unix(path) => path.to_str().ok_or_else(|| bad("socket path is not UTF-8"))?.to_string(),
     };
-    let tls = match (pg.get_ssl_mode(), host.starts_with('/')) {
-        (SslMode::Require, false) => TlsConfig::require(),
-        _ => TlsConfig::disabled(),
-    };
+    if let Some(b) = bridge {
+        host = b.dir.to_str().ok_or_else(|| bad("temporary directory is not UTF-8"))?.to_string();
+        port = BRIDGE_PORT;
+    }
     let options = match pg.get_options() {
         Some(o) if !o.is_empty() => format!("{o} {SESSION_OPTIONS}"),
         _ => SESSION_OPTIONS.to_string(),
@@ -103,7 +110,7 @@ pub(super) fn stream_config(
         cfg.publication.clone(),
     )
     .with_port(port)
-    .with_tls(tls)
+    .with_tls(TlsConfig::disabled())
     .with_start_lsn(Lsn::from_u64(start_lsn))
     .with_options(options)
     .with_application_name(format!("realtime-relay/{}", cfg.slot))
@@ -112,10 +119,11 @@ pub(super) fn stream_config(
     .with_buffer_size(1024))
 }
 
-/// Makes sure the slot exists on a normal connection; returns its confirmed position.
-pub(super) async fn ensure_slot(pg: &tokio_postgres::Config, slot: &str) -> Result<u64, ReplicationError> {
-    let (client, conn) = pg.connect(tokio_postgres::NoTls).await?;
-    let conn = tokio::spawn(conn);
+/// Makes sure the slot exists on a normal connection; returns its confirmed position and
+/// whether that connection was encrypted (the stream then is too).
+pub(super) async fn ensure_slot(db: &Database, slot: &str) -> Result<(u64, bool), ReplicationError> {
+    let c = db.connect().await?;
+    let (client, conn, tls) = (c.client, c.task, c.tls);
     let slot_err = |reason: String| ReplicationError::Slot { slot: slot.to_string(), reason };
     let row = client
         .query_opt(
@@ -149,7 +157,7 @@ pub(super) async fn ensure_slot(pg: &tokio_postgres::Config, slot: &str) -> Resu
     };
     drop(client);
     let _ = conn.await;
-    parse_pg_lsn(&lsn).map_err(|e| slot_err(e.to_string()))
+    Ok((parse_pg_lsn(&lsn).map_err(|e| slot_err(e.to_string()))?, tls))
 }
 
 #[cfg(test)]
@@ -167,7 +175,7 @@ mod tests {
     #[test]
     fn url_with_tcp_host_maps_to_stream_config() {
         let c = cfg("postgres://app:s3cret@db.example:6543/appdb");
-        let s = stream_config(&c.database_url.parse().unwrap(), &c, 0x10).unwrap();
+        let s = stream_config(&c.database_url.parse().unwrap(), &c, 0x10, None).unwrap();
         assert_eq!((s.host.as_str(), s.port), ("db.example", 6543));
         assert_eq!((s.user.as_str(), s.password.as_str()), ("app", "s3cret"));
         assert_eq!(s.database, "appdb");
@@ -184,10 +192,20 @@ mod tests {
             "postgresql:///postgres?host=/tmp&port=55450&user=postgres",
         ] {
             let c = cfg(url);
-            let s = stream_config(&url.parse().unwrap(), &c, 0).unwrap();
+            let s = stream_config(&url.parse().unwrap(), &c, 0, None).unwrap();
             assert!(s.is_unix_socket(), "{url}");
             assert_eq!((s.host.as_str(), s.port, s.database.as_str()), ("/tmp", 55450, "postgres"));
         }
+    }
+
+    #[test]
+    fn a_bridge_replaces_the_tcp_host_with_its_socket() {
+        let c = cfg("postgres://app:s3cret@db.example:6543/appdb");
+        let bridge = Bridge { dir: "/tmp/realtime-relay-1-0-00000000".into() };
+        let s = stream_config(&c.database_url.parse().unwrap(), &c, 0, Some(&bridge)).unwrap();
+        assert!(s.is_unix_socket());
+        assert_eq!((s.host.as_str(), s.port), ("/tmp/realtime-relay-1-0-00000000", BRIDGE_PORT));
+        assert_eq!((s.user.as_str(), s.database.as_str()), ("app", "appdb"));
     }
 
     #[test]

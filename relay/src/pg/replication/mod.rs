@@ -158,19 +158,17 @@ pub async fn run(
     status: Arc<ReplicationStatus>,
     shutdown: CancellationToken,
 ) -> Result<(), ReplicationError> {
-    let pg: tokio_postgres::Config = cfg
-        .database_url
-        .parse()
-        .map_err(|e: tokio_postgres::Error| ReplicationError::InvalidDatabaseUrl(e.to_string()))?;
+    let db = super::db::Database::parse(&cfg.database_url)
+        .map_err(|e| ReplicationError::InvalidDatabaseUrl(e.to_string()))?;
     validate_names(&cfg)?;
-    stream_config(&pg, &cfg, 0)?; // fail fast on a URL we cannot stream from
+    stream_config(&db.pg, &cfg, 0, None)?; // fail fast on a URL we cannot stream from
     let mut st = Stream {
         cfg,
-        pg: pg.clone(),
+        db: db.clone(),
         out,
         status,
         shutdown,
-        positions: PositionsHandle::spawn(pg),
+        positions: PositionsHandle::spawn(db),
         asm: Assembler::default(),
         acks: AckQueue::default(),
         ack_wait: None,
@@ -211,7 +209,7 @@ enum Step {
 
 struct Stream {
     cfg: ReplicationConfig,
-    pg: tokio_postgres::Config,
+    db: super::db::Database,
     out: mpsc::Sender<CommitBatch>,
     status: Arc<ReplicationStatus>,
     shutdown: CancellationToken,
@@ -228,11 +226,17 @@ struct Stream {
 impl Stream {
     /// One replication session. `Ok` only on shutdown.
     async fn session(&mut self) -> Result<(), ReplicationError> {
-        let start = tokio::select! {
-            r = ensure_slot(&self.pg, &self.cfg.slot) => r?,
+        let (start, encrypted) = tokio::select! {
+            r = ensure_slot(&self.db, &self.cfg.slot) => r?,
             _ = self.shutdown.cancelled() => return Ok(()),
         };
-        let mut client = ReplicationClient::connect(stream_config(&self.pg, &self.cfg, start)?).await?;
+        // The stream is encrypted when the slot's connection was (same sslmode, same server).
+        let bridge = match encrypted {
+            true => Some(crate::pg::tls_bridge::bridge(&self.db).await.map_err(ReplicationError::Tls)?),
+            false => None,
+        };
+        let config = stream_config(&self.db.pg, &self.cfg, start, bridge.as_ref())?;
+        let mut client = ReplicationClient::connect(config).await?;
         tokio::select! {
             r = client.wait_started() => r?,
             _ = self.shutdown.cancelled() => {

@@ -15,10 +15,20 @@ use crate::service::history::fetch;
 use crate::transport::auth::Authenticated;
 use crate::transport::error::ApiError;
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 pub struct HistoryParams {
     limit: Option<String>,
     before: Option<String>,
+}
+
+impl HistoryParams {
+    /// `limit` as a number and `before` (empty values count as absent); the checks that need
+    /// no database come after, in [`fetch`].
+    pub fn values(&self) -> Result<(Option<u64>, Option<&str>), &'static str> {
+        let limit = self.limit.as_deref().filter(|s| !s.is_empty()).map(str::parse::<u64>).transpose();
+        let limit = limit.map_err(|_| "'limit' must be a positive integer")?;
+        Ok((limit, self.before.as_deref().filter(|s| !s.is_empty())))
+    }
 }
 
 /// `GET /v1/channels/{channel}/history`.
@@ -28,14 +38,7 @@ pub async fn handler(
     Path(channel): Path<String>,
     Query(q): Query<HistoryParams>,
 ) -> Result<Response, ApiError> {
-    let limit = q
-        .limit
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .map(str::parse::<u64>)
-        .transpose()
-        .map_err(|_| ApiError::invalid("'limit' must be a positive integer"))?;
-    let before = q.before.as_deref().filter(|s| !s.is_empty());
+    let (limit, before) = q.values().map_err(ApiError::invalid)?;
     let page = fetch(&app, &who, &channel, limit, before).await?;
     let body = history_body(&history_entries(&page.messages), page.more);
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
