@@ -146,7 +146,13 @@ pub struct ServeArgs {
     #[arg(long, env = "REALTIME_MAX_PUBLISH_RATE", default_value_t = 100,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_publish_rate: u32,
-    /// Most WebSocket connections at once; more are refused with HTTP 503.
+    /// Seconds a connection has to send a request's headers (the first request, and each next
+    /// one on a kept-alive connection); a client that sends half a request or idles is dropped.
+    #[arg(long, env = "REALTIME_HEADER_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_secs: u64,
+    /// Most sockets open at once (HTTP requests, handshakes, WebSockets and streams alike);
+    /// more get HTTP 503.
     #[arg(long, env = "REALTIME_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = positive())]
     pub max_connections: usize,
     /// Role whose tokens publish as the system (through `realtime.publish()`, no RLS).
@@ -280,6 +286,8 @@ pub struct Config {
     pub max_subscriptions: usize,
     pub max_publish_rate: u32,
     pub max_connections: usize,
+    /// Time a connection has to send a request's headers.
+    pub header_timeout: Duration,
     pub service_role: String,
     pub publish_check_ttl: Duration,
     pub max_batch: usize,
@@ -370,6 +378,7 @@ impl TryFrom<ServeArgs> for Config {
             max_subscriptions: a.max_subscriptions,
             max_publish_rate: a.max_publish_rate,
             max_connections: a.max_connections,
+            header_timeout: secs(a.header_timeout_secs),
             service_role: a.service_role,
             publish_check_ttl: secs(a.publish_check_ttl_secs),
             max_batch: a.max_batch,

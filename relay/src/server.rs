@@ -124,8 +124,7 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> Result<(), 
 
     tracing::info!(addr = %app.config.bind, slot = %app.config.slot_name(), "listening on ws://{}/v1/socket", app.config.bind);
     let router = crate::transport::router(app.clone());
-    let served =
-        axum::serve(listener, router).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
+    crate::transport::listener::serve(app.clone(), listener, router, shutdown.clone()).await;
     shutdown.cancel();
 
     app.tracker.close();
@@ -163,7 +162,7 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> Result<(), 
     if let Ok(Ok(Err(e @ crate::pg::slots::SlotError::Lost(_)))) = claim {
         return Err(e.into());
     }
-    served.map_err(ServerError::Serve)
+    Ok(())
 }
 
 /// Sets the hub's starting position to where the replication slot's first session of this

@@ -153,3 +153,29 @@ async fn subscriptions_past_the_per_connection_cap_are_refused() {
     ws.unsubscribe("room:1").await;
     ws.subscribe_ok("room:3").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_handshakes_count_against_the_cap_and_are_dropped_after_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A 2 s header timeout instead of the default 10 s keeps the test short.
+    let (_cluster, relay) =
+        start_stack_with(flags(&["--max-connections", "20", "--header-timeout-secs", "2"])).await;
+    // 20 clients send half a request and wait: each takes a place.
+    let mut half_open = Vec::new();
+    for _ in 0..20 {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", relay.port())).await.unwrap();
+        s.write_all(b"GET /v1/socket HTTP/1.1\r\nHost: x\r\nUpgrade: websock").await.unwrap();
+        half_open.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refusal = Ws::connect_expecting_refusal(&relay.ws_url(), Connect::Anonymous).await;
+    assert!(matches!(refusal, Refusal::Http(503)), "every place is held by a half-open socket: {refusal:?}");
+    // After the header timeout the relay has dropped them all, and serves again.
+    for s in &mut half_open {
+        let mut buf = [0u8; 512];
+        let read = tokio::time::timeout(Duration::from_secs(6), s.read(&mut buf)).await;
+        assert!(matches!(read, Ok(Ok(_)) | Ok(Err(_))), "a half-open socket is closed by the relay");
+    }
+    let mut ws = Ws::connect(&relay.ws_url(), Connect::Anonymous).await;
+    assert_eq!(ws.ping().await["type"], "pong");
+}

@@ -17,6 +17,7 @@ use crate::app::App;
 pub mod auth;
 pub mod error;
 pub mod http;
+pub mod listener;
 pub mod ws;
 
 /// The relay's router.

@@ -9,18 +9,18 @@
 //! sent nothing, not even a pong to the relay's pings, for the ping timeout (1001). Presence
 //! tracked by the connection is untracked when it ends.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use axum::extract::{State, WebSocketUpgrade};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
+use axum::Extension;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::oneshot;
 
 use super::auth::Authenticated;
-use super::error::ApiError;
+use super::listener::SocketPlace;
 use crate::app::App;
 use crate::core::error::close;
 use crate::core::Identity;
@@ -28,30 +28,6 @@ use crate::hub::SessionQueue;
 use crate::protocol::v1::V1;
 use crate::protocol::{Encoder, Protocol, WireFrame};
 use crate::service::session::{CloseRequest, Session};
-
-/// One of the `--max-connections` places, held from the upgrade request until the session ends
-/// (or the upgrade fails), so concurrent handshakes cannot overshoot the cap.
-pub struct ConnectionSlot(Arc<App>);
-
-impl ConnectionSlot {
-    pub fn acquire(app: &Arc<App>) -> Result<Self, ApiError> {
-        let before = app.connections.fetch_add(1, Ordering::AcqRel);
-        if before >= app.config.max_connections {
-            app.connections.fetch_sub(1, Ordering::AcqRel);
-            return Err(ApiError::Busy(format!(
-                "too many connections (limit {})",
-                app.config.max_connections
-            )));
-        }
-        Ok(Self(app.clone()))
-    }
-}
-
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::AcqRel);
-    }
-}
 
 /// Initial per-connection read buffer.
 const READ_BUFFER: usize = 4 * 1024;
@@ -62,23 +38,21 @@ const WRITE_BUFFER: usize = 16 * 1024;
 pub async fn v1(
     State(app): State<Arc<App>>,
     Authenticated(identity): Authenticated,
+    place: Option<Extension<SocketPlace>>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    upgrade(app, identity, ws, V1)
+    upgrade(app, identity, place.map(|p| p.0), ws, V1)
 }
 
-/// Upgrades an authenticated request to a WebSocket speaking `protocol`, or refuses it with
-/// 503 when the relay is at `--max-connections`.
+/// Upgrades an authenticated request to a WebSocket speaking `protocol`; the socket keeps its
+/// `--max-connections` place (`place`, from the listener) for the session's life.
 pub fn upgrade<P: Protocol>(
     app: Arc<App>,
     identity: Identity,
+    place: Option<SocketPlace>,
     ws: WebSocketUpgrade,
     protocol: P,
 ) -> Response {
-    let slot = match ConnectionSlot::acquire(&app) {
-        Ok(slot) => slot,
-        Err(e) => return e.into_response(),
-    };
     let max = app.config.max_frame_bytes;
     // tungstenite's default 128 KiB read and write buffers per connection dominate memory at
     // scale (measured 140 KiB per idle connection); buffers grow on demand for large frames.
@@ -88,7 +62,7 @@ pub fn upgrade<P: Protocol>(
         .write_buffer_size(WRITE_BUFFER)
         .on_upgrade(move |socket| {
             let tracker = app.tracker.clone();
-            tracker.track_future(run(app, socket, identity, protocol, slot))
+            tracker.track_future(run(app, socket, identity, protocol, place))
         })
 }
 
@@ -164,7 +138,7 @@ async fn run<P: Protocol>(
     socket: WebSocket,
     identity: Identity,
     mut protocol: P,
-    _slot: ConnectionSlot,
+    _place: Option<SocketPlace>,
 ) {
     let (close_tx, close_rx) = oneshot::channel();
     let (sink, mut stream) = socket.split();
