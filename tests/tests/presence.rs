@@ -362,6 +362,48 @@ async fn presence_limits_answer_with_their_named_errors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_clients_cannot_fill_a_channel_and_lock_signed_in_users_out() {
+    // The anonymous limit is lowered from its default (100) to 3 so four connections show it.
+    let (_cluster, a, b) = two_relays(&["--presence-max-anonymous", "3"]).await;
+    let (mut watcher, _) = subscriber(&a, Some("watcher")).await;
+    let mut anonymous = Vec::new();
+    for relay in [&a, &b, &a] {
+        let (mut ws, _) = subscriber(relay, None).await;
+        track_ok(&mut ws, json!({})).await;
+        let join = watcher.recv_json_within(Duration::from_secs(20)).await;
+        assert_eq!((&join["event"], &join["member"]["user_id"]), (&json!("join"), &Value::Null), "{join}");
+        anonymous.push(ws);
+    }
+    let (mut fourth, _) = subscriber(&b, None).await;
+    let refused = track(&mut fourth, json!({})).await;
+    assert_eq!(error_code(&refused), "REALTIME_PRESENCE_LIMIT", "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("anonymous"), "{refused}");
+    let (mut alice, _) = subscriber(&b, Some("alice")).await;
+    track_ok(&mut alice, json!({})).await; // signed-in users still fit
+    expect_presence(&mut watcher, "join", "alice").await;
+    track_ok(&mut anonymous[0], json!({"again": true})).await; // a member may re-track
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auth_frame_of_another_user_ends_the_previous_users_presence() {
+    let (_cluster, a, _b) = two_relays(&[]).await;
+    let (mut watcher, _) = subscriber(&a, Some("watcher")).await;
+    let (mut ws, _) = subscriber(&a, Some("alice")).await;
+    track_ok(&mut ws, json!({"name": "Alice"})).await;
+    expect_presence(&mut watcher, "join", "alice").await;
+    let reply = ws.request(json!({"type": "auth", "token": a.token(Some("bob"), "authenticated")})).await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    expect_presence(&mut watcher, "leave", "alice").await;
+    track_ok(&mut ws, json!({"name": "Bob"})).await;
+    let join = expect_presence(&mut watcher, "join", "bob").await;
+    assert_eq!(join["member"]["user_id"], "bob", "{join}");
+    // the same user with a fresh token keeps its presence
+    let reply = ws.request(json!({"type": "auth", "token": a.token(Some("bob"), "authenticated")})).await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    expect_quiet(&mut watcher).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn track_rate_limit_is_a_reply_error_not_a_close() {
     let (_cluster, a, _b) = two_relays(&["--presence-track-rate", "1"]).await;
     let (mut alice, _) = subscriber(&a, Some("alice")).await;

@@ -176,6 +176,15 @@ impl View {
         self.channels.get(channel).map_or(0, |ch| ch.members.len())
     }
 
+    /// Number of anonymous members of `channel` (tracked without a user id).
+    pub fn anonymous_count(&self, channel: &str) -> usize {
+        let Some(ch) = self.channels.get(channel) else { return 0 };
+        ch.members
+            .values()
+            .filter(|conns| conns.iter().filter_map(|c| ch.entries.get(c)).all(|e| e.user_id.is_none()))
+            .count()
+    }
+
     /// Whether `presence_id` is a member of `channel`.
     pub fn is_member(&self, channel: &str, presence_id: &str) -> bool {
         self.channels.get(channel).is_some_and(|ch| ch.members.contains_key(presence_id))

@@ -40,6 +40,16 @@ enum Phase {
     Ready,
 }
 
+/// How full a channel's presence is, for one would-be member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Occupancy {
+    pub members: usize,
+    /// Members tracked without a user id.
+    pub anonymous: usize,
+    /// Whether the asking member is already one of them.
+    pub is_member: bool,
+}
+
 /// The hub's presence state.
 #[derive(Debug)]
 pub struct PresenceHub {
@@ -76,10 +86,14 @@ impl PresenceHub {
         self.lock().view.members(channel)
     }
 
-    /// (members of `channel`, whether `presence_id` is one of them).
-    pub fn occupancy(&self, channel: &str, presence_id: &str) -> (usize, bool) {
+    /// How full `channel` is, and whether `presence_id` is already a member.
+    pub fn occupancy(&self, channel: &str, presence_id: &str) -> Occupancy {
         let inner = self.lock();
-        (inner.view.member_count(channel), inner.view.is_member(channel, presence_id))
+        Occupancy {
+            members: inner.view.member_count(channel),
+            anonymous: inner.view.anonymous_count(channel),
+            is_member: inner.view.is_member(channel, presence_id),
+        }
     }
 
     /// Members over all channels.

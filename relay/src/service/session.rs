@@ -250,7 +250,9 @@ impl Session {
     }
 
     /// Swaps the token: on success `reply` is queued, then an `unsubscribed` item for every
-    /// subscription the new identity may no longer hold. An invalid token changes nothing.
+    /// subscription the new identity may no longer hold. A token of another user also ends
+    /// this connection's presence (it was the previous user's; track again). An invalid token
+    /// changes nothing.
     pub async fn reauthenticate(
         &mut self,
         token: &str,
@@ -258,9 +260,14 @@ impl Session {
     ) -> Result<(), ServiceError> {
         let app = self.app.clone();
         let before: Vec<String> = self.channels.iter().cloned().collect();
+        let user_before = self.identity.user_id.clone();
         let revoked =
             super::auth::reauthenticate(&app, token, &mut self.identity, &mut self.channels, self.handle.id)
                 .await?;
+        if self.identity.user_id != user_before {
+            // Presence is per user: what this connection tracked was the previous user's.
+            self.tracking.close(&app).await;
+        }
         for channel in before.iter().filter(|c| !self.channels.contains(*c)) {
             self.tracking.forget(&app, channel).await;
         }

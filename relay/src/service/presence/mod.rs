@@ -80,10 +80,16 @@ impl Tracking {
             )));
         }
         let presence_id = who.user_id.clone().unwrap_or_else(|| self.conn.clone());
-        let (members, is_member) = app.hub.presence.occupancy(channel, &presence_id);
-        if !is_member && members >= limits.max_members {
+        let o = app.hub.presence.occupancy(channel, &presence_id);
+        if !o.is_member && o.members >= limits.max_members {
+            let members = o.members;
+            return Err(ServiceError::PresenceLimit(format!("'{channel}' has {members} presence members, the limit")));
+        }
+        if !o.is_member && who.user_id.is_none() && o.anonymous >= limits.max_anonymous {
+            let n = o.anonymous;
             return Err(ServiceError::PresenceLimit(format!(
-                "'{channel}' has {members} presence members, the limit"
+                "'{channel}' has {n} anonymous presence members, the limit for clients without a user id; \
+                 sign in to appear (--presence-max-anonymous)"
             )));
         }
         let t = Tracked {

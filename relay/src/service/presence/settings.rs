@@ -13,6 +13,11 @@ pub struct PresenceArgs {
     #[arg(long = "presence-max-members", env = "REALTIME_PRESENCE_MAX_MEMBERS", default_value_t = 1000,
           value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_members: usize,
+    /// Most anonymous members (connections without a user id) on one channel, so anonymous
+    /// clients cannot fill a channel's presence and lock signed-in users out; more get
+    /// REALTIME_PRESENCE_LIMIT. 0: anonymous clients may not track presence.
+    #[arg(long = "presence-max-anonymous", env = "REALTIME_PRESENCE_MAX_ANONYMOUS", default_value_t = 100)]
+    pub max_anonymous: usize,
     /// Largest presence state (its JSON text) in bytes; larger gets REALTIME_PAYLOAD_TOO_LARGE.
     #[arg(long = "presence-max-state-bytes", env = "REALTIME_PRESENCE_MAX_STATE_BYTES", default_value_t = 4096,
           value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
@@ -37,6 +42,7 @@ pub struct PresenceArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PresenceLimits {
     pub max_members: usize,
+    pub max_anonymous: usize,
     pub max_state_bytes: usize,
     pub track_rate: u32,
     pub heartbeat: Duration,
@@ -47,6 +53,7 @@ impl From<&PresenceArgs> for PresenceLimits {
     fn from(a: &PresenceArgs) -> Self {
         PresenceLimits {
             max_members: a.max_members,
+            max_anonymous: a.max_anonymous,
             max_state_bytes: a.max_state_bytes,
             track_rate: a.track_rate,
             heartbeat: Duration::from_millis(a.heartbeat_ms),
