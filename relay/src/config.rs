@@ -146,6 +146,16 @@ pub struct ServeArgs {
     #[arg(long, env = "REALTIME_MAX_PUBLISH_RATE", default_value_t = 100,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_publish_rate: u32,
+    /// `history` requests per second one connection (WebSocket) or one caller (HTTP: the user, or
+    /// the client's address without one) may send; more get REALTIME_RATE_LIMITED.
+    #[arg(long, env = "REALTIME_MAX_HISTORY_RATE", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_history_rate: u32,
+    /// `auth` frames per second one connection may send (each re-checks every subscription);
+    /// more get REALTIME_RATE_LIMITED.
+    #[arg(long, env = "REALTIME_MAX_AUTH_RATE", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_auth_rate: u32,
     /// Seconds a connection has to send a request's headers (the first request, and each next
     /// one on a kept-alive connection); a client that sends half a request or idles is dropped.
     #[arg(long, env = "REALTIME_HEADER_TIMEOUT_SECS", default_value_t = 10,
@@ -285,6 +295,8 @@ pub struct Config {
     pub max_frame_bytes: usize,
     pub max_subscriptions: usize,
     pub max_publish_rate: u32,
+    pub max_history_rate: u32,
+    pub max_auth_rate: u32,
     pub max_connections: usize,
     /// Time a connection has to send a request's headers.
     pub header_timeout: Duration,
@@ -377,6 +389,8 @@ impl TryFrom<ServeArgs> for Config {
             max_frame_bytes: a.max_frame_bytes,
             max_subscriptions: a.max_subscriptions,
             max_publish_rate: a.max_publish_rate,
+            max_history_rate: a.max_history_rate,
+            max_auth_rate: a.max_auth_rate,
             max_connections: a.max_connections,
             header_timeout: secs(a.header_timeout_secs),
             service_role: a.service_role,

@@ -179,3 +179,54 @@ async fn half_open_handshakes_count_against_the_cap_and_are_dropped_after_the_he
     let mut ws = Ws::connect(&relay.ws_url(), Connect::Anonymous).await;
     assert_eq!(ws.ping().await["type"], "pong");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_publish_and_history_and_history_and_auth_frames_are_rate_limited() {
+    // Rates lowered from their defaults (100, 20 and 2 per second) so a few requests show them.
+    let (cluster, relay) = start_stack_with(flags(&[
+        "--max-publish-rate",
+        "2",
+        "--max-history-rate",
+        "2",
+        "--max-auth-rate",
+        "1",
+    ]))
+    .await;
+    open_channel(&cluster.client().await, "room").await;
+    let service = relay.token(None, "service_role");
+    let body = json!({"channel": "room", "event": "e", "payload": {}});
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let (status, reply) =
+            realtime_e2e::http_post_json(relay.port(), "/v1/publish", Some(&service), &body).await.unwrap();
+        if status == 429 {
+            assert_eq!(reply["error"]["code"], "REALTIME_RATE_LIMITED", "{reply}");
+        }
+        statuses.push(status);
+    }
+    assert_eq!(&statuses[..2], [200, 200], "the burst passes: {statuses:?}");
+    assert!(statuses.contains(&429), "HTTP publishes past the rate: {statuses:?}");
+    let history = "/v1/channels/room/history";
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(realtime_e2e::http_get(relay.port(), history).await.unwrap().0);
+    }
+    assert!(statuses.contains(&200) && statuses.contains(&429), "HTTP history past the rate: {statuses:?}");
+
+    let mut ws = Ws::connect(&relay.ws_url(), Connect::Anonymous).await;
+    let mut codes = Vec::new();
+    for _ in 0..6 {
+        let reply = ws.request(json!({"type": "history", "channel": "room"})).await;
+        codes.push(reply["error"]["code"].as_str().unwrap_or("ok").to_string());
+    }
+    assert!(codes.contains(&"ok".into()) && codes.contains(&"REALTIME_RATE_LIMITED".into()), "{codes:?}");
+    let token = relay.token(Some("alice"), "authenticated");
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        let reply = ws.request(json!({"type": "auth", "token": token})).await;
+        codes.push(reply["error"]["code"].as_str().unwrap_or("ok").to_string());
+    }
+    assert_eq!(codes[0], "ok", "{codes:?}");
+    assert!(codes.contains(&"REALTIME_RATE_LIMITED".into()), "auth frames past the rate: {codes:?}");
+    assert_eq!(ws.ping().await["type"], "pong", "refusals do not close the connection");
+}

@@ -136,9 +136,25 @@ pub struct PublishChecks {
     allowed_until: HashMap<String, Instant>,
 }
 
+/// Remembered channels per connection; past it, expired entries are dropped, and if none had
+/// expired, all of them (they are only a cache of permission checks).
+const MAX_CHECKS: usize = 256;
+
 impl PublishChecks {
     fn allowed(&self, channel: &str) -> bool {
         self.allowed_until.get(channel).is_some_and(|until| Instant::now() < *until)
+    }
+
+    /// Remembers that `channel` was allowed until `until`, keeping the map bounded.
+    fn remember(&mut self, channel: String, until: Instant) {
+        if self.allowed_until.len() >= MAX_CHECKS {
+            let now = Instant::now();
+            self.allowed_until.retain(|_, t| now < *t);
+            if self.allowed_until.len() >= MAX_CHECKS {
+                self.allowed_until.clear();
+            }
+        }
+        self.allowed_until.insert(channel, until);
     }
 
     /// Forgets every remembered decision (the token changed).
@@ -159,7 +175,7 @@ pub async fn ephemeral(
         if let Err(e) = check(app, who, &m).await {
             return counted(app, Kind::Ephemeral, Err(e));
         }
-        checks.allowed_until.insert(m.channel.clone(), Instant::now() + app.config.publish_check_ttl);
+        checks.remember(m.channel.clone(), Instant::now() + app.config.publish_check_ttl);
     }
     let msg = NewMessage { id: String::new(), channel: m.channel, event: m.event, payload: m.payload };
     counted(app, Kind::Ephemeral, emit_ephemeral(&app.pool, &msg, who.user_id.as_deref()).await)?;
@@ -180,6 +196,22 @@ mod tests {
         assert_eq!(&a[14..15], "7");
         assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"));
         assert_eq!(a.matches('-').count(), 4);
+    }
+
+    #[test]
+    fn remembered_publish_checks_stay_bounded() {
+        let mut checks = PublishChecks::default();
+        let later = Instant::now() + Duration::from_secs(60);
+        for n in 0..10 * MAX_CHECKS {
+            checks.remember(format!("c{n}"), later);
+        }
+        assert!(checks.allowed_until.len() <= MAX_CHECKS);
+        assert!(checks.allowed(&format!("c{}", 10 * MAX_CHECKS - 1)), "the newest is kept");
+        let past = Instant::now();
+        let mut checks = PublishChecks::default();
+        (0..MAX_CHECKS).for_each(|n| checks.remember(format!("old{n}"), past));
+        checks.remember("new".into(), later);
+        assert_eq!(checks.allowed_until.len(), 1, "expired entries are dropped first");
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub struct Session {
     /// When the token expires (the connection then ends with 4001), if it has an `exp`.
     expires_at: Option<tokio::time::Instant>,
     publish_limiter: limits::RateLimiter,
+    history_limiter: limits::RateLimiter,
+    auth_limiter: limits::RateLimiter,
     tracking: Tracking,
     close_request: Option<CloseRequest>,
     /// Cancelled when the session ends (stops its catch-up task).
@@ -75,7 +77,12 @@ impl Session {
         let tracking = Tracking::new(&app, handle.id);
         let publish_limiter =
             limits::RateLimiter::new(app.config.max_publish_rate, std::time::Instant::now());
+        let now = std::time::Instant::now();
+        let history_limiter = limits::RateLimiter::new(app.config.max_history_rate, now);
+        let auth_limiter = limits::RateLimiter::new(app.config.max_auth_rate, now);
         Session {
+            history_limiter,
+            auth_limiter,
             ended,
             expires_at: expiry_instant(identity.exp),
             app,
@@ -227,13 +234,17 @@ impl Session {
         }
     }
 
-    /// History of `channel` (see [`super::history::fetch`]).
+    /// History of `channel` (see [`super::history::fetch`]), within `--max-history-rate`.
     pub async fn history(
-        &self,
+        &mut self,
         channel: &str,
         limit: Option<u64>,
         before: Option<&str>,
     ) -> Result<Page, ServiceError> {
+        if self.history_limiter.check(std::time::Instant::now()) != limits::Verdict::Allow {
+            let rate = self.app.config.max_history_rate;
+            return Err(ServiceError::RateLimited(format!("more than {rate} history requests per second")));
+        }
         super::history::fetch(&self.app, &self.identity, channel, limit, before).await
     }
 
@@ -258,6 +269,10 @@ impl Session {
         token: &str,
         reply: impl FnOnce() -> Outbound,
     ) -> Result<(), ServiceError> {
+        if self.auth_limiter.check(std::time::Instant::now()) != limits::Verdict::Allow {
+            let rate = self.app.config.max_auth_rate;
+            return Err(ServiceError::RateLimited(format!("more than {rate} auth requests per second")));
+        }
         let app = self.app.clone();
         let before: Vec<String> = self.channels.iter().cloned().collect();
         let user_before = self.identity.user_id.clone();

@@ -56,6 +56,10 @@ impl SocketPlace {
     }
 }
 
+/// The address a request came from (the socket's peer).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::SocketAddr);
+
 /// Serves `router` on `listener` until `shutdown`.
 pub async fn serve(app: Arc<App>, listener: TcpListener, router: Router, shutdown: CancellationToken) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -63,7 +67,7 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, router: Router, shutdow
     builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(app.config.ping_interval));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(s) => s,
@@ -84,6 +88,7 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, router: Router, shutdow
         let held = place.clone();
         let service = tower::service_fn(move |mut req: Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(held.clone());
+            req.extensions_mut().insert(ClientAddr(peer));
             router.clone().oneshot(req.map(axum::body::Body::new))
         });
         let connection =

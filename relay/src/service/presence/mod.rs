@@ -83,7 +83,9 @@ impl Tracking {
         let o = app.hub.presence.occupancy(channel, &presence_id);
         if !o.is_member && o.members >= limits.max_members {
             let members = o.members;
-            return Err(ServiceError::PresenceLimit(format!("'{channel}' has {members} presence members, the limit")));
+            return Err(ServiceError::PresenceLimit(format!(
+                "'{channel}' has {members} presence members, the limit"
+            )));
         }
         if !o.is_member && who.user_id.is_none() && o.anonymous >= limits.max_anonymous {
             let n = o.anonymous;

@@ -7,13 +7,16 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use serde::Deserialize;
 
 use crate::app::App;
 use crate::protocol::v1::history::{history_body, history_entries};
 use crate::service::history::fetch;
+use crate::service::limits::caller;
 use crate::transport::auth::Authenticated;
 use crate::transport::error::ApiError;
+use crate::transport::listener::ClientAddr;
 
 #[derive(Debug, Deserialize)]
 pub struct HistoryParams {
@@ -35,9 +38,11 @@ impl HistoryParams {
 pub async fn handler(
     State(app): State<Arc<App>>,
     Authenticated(who): Authenticated,
+    from: Option<Extension<ClientAddr>>,
     Path(channel): Path<String>,
     Query(q): Query<HistoryParams>,
 ) -> Result<Response, ApiError> {
+    app.http_limits.history(&caller(&who, from.map(|f| f.0 .0.ip())))?;
     let (limit, before) = q.values().map_err(ApiError::invalid)?;
     let page = fetch(&app, &who, &channel, limit, before).await?;
     let body = history_body(&history_entries(&page.messages), page.more);

@@ -7,14 +7,17 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde_json::{json, Value};
 
 use crate::app::App;
+use crate::metrics::{Kind, PublishOutcome};
+use crate::service::limits::caller;
 use crate::service::publish::{persist, Outgoing};
 use crate::service::ServiceError;
 use crate::transport::auth::Authenticated;
 use crate::transport::error::ApiError;
+use crate::transport::listener::ClientAddr;
 
 fn one(v: &Value) -> Result<Outgoing, String> {
     let Value::Object(o) = v else { return Err("each message must be a JSON object".into()) };
@@ -45,8 +48,12 @@ pub fn parse_body(body: &Value, max_batch: usize) -> Result<Vec<Outgoing>, Strin
 pub async fn handler(
     State(app): State<Arc<App>>,
     Authenticated(who): Authenticated,
+    from: Option<Extension<ClientAddr>>,
     body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
+    app.http_limits.publish(&caller(&who, from.map(|f| f.0 .0.ip()))).inspect_err(|_| {
+        app.metrics.published(Kind::Stored, PublishOutcome::RateLimited);
+    })?;
     let Json(body) = body.map_err(|e| ApiError::invalid(e.body_text()))?;
     let messages = parse_body(&body, app.config.max_batch).map_err(ApiError::invalid)?;
     let channels: Vec<String> = messages.iter().map(|m| m.channel.clone()).collect();
