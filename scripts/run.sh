@@ -4,8 +4,9 @@
 # Ctrl-C stops the page server, the relay and Postgres. Safe to run again.
 #
 # Written to the data folder, readable by the owner only: jwt-secret (the relay's HS256 secret,
-# handed to it in the environment, never on a command line) and env (addresses and a token per
-# role, for `. .data/env` in another shell).
+# handed to it in the environment, never on a command line), admin-token (the admin console's
+# sign-in token; the relay reads the file, REALTIME_ADMIN_TOKEN_FILE) and env (addresses and a
+# token per role, for `. .data/env` in another shell).
 #
 # Overrides (for running beside another `make run`, as the docs test does): PG_PORT,
 # REALTIME_BIND, DEMO_PORT, REALTIME_DATA_DIR (default .data in the checkout).
@@ -76,11 +77,16 @@ secret_file="$data/jwt-secret"
 [ -s "$secret_file" ] || head -c 32 /dev/urandom | base64 | tr -d '=+/\n' > "$secret_file"
 chmod 600 "$secret_file"
 secret="$(cat "$secret_file")"
+# The admin console's token: made once, owner-only; the relay reads it from the file (its path,
+# not the token, is in the relay's environment), so it is on no command line either.
+admin_token_file="$data/admin-token"
+[ -s "$admin_token_file" ] || head -c 48 /dev/urandom | base64 | tr -d '=+/\n' > "$admin_token_file"
+chmod 600 "$admin_token_file"
 relay="$TARGET_DIR/debug/realtime-relay"
 relay_args=(--database-url "$db_url" --bind "$RELAY_BIND" --relay-id demo)
 
 log "checking the setup (realtime-relay check)"
-if ! REALTIME_JWT_SECRET="$secret" "$relay" check "${relay_args[@]}"; then
+if ! REALTIME_JWT_SECRET="$secret" REALTIME_ADMIN_TOKEN_FILE="$admin_token_file" "$relay" check "${relay_args[@]}"; then
     die "realtime-relay check failed: fix the FAIL lines above, then run 'make run' again"
 fi
 
@@ -96,6 +102,7 @@ cat > "$data/env" <<ENV
 export DB='$db_url'
 export REALTIME_URL='ws://$RELAY_BIND/v1/socket'
 export REALTIME_HTTP='http://$RELAY_BIND'
+export REALTIME_ADMIN='http://$RELAY_BIND/admin'
 export ANON_JWT='$anon_jwt'
 export ALICE_JWT='$alice_jwt'
 export BOB_JWT='$bob_jwt'
@@ -126,11 +133,14 @@ cat <<INFO
   WebSocket   ws://$RELAY_BIND/v1/socket         (health: http://$RELAY_BIND/healthz)
   Postgres    $db_url
   JWT secret  in $data_shown/jwt-secret (owner-only; the relay reads it from REALTIME_JWT_SECRET)
+  Admin       http://$RELAY_BIND/admin   sign in with the token in $data_shown/admin-token
+              (owner-only; e.g. copy it with: cat $data_shown/admin-token)
 
   Demo page   $demo_url
 
   In another shell, from this folder:  . $data_shown/env
-  (exports DB, REALTIME_URL, REALTIME_HTTP and ANON_JWT, ALICE_JWT, BOB_JWT, SERVICE_JWT)
+  (exports DB, REALTIME_URL, REALTIME_HTTP, REALTIME_ADMIN and ANON_JWT, ALICE_JWT, BOB_JWT,
+  SERVICE_JWT)
 
   Tokens (valid 24 h):
     anon           $anon_jwt
@@ -154,7 +164,7 @@ cat <<INFO
 
 INFO
 
-REALTIME_JWT_SECRET="$secret" "$relay" "${relay_args[@]}" &
+REALTIME_JWT_SECRET="$secret" REALTIME_ADMIN_TOKEN_FILE="$admin_token_file" "$relay" "${relay_args[@]}" &
 relay_pid=$!
 # Seed the demo rows once the relay follows the log, so they are in the orders channel's history.
 for _ in $(seq 1 100); do

@@ -44,7 +44,9 @@ REVOKE EXECUTE ON FUNCTION
     realtime.finish_webhook_deliveries(bigint[], integer[], text[], integer[], text[], double precision[]),
     realtime.webhook_queue_depth(),
     realtime.add_ws_audience(text[], integer[]),
-    realtime.retry_failed_webhooks(bigint, text, timestamptz)
+    realtime.retry_failed_webhooks(bigint, text, timestamptz),
+    realtime.retry_webhook_delivery(bigint),
+    realtime.discard_webhook_delivery(bigint)
 FROM PUBLIC;
 
 -- Webhooks (sql/webhooks.sql): the queue and its views hold webhook URLs, so, like config and
@@ -58,3 +60,16 @@ FROM PUBLIC;
 -- like publish. Firing needs no grant: any role that may write a watched table triggers it, and
 -- the trigger calls publish / broadcast (SECURITY DEFINER) directly through fmgr, where no
 -- EXECUTE check applies (see extension/src/api/changes.rs).
+
+-- The admin console's role (sql/admin.sql): exactly what the console does, nothing more.
+-- No EXECUTE on the relay's queue functions, no UPDATE or DELETE on the log or the queue.
+GRANT SELECT, INSERT, UPDATE, DELETE ON realtime.channels TO realtime_admin;
+GRANT SELECT ON realtime.messages, realtime.commits, realtime.config, realtime.presence,
+    realtime.relays, realtime.webhook_deliveries TO realtime_admin;
+GRANT SELECT, INSERT ON realtime.admin_log TO realtime_admin;
+GRANT EXECUTE ON FUNCTION
+    realtime.publish(text, text, jsonb),
+    realtime.broadcast(text, text, jsonb),
+    realtime.retry_webhook_delivery(bigint),
+    realtime.discard_webhook_delivery(bigint)
+TO realtime_admin;

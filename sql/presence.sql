@@ -30,7 +30,11 @@ CREATE UNLOGGED TABLE realtime.relays (
     relay_id     text        PRIMARY KEY,
     epoch        text        NOT NULL,
     started_at   timestamptz NOT NULL DEFAULT now(),
-    heartbeat_at timestamptz NOT NULL DEFAULT now()
+    heartbeat_at timestamptz NOT NULL DEFAULT now(),
+    -- What the relay last reported for the admin console (connections, subscriptions, its slot,
+    -- replication lag, subscribers per channel row), every few seconds while its console is on
+    -- (relay/src/transport/admin/report.rs); NULL when it never reported.
+    stats        jsonb
 );
 COMMENT ON TABLE realtime.relays IS
     'realtime relays serving this database, with heartbeats (presence failure detection)';

@@ -31,8 +31,8 @@
 -- - Do not use `\echo`, psql variables or `CREATE EXTENSION` here; `@extschema@` is `realtime`.
 --
 -- 0.2.0: presence (sql/presence.sql), webhooks (sql/webhooks.sql, cleanup_messages also trims
--- webhook deliveries). The relay's new metrics and the docs need nothing from the
--- extension; the same C symbols are exported.
+-- webhook deliveries), the admin console's role, log and policies (sql/admin.sql). The relay's
+-- new metrics and the docs need nothing from the extension; the same C symbols are exported.
 
 -- ---- presence (from sql/presence.sql) ----
 
@@ -59,7 +59,11 @@ CREATE UNLOGGED TABLE realtime.relays (
     relay_id     text        PRIMARY KEY,
     epoch        text        NOT NULL,
     started_at   timestamptz NOT NULL DEFAULT now(),
-    heartbeat_at timestamptz NOT NULL DEFAULT now()
+    heartbeat_at timestamptz NOT NULL DEFAULT now(),
+    -- What the relay last reported for the admin console (connections, subscriptions, its slot,
+    -- replication lag, subscribers per channel row), every few seconds while its console is on
+    -- (relay/src/transport/admin/report.rs); NULL when it never reported.
+    stats        jsonb
 );
 COMMENT ON TABLE realtime.relays IS
     'realtime relays serving this database, with heartbeats (presence failure detection)';
@@ -93,7 +97,7 @@ CREATE TABLE realtime.webhook_deliveries (
     channel         text        NOT NULL,
     url             text        NOT NULL,
     status          text        NOT NULL DEFAULT 'pending'
-                                CHECK (status IN ('pending', 'delivered', 'failed')),
+                                CHECK (status IN ('pending', 'delivered', 'failed', 'discarded')),
     attempts        integer     NOT NULL DEFAULT 0,
     -- when the next attempt is due; while a relay holds the delivery, the end of its lease
     next_attempt_at timestamptz NOT NULL DEFAULT now(),
@@ -287,6 +291,41 @@ END;
 $$;
 COMMENT ON FUNCTION realtime.retry_failed_webhooks(bigint, text, timestamptz) IS
     'Re-queue failed webhook deliveries (all, or of one channel row / URL / since a time); returns how many';
+
+-- One delivery at a time, for the admin console (docs/admin.md) and operators: retry puts a
+-- failed or discarded delivery back in the queue with fresh attempts (due now); discard gives up
+-- on a failed or still pending one (status 'discarded', kept for the record; retention removes
+-- it). A relay still sending a discarded delivery cannot write its outcome back
+-- (finish_webhook_deliveries only writes pending rows). Both return whether the row changed.
+
+CREATE FUNCTION realtime.retry_webhook_delivery(delivery_id bigint) RETURNS boolean
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE realtime.webhook_deliveries d
+       SET status = 'pending', attempts = 0, next_attempt_at = pg_catalog.now(),
+           locked_by = NULL, updated_at = pg_catalog.now()
+     WHERE d.id = delivery_id AND d.status IN ('failed', 'discarded');
+    RETURN FOUND;
+END;
+$$;
+COMMENT ON FUNCTION realtime.retry_webhook_delivery(bigint) IS
+    'Re-queue one failed or discarded webhook delivery (attempts start again); true if it was re-queued';
+
+CREATE FUNCTION realtime.discard_webhook_delivery(delivery_id bigint) RETURNS boolean
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE realtime.webhook_deliveries d
+       SET status = 'discarded', locked_by = NULL, updated_at = pg_catalog.now()
+     WHERE d.id = delivery_id AND d.status IN ('failed', 'pending');
+    RETURN FOUND;
+END;
+$$;
+COMMENT ON FUNCTION realtime.discard_webhook_delivery(bigint) IS
+    'Give up one failed or pending webhook delivery (status discarded); true if it was discarded';
 
 ------------------------------------------------------------------------------------------------
 -- The relay's side of the queue. SECURITY DEFINER, so the relay's login needs only EXECUTE on
@@ -483,3 +522,58 @@ BEGIN
     );
 END;
 $$;
+
+-- ---- admin console (sql/admin.sql; webhook delivery retry/discard in sql/webhooks.sql) ----
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'realtime_admin') THEN
+        CREATE ROLE realtime_admin NOLOGIN;
+    END IF;
+END;
+$$;
+
+-- Every admin action that changed something: who (the name given at sign-in), on which relay,
+-- what, on what, with which details. Written in the same transaction as the action, so an
+-- action is logged exactly when it took effect.
+CREATE TABLE realtime.admin_log (
+    id       bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at       timestamptz NOT NULL DEFAULT now(),
+    who      text        NOT NULL,
+    relay_id text        NOT NULL,
+    action   text        NOT NULL,
+    target   text,
+    detail   jsonb       NOT NULL DEFAULT '{}'
+);
+COMMENT ON TABLE realtime.admin_log IS
+    'realtime admin console actions (append-only): who, on which relay, what, on what, when';
+
+SELECT pg_catalog.pg_extension_config_dump('realtime.admin_log', '');
+SELECT pg_catalog.pg_extension_config_dump('realtime.admin_log_id_seq', '');
+
+-- Row-level security: the console sees and edits every row. Policies name realtime_admin only,
+-- so no other role's view changes.
+CREATE POLICY realtime_admin_all ON realtime.channels TO realtime_admin
+    USING (true) WITH CHECK (true);
+CREATE POLICY realtime_admin_read ON realtime.messages FOR SELECT TO realtime_admin
+    USING (true);
+CREATE POLICY realtime_admin_read ON realtime.presence FOR SELECT TO realtime_admin
+    USING (true);
+CREATE POLICY realtime_admin_read ON realtime.relays FOR SELECT TO realtime_admin
+    USING (true);
+
+-- grants (sql/finalize.sql)
+REVOKE EXECUTE ON FUNCTION
+    realtime.retry_webhook_delivery(bigint),
+    realtime.discard_webhook_delivery(bigint)
+FROM PUBLIC;
+GRANT SELECT, INSERT, UPDATE, DELETE ON realtime.channels TO realtime_admin;
+GRANT SELECT ON realtime.messages, realtime.commits, realtime.config, realtime.presence,
+    realtime.relays, realtime.webhook_deliveries TO realtime_admin;
+GRANT SELECT, INSERT ON realtime.admin_log TO realtime_admin;
+GRANT EXECUTE ON FUNCTION
+    realtime.publish(text, text, jsonb),
+    realtime.broadcast(text, text, jsonb),
+    realtime.retry_webhook_delivery(bigint),
+    realtime.discard_webhook_delivery(bigint)
+TO realtime_admin;

@@ -20,7 +20,7 @@ CREATE TABLE realtime.webhook_deliveries (
     channel         text        NOT NULL,
     url             text        NOT NULL,
     status          text        NOT NULL DEFAULT 'pending'
-                                CHECK (status IN ('pending', 'delivered', 'failed')),
+                                CHECK (status IN ('pending', 'delivered', 'failed', 'discarded')),
     attempts        integer     NOT NULL DEFAULT 0,
     -- when the next attempt is due; while a relay holds the delivery, the end of its lease
     next_attempt_at timestamptz NOT NULL DEFAULT now(),
@@ -214,6 +214,41 @@ END;
 $$;
 COMMENT ON FUNCTION realtime.retry_failed_webhooks(bigint, text, timestamptz) IS
     'Re-queue failed webhook deliveries (all, or of one channel row / URL / since a time); returns how many';
+
+-- One delivery at a time, for the admin console (docs/admin.md) and operators: retry puts a
+-- failed or discarded delivery back in the queue with fresh attempts (due now); discard gives up
+-- on a failed or still pending one (status 'discarded', kept for the record; retention removes
+-- it). A relay still sending a discarded delivery cannot write its outcome back
+-- (finish_webhook_deliveries only writes pending rows). Both return whether the row changed.
+
+CREATE FUNCTION realtime.retry_webhook_delivery(delivery_id bigint) RETURNS boolean
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE realtime.webhook_deliveries d
+       SET status = 'pending', attempts = 0, next_attempt_at = pg_catalog.now(),
+           locked_by = NULL, updated_at = pg_catalog.now()
+     WHERE d.id = delivery_id AND d.status IN ('failed', 'discarded');
+    RETURN FOUND;
+END;
+$$;
+COMMENT ON FUNCTION realtime.retry_webhook_delivery(bigint) IS
+    'Re-queue one failed or discarded webhook delivery (attempts start again); true if it was re-queued';
+
+CREATE FUNCTION realtime.discard_webhook_delivery(delivery_id bigint) RETURNS boolean
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE realtime.webhook_deliveries d
+       SET status = 'discarded', locked_by = NULL, updated_at = pg_catalog.now()
+     WHERE d.id = delivery_id AND d.status IN ('failed', 'pending');
+    RETURN FOUND;
+END;
+$$;
+COMMENT ON FUNCTION realtime.discard_webhook_delivery(bigint) IS
+    'Give up one failed or pending webhook delivery (status discarded); true if it was discarded';
 
 ------------------------------------------------------------------------------------------------
 -- The relay's side of the queue. SECURITY DEFINER, so the relay's login needs only EXECUTE on

@@ -10,7 +10,7 @@
 //! - [`api`]: the `#[pg_extern]` functions written in Rust;
 //! - `guc`: the `realtime.strict_publish` setting;
 //! - `sql/schema.sql`, `sql/api.sql`, `sql/changes.sql`, `sql/presence.sql`, `sql/webhooks.sql`,
-//!   `sql/finalize.sql`: the hand-written SQL, in install order.
+//!   `sql/admin.sql`, `sql/finalize.sql`: the hand-written SQL, in install order.
 
 use pgrx::prelude::*;
 
@@ -45,6 +45,7 @@ extension_sql_file!(
 
 extension_sql_file!("../../sql/presence.sql", name = "presence", requires = ["schema"]);
 extension_sql_file!("../../sql/webhooks.sql", name = "webhooks", requires = ["api"]);
+extension_sql_file!("../../sql/admin.sql", name = "admin", requires = ["presence", "webhooks"]);
 
 extension_sql_file!("../../sql/finalize.sql", name = "finalize", finalize);
 
@@ -70,6 +71,9 @@ mod pg_tests_publish;
 
 #[cfg(any(test, feature = "pg_test"))]
 mod pg_tests_webhooks;
+
+#[cfg(any(test, feature = "pg_test"))]
+mod pg_tests_admin;
 
 /// Required by `cargo pgrx test`; must be visible at the crate root.
 #[cfg(test)]

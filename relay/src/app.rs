@@ -15,7 +15,6 @@ use crate::hub::{Budget, Hub, QueueLimits};
 use crate::metrics::Metrics;
 use crate::pg::presence::Presence;
 use crate::pg::replication::ReplicationStatus;
-use crate::service::limits::HttpLimits;
 use crate::webhook::Webhooks;
 
 /// Shared state of a running relay.
@@ -32,8 +31,6 @@ pub struct App {
     pub acks: Acks,
     /// Open client connections (WebSocket and streams), for `--max-connections`.
     pub connections: AtomicUsize,
-    /// Per-caller limits of the HTTP publish and history routes.
-    pub http_limits: HttpLimits,
     /// Bytes queued over all sessions (`--send-queue-total-bytes`).
     pub queue_budget: Arc<Budget>,
     /// Pool connections replays (resumes and catch-ups) may use at once: half the pool, so a

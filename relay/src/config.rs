@@ -1,6 +1,6 @@
 //! Relay configuration: command-line flags with environment fallbacks, typed by clap (socket
-//! addresses, comma lists, booleans, ranges; the presence and webhook code own their flag
-//! groups), validated once at start-up.
+//! addresses, comma lists, booleans, ranges; the presence, webhook and admin console code own
+//! their flag groups), validated once at start-up.
 //!
 //! A bad setting is refused by clap with one line naming the flag and the reason; settings that
 //! do not fit together become one [`ConfigError`], so `main` can print a single clear line and
@@ -14,6 +14,7 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 
 use crate::core::auth::{is_plain_identifier, PublicKeys};
 use crate::service::presence::settings::{PresenceArgs, PresenceLimits};
+use crate::transport::admin::settings::{AdminArgs, AdminConfigError, AdminSettings};
 use crate::webhook::{WebhookArgs, WebhookSettings};
 
 /// Top-level command line.
@@ -202,6 +203,8 @@ pub struct ServeArgs {
     pub log_json: bool,
     #[command(flatten)]
     pub webhooks: WebhookArgs,
+    #[command(flatten)]
+    pub admin: AdminArgs,
 }
 
 /// A number of at least 1.
@@ -265,6 +268,8 @@ pub enum ConfigError {
     NotAbove(&'static str, &'static str),
     #[error("--webhook-lease-secs ({lease}) must be greater than --webhook-timeout-secs ({timeout})")]
     LeaseNotOverTimeout { lease: u64, timeout: u64 },
+    #[error(transparent)]
+    Admin(#[from] AdminConfigError),
 }
 
 /// Validated settings the server runs with.
@@ -314,6 +319,8 @@ pub struct Config {
     /// Bearer token for `GET /metrics`; `None`: open.
     pub metrics_token: Option<String>,
     pub webhooks: WebhookSettings,
+    /// The admin console (off without a token).
+    pub admin: AdminSettings,
 }
 
 impl Config {
@@ -404,6 +411,7 @@ impl TryFrom<ServeArgs> for Config {
             log_json: a.log_json,
             metrics_token: a.metrics_token,
             webhooks: WebhookSettings::from(&a.webhooks),
+            admin: AdminSettings::try_from(a.admin)?,
         })
     }
 }
@@ -557,6 +565,19 @@ mod tests {
         let e = args(&["--webhook-timeout-secs", "30", "--webhook-lease-secs", "30"]).unwrap_err();
         assert!(e.contains("--webhook-lease-secs (30) must be greater"), "{e}");
         assert_eq!(args(&["--webhook-concurrency", "0"]).unwrap().webhooks.concurrency, 0);
+    }
+
+    #[test]
+    fn the_admin_console_is_off_by_default_and_its_flags_are_checked() {
+        assert!(!args(&[]).unwrap().admin.enabled());
+        let token = "0123456789abcdef0123456789abcdef";
+        let c = args(&["--admin-token", token, "--admin-origin", "https://Admin.Example.com/"]).unwrap();
+        assert_eq!(
+            (c.admin.token(), c.admin.origins.as_slice()),
+            (Some(token), &["https://admin.example.com".to_string()][..])
+        );
+        let e = args(&["--admin-token", "short"]).unwrap_err();
+        assert!(e.starts_with("--admin-token / REALTIME_ADMIN_TOKEN is too short (5 bytes)"), "{e}");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! - [`hub`]: channels and subscribers, fan-out of shared events, presence view;
 //! - [`service`]: what clients can do (subscribe, publish, history, presence, auth), typed;
 //! - [`protocol`]: one codec and driver per wire protocol (`v1/`);
-//! - [`transport`]: WebSocket and HTTP routes, authentication as an extractor;
+//! - [`transport`]: WebSocket and HTTP routes, authentication as an extractor, the admin console;
 //! - [`pg`]: everything that talks to Postgres (pool, checks, reads, writes, replication);
 //! - [`webhook`]: the webhook worker; [`metrics`]: the one registry;
 //! - wiring: [`config`] (flags), [`app`] (shared state), [`server`] (start and stop),

@@ -18,7 +18,6 @@ use crate::hub::{Budget, Hub};
 use crate::metrics::{as_f64, Metrics, MetricsError};
 use crate::pg::audience::AudienceHandle;
 use crate::pg::replication::{self, ReplicationConfig, ReplicationStatus};
-use crate::service::limits::HttpLimits;
 use crate::service::presence::task as presence_task;
 use crate::webhook::Webhooks;
 
@@ -104,7 +103,6 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> Result<(), 
         acks: Default::default(),
         connections: Default::default(),
         queue_budget: Budget::new(config.send_queue_total_bytes),
-        http_limits: HttpLimits::new(config.max_publish_rate, config.max_history_rate),
         replay_slots: tokio::sync::Semaphore::new((config.pool_size / 2).max(1)),
         metrics,
         presence: Arc::new(crate::pg::presence::Presence::new(&config.relay_id)),
@@ -123,7 +121,6 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> Result<(), 
     let dispatcher = tokio::spawn(dispatch(app.clone(), batches_rx, audience));
     tokio::spawn(seed_position(app.clone()));
     let presence_task = tokio::spawn(presence_task::run(app.clone()));
-    tokio::spawn(forget_idle_callers(app.clone()));
 
     tracing::info!(addr = %app.config.bind, slot = %app.config.slot_name(), "listening on ws://{}/v1/socket", app.config.bind);
     let router = crate::transport::router(app.clone());
@@ -261,15 +258,4 @@ fn pull_metrics(app: &Arc<App>) -> Result<(), MetricsError> {
         read(|a| as_f64(a.presence.reaped.load(Ordering::Relaxed))),
     )?;
     Ok(())
-}
-
-/// Drops the rate-limit state of HTTP callers that went quiet, every 30 s until shutdown.
-async fn forget_idle_callers(app: Arc<App>) {
-    let mut every = tokio::time::interval(Duration::from_secs(30));
-    loop {
-        tokio::select! {
-            _ = app.shutdown.cancelled() => return,
-            _ = every.tick() => app.http_limits.forget_idle(),
-        }
-    }
 }

@@ -10,6 +10,43 @@ use tokio::net::TcpStream;
 /// returns the status code and the body as text. Errors (connection refused, no answer within
 /// `limit`, unparsable response) come back as `Err`.
 async fn exchange(port: u16, head: &str, body: &[u8], limit: Duration) -> Result<(u16, String), String> {
+    exchange_full(port, head, body, limit).await.map(|r| (r.status, r.body))
+}
+
+/// A response: status, header lines (`name: value`, names lowercase) and body text.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    /// The first value of header `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// `method path` with extra header lines and a body; the whole response, headers included.
+pub async fn http_send(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Response, String> {
+    let mut head = format!("{method} {path} HTTP/1.1");
+    for (name, value) in headers {
+        head.push_str(&format!("\r\n{name}: {value}"));
+    }
+    if !body.is_empty() {
+        head.push_str(&format!("\r\nContent-Length: {}", body.len()));
+    }
+    exchange_full(port, &head, body, Duration::from_secs(10)).await
+}
+
+async fn exchange_full(port: u16, head: &str, body: &[u8], limit: Duration) -> Result<Response, String> {
     let what = head.lines().next().unwrap_or_default().to_string();
     let request = async {
         let mut stream =
@@ -31,8 +68,14 @@ async fn exchange(port: u16, head: &str, body: &[u8], limit: Duration) -> Result
         .nth(1)
         .and_then(|s| s.parse::<u16>().ok())
         .ok_or_else(|| format!("{what}: unparsable status line {status_line:?}"))?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    Ok((status, body))
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Ok(Response { status, headers, body: body.to_string() })
 }
 
 /// `GET http://127.0.0.1:{port}{path}`: returns the status code and the body (as text).

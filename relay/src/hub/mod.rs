@@ -289,6 +289,22 @@ impl Hub {
         self.state.read().expect("hub lock").channels.get(channel).map_or(0, HashMap::len)
     }
 
+    /// The `limit` channels with the most subscriptions (live or held), busiest first (ties by
+    /// name), and whether there were more.
+    pub fn busiest_channels(&self, limit: usize) -> (Vec<(String, usize)>, bool) {
+        let state = self.state.read().expect("hub lock");
+        let mut all: Vec<(&String, usize)> = state.channels.iter().map(|(c, s)| (c, s.len())).collect();
+        let more = all.len() > limit;
+        if more {
+            all.select_nth_unstable_by(limit, |a, b| b.1.cmp(&a.1));
+            all.truncate(limit);
+        }
+        let mut out: Vec<(String, usize)> = all.into_iter().map(|(c, n)| (c.clone(), n)).collect();
+        drop(state);
+        out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        (out, more)
+    }
+
     /// Delivers one committed batch, in order. Pushes `(message id, subscribers)` to `audience`
     /// for every stored message that had local subscribers (for
     /// `realtime.messages.ws_audience_count`). Returns the number of frames queued.

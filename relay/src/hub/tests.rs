@@ -337,3 +337,17 @@ fn held_events_wait_for_room_in_the_queue() {
     assert!(hub.unsubscribe("c", s.id));
     assert_eq!(hub.activate("c", s.id), Activation::Gone);
 }
+
+#[test]
+fn busiest_channels_are_listed_by_subscriber_count_up_to_the_limit() {
+    let hub = hub();
+    let _queues = two_subscribers_of_c(&hub);
+    let (a, _ra, _) = session(&hub, 8);
+    hub.subscribe("b", &a, reply);
+    hub.subscribe("a", &a, reply);
+    let (all, more) = hub.busiest_channels(10);
+    assert_eq!(all, [("c".to_string(), 2), ("a".to_string(), 1), ("b".to_string(), 1)]);
+    assert!(!more);
+    let (top, more) = hub.busiest_channels(1);
+    assert_eq!((top, more), (vec![("c".to_string(), 2)], true));
+}

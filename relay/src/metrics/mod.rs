@@ -7,6 +7,8 @@
 //! * **Read where they live**: values the relay keeps anyway for its own logic (open
 //!   connections, replication positions, presence members) are [`Pulled`] series, registered
 //!   once with a reader the server wires up ([`Metrics::pull_gauge`], [`Metrics::pull_counter`]).
+//! * **Read back** by code that wants a figure ([`Metrics::read`], a [`Reading`]): the admin
+//!   console samples the registry, it keeps no counters of its own.
 //!
 //! Series (all prefixed `realtime_`): `connections`, `channels`, `subscriptions` (gauges);
 //! `messages_dispatched_total{kind="stored|ephemeral"}`, `frames_queued_total` (every frame
@@ -24,6 +26,7 @@
 //! queued frame), `subscribe_check_seconds`, `webhook_attempt_duration_seconds`.
 
 mod pulled;
+mod read;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +36,7 @@ use prometheus::{
 };
 
 pub use pulled::{Pulled, Reader};
+pub use read::{Buckets, Reading};
 
 /// Upper bounds (`le`, seconds) of every latency histogram; `+Inf` follows implicitly.
 pub const LATENCY_BUCKETS: [f64; 16] =
@@ -333,6 +337,11 @@ impl Metrics {
     /// Counts one publish request.
     pub fn published(&self, kind: Kind, outcome: PublishOutcome) {
         self.publishes.with_label_values(&[kind.label(), outcome.label()]).inc();
+    }
+
+    /// Every series' value now (the pulled ones read once), for code that wants a figure.
+    pub fn read(&self) -> Reading {
+        Reading::of(self.registry.gather())
     }
 
     /// Every series in the Prometheus text exposition format.

@@ -95,3 +95,50 @@ fn pg_timestamps_convert_from_the_2000_epoch() {
     let future = now.as_micros() as i64 - PG_EPOCH_UNIX_MICROS + 10_000_000;
     assert_eq!(since_pg_timestamp(future), Some(Duration::ZERO), "clock skew clamps to zero");
 }
+
+#[test]
+fn a_reading_sums_series_by_labels_and_knows_missing_ones() {
+    let m = Metrics::new().unwrap();
+    m.published(Kind::Stored, PublishOutcome::Ok);
+    m.published(Kind::Ephemeral, PublishOutcome::Ok);
+    m.published(Kind::Ephemeral, PublishOutcome::TooLarge);
+    m.hub.subscriptions.set(4);
+    m.pull_gauge("presence_members", "Members.", Arc::new(|| 9.0)).unwrap();
+    let r = m.read();
+    assert_eq!(r.value("realtime_publishes_total", &[]), Some(3.0), "every label set");
+    assert_eq!(r.value("realtime_publishes_total", &[("outcome", "ok")]), Some(2.0));
+    assert_eq!(r.value("realtime_publishes_total", &[("kind", "ephemeral"), ("outcome", "ok")]), Some(1.0));
+    assert_eq!(r.value("realtime_publishes_total", &[("outcome", "nonsense")]), None);
+    assert_eq!(
+        (r.value("realtime_subscriptions", &[]), r.value("realtime_presence_members", &[])),
+        (Some(4.0), Some(9.0))
+    );
+    assert_eq!(r.value("realtime_no_such_series", &[]), None);
+    assert_eq!(r.count("realtime_no_such_series", &[]), 0.0);
+    assert!(r.buckets("realtime_subscriptions").is_none(), "a gauge has no buckets");
+}
+
+#[test]
+fn quantiles_between_two_readings_interpolate_inside_the_bucket_of_the_rank() {
+    let m = Metrics::new().unwrap();
+    let h = &m.hub.commit_to_send;
+    let name = "realtime_commit_to_send_seconds";
+    let before = m.read();
+    for _ in 0..50 {
+        h.observe(0.0003); // (0, 0.5 ms]
+        h.observe(0.004); // (2.5 ms, 5 ms]
+    }
+    let after = m.read();
+    let (b, a) = (before.buckets(name).unwrap(), after.buckets(name).unwrap());
+    assert_eq!(a.bounds, LATENCY_BUCKETS);
+    assert_eq!(a.cumulative.len(), LATENCY_BUCKETS.len() + 1, "one per bound, then +Inf");
+    let p50 = a.quantile_since(b, 0.5).unwrap();
+    assert!((p50 - 0.0005).abs() < 1e-9, "{p50}");
+    let p90 = a.quantile_since(b, 0.9).unwrap();
+    assert!((p90 - (0.0025 + 0.0025 * 0.8)).abs() < 1e-9, "{p90}");
+    assert_eq!(a.quantile_since(a, 0.5), None, "no observations in between");
+    h.observe(100.0);
+    let top = m.read().buckets(name).unwrap().quantile_since(a, 0.99).unwrap();
+    assert_eq!(top, 60.0, "above the last bound reports the bound");
+    assert_eq!(after.value(name, &[]), Some(100.0), "a histogram's value is its count");
+}

@@ -1,10 +1,12 @@
 //! Everything that talks to Postgres: the connection string and TLS ([`db`], [`tls`],
 //! [`tls_postgres`], [`tls_bridge`]), the connection pool, permission checks run under the
 //! client's role and claims, history reads, publishes, presence and webhook queue writes, and
-//! the replication stream that follows the message log. Depends on [`crate::core`] only.
+//! the replication stream that follows the message log; the admin console's statements
+//! ([`admin`]). Depends on [`crate::core`] only.
 
 use std::time::Duration;
 
+pub mod admin;
 pub mod audience;
 pub mod authz;
 pub mod db;

@@ -1,20 +1,10 @@
-//! Rate limits.
-//!
-//! * Per connection: [`RateLimiter`], a token bucket (`rate` per second, bursts up to `rate`)
-//!   with a strike count, so a client that keeps publishing past its limit is closed (4008)
-//!   instead of being answered forever; also used for `history`, `auth` and `track` requests.
-//! * Per caller on the HTTP routes, which have no connection: [`HttpLimits`], keyed by the user
-//!   (role and `sub`) when the token names one, else by the client's address (the `governor`
-//!   crate's keyed limiter; idle keys are dropped).
+//! Per-connection rate limiting: [`RateLimiter`], a token bucket (`rate` per second, bursts up
+//! to `rate`) with a strike count, so a client that keeps publishing past its limit is closed
+//! (4008) instead of being answered forever; also used for `history`, `auth` and `track`
+//! requests. (The HTTP routes, which have no connection, limit per caller:
+//! `crate::transport::http::limits`.)
 
-use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
-
-use governor::{DefaultKeyedRateLimiter, Quota};
-
-use super::ServiceError;
-use crate::core::Identity;
 
 /// What to do with one publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,57 +58,6 @@ impl RateLimiter {
     }
 }
 
-/// Per-caller limits of the HTTP publish and history routes.
-pub struct HttpLimits {
-    publish: DefaultKeyedRateLimiter<String>,
-    history: DefaultKeyedRateLimiter<String>,
-    rates: (u32, u32),
-}
-
-impl HttpLimits {
-    /// `publish_rate` and `history_rate` requests per second per caller (bursts up to the same).
-    pub fn new(publish_rate: u32, history_rate: u32) -> Self {
-        let quota = |r: u32| Quota::per_second(NonZeroU32::new(r.max(1)).expect("at least 1"));
-        HttpLimits {
-            publish: DefaultKeyedRateLimiter::keyed(quota(publish_rate)),
-            history: DefaultKeyedRateLimiter::keyed(quota(history_rate)),
-            rates: (publish_rate, history_rate),
-        }
-    }
-
-    /// One publish request of `caller` ([`caller`]).
-    pub fn publish(&self, caller: &String) -> Result<(), ServiceError> {
-        self.publish.check_key(caller).map_err(|_| {
-            ServiceError::RateLimited(format!("more than {} publish requests per second", self.rates.0))
-        })
-    }
-
-    /// One history request of `caller`.
-    pub fn history(&self, caller: &String) -> Result<(), ServiceError> {
-        self.history.check_key(caller).map_err(|_| {
-            ServiceError::RateLimited(format!("more than {} history requests per second", self.rates.1))
-        })
-    }
-
-    /// Drops the state of callers whose buckets are full again (run it now and then, so the
-    /// keys of callers that went away do not pile up).
-    pub fn forget_idle(&self) {
-        self.publish.retain_recent();
-        self.history.retain_recent();
-        self.publish.shrink_to_fit();
-        self.history.shrink_to_fit();
-    }
-}
-
-/// Who a request counts against: the user when the token names one, else the client's address.
-pub fn caller(who: &Identity, addr: Option<IpAddr>) -> String {
-    match (&who.user_id, addr) {
-        (Some(sub), _) => format!("{}:{sub}", who.role),
-        (None, Some(ip)) => format!("{}@{ip}", who.role),
-        (None, None) => who.role.clone(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,18 +101,5 @@ mod tests {
         let later = t0 + STRIKE_WINDOW + Duration::from_millis(1);
         assert_eq!(l.check(later), Verdict::Allow);
         assert_eq!(l.check(later), Verdict::Limited, "a fresh window starts with one strike, not two");
-    }
-
-    #[test]
-    fn http_limits_are_per_caller() {
-        let limits = HttpLimits::new(2, 1);
-        let (a, b) = ("authenticated:alice".to_string(), "anon@127.0.0.1".to_string());
-        assert!(limits.publish(&a).is_ok() && limits.publish(&a).is_ok());
-        let e = limits.publish(&a).unwrap_err();
-        assert_eq!(e.to_string(), "more than 2 publish requests per second");
-        assert!(limits.publish(&b).is_ok(), "another caller has its own bucket");
-        assert!(limits.history(&a).is_ok());
-        assert!(limits.history(&a).is_err());
-        limits.forget_idle();
     }
 }

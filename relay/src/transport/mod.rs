@@ -1,8 +1,8 @@
 //! Transports: how frames reach clients. Each is a file (or a folder for HTTP routes) that
 //! knows sockets and HTTP but no wire protocol: [`ws`] runs a WebSocket for any
-//! [`crate::protocol::Protocol`]; [`http`] has publishing, history, health and metrics.
-//! Authentication is an axum extractor ([`auth::Authenticated`]) and every refusal one
-//! [`error::ApiError`].
+//! [`crate::protocol::Protocol`]; [`http`] has publishing, history, health and metrics;
+//! [`admin`] is the admin console at `/admin` (off unless configured). Authentication is an
+//! axum extractor ([`auth::Authenticated`]) and every refusal one [`error::ApiError`].
 //!
 //! Adding a transport: a file here and its route below. Adding a protocol: its folder under
 //! `crate::protocol` and one route below.
@@ -14,6 +14,7 @@ use axum::Router;
 
 use crate::app::App;
 
+pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod http;
@@ -22,6 +23,7 @@ pub mod ws;
 
 /// The relay's router.
 pub fn router(app: Arc<App>) -> Router {
+    let limits = http::limits::start(&app);
     Router::new()
         .route("/v1/socket", get(ws::v1))
         .route("/v1/publish", post(http::publish::handler))
@@ -29,5 +31,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(http::health::healthz))
         .route("/readyz", get(http::health::readyz))
         .route("/metrics", get(http::metrics::handler))
-        .with_state(app)
+        .layer(axum::Extension(limits))
+        .with_state(app.clone())
+        .merge(admin::router(app))
 }

@@ -112,21 +112,30 @@ fn every_code_block_runs_or_is_visibly_marked_not_run() {
 async fn reader_path_runs_every_block_as_written_on_the_make_run_database() {
     let mut stack = stack::Stack::start(&repo()).await;
 
-    // make run keeps the JWT secret (and the tokens file) to its owner, off the relay's command line
-    for file in ["jwt-secret", "env"] {
+    // make run keeps the JWT secret, the admin token (and the tokens file) to their owner, off
+    // the relay's command line and out of what it prints
+    for file in ["jwt-secret", "admin-token", "env"] {
         let mode = std::os::unix::fs::PermissionsExt::mode(
             &std::fs::metadata(stack.data.join(file)).expect(file).permissions(),
         );
         assert_eq!(mode & 0o777, 0o600, ".data/{file} must be readable by its owner only");
     }
-    let secret = std::fs::read_to_string(stack.data.join("jwt-secret")).expect("jwt-secret");
     let relay = stack.relay_pid().expect("the relay make run started");
     let cmdline = std::fs::read(format!("/proc/{relay}/cmdline")).expect("relay cmdline");
+    for (file, what) in [("jwt-secret", "the JWT secret"), ("admin-token", "the admin token")] {
+        let secret = std::fs::read_to_string(stack.data.join(file)).expect(file);
+        assert!(secret.trim().len() >= 32, "{what} is too short: {} bytes", secret.trim().len());
+        assert!(
+            !String::from_utf8_lossy(&cmdline).contains(secret.trim()),
+            "{what} is on the relay's command line"
+        );
+        assert!(!stack.log_text().contains(secret.trim()), "make run printed {what}");
+    }
     assert!(
-        !String::from_utf8_lossy(&cmdline).contains(secret.trim()),
-        "the JWT secret is on the relay's command line"
+        stack.log_text().contains("ok   admin console: on at /admin"),
+        "make run's check has the admin console's line:\n{}",
+        stack.log_tail()
     );
-    assert!(!stack.log_tail().contains(secret.trim()), "make run printed the JWT secret");
 
     let mut reader = reader::Reader::new(&stack);
     for (page, items) in pages() {

@@ -11,6 +11,7 @@
 //! [`evaluate`] turns facts into [`Item`]s without I/O, so every rule has a unit test. The exit
 //! code is 0 only when no item failed ([`passed`]); `warn` items do not fail the check.
 
+mod admin;
 pub mod deploy;
 mod item;
 
@@ -495,14 +496,18 @@ pub async fn run(config: &Config) -> Vec<Item> {
             let (client, conn) = (c.client, c.task);
             let facts = gather(&client, config).await;
             let deploy = deploy::gather(&client, config, c.tls).await;
+            let admin = match config.admin.enabled() {
+                true => Some(admin::gather(&client).await),
+                false => None,
+            };
             drop(client);
             let _ = conn.await;
-            facts.and_then(|f| Ok((f, deploy?)))
+            facts.and_then(|f| Ok((f, deploy?, admin)))
         }
         Err(e) => Err(e),
     };
     match gathered {
-        Ok((facts, deploy)) => {
+        Ok((facts, deploy, admin)) => {
             let slot = match facts.pool {
                 Some(_) => "slot from the pool realtime_relay[_<n>]".to_string(),
                 None => format!("slot {}", facts.slot_name),
@@ -510,6 +515,15 @@ pub async fn run(config: &Config) -> Vec<Item> {
             let mut items = vec![Item::ok("connection", format!("{target} as '{}' ({slot})", facts.login))];
             items.extend(evaluate(&facts, &JwtFacts::of(config)));
             items.extend(deploy::evaluate(&deploy));
+            match admin {
+                Some(Ok(a)) => items.push(admin::evaluate(&a)),
+                Some(Err(e)) => items.push(Item::fail(
+                    "admin console",
+                    format!("cannot read the role: {e}"),
+                    "see the connection line",
+                )),
+                None => {}
+            }
             items
         }
         Err(e @ CheckError::Connect(_)) => vec![Item::fail(

@@ -10,10 +10,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use serde::Deserialize;
 
+use super::limits::{caller, HttpLimits};
 use crate::app::App;
 use crate::protocol::v1::history::{history_body, history_entries};
 use crate::service::history::fetch;
-use crate::service::limits::caller;
 use crate::transport::auth::Authenticated;
 use crate::transport::error::ApiError;
 use crate::transport::listener::ClientAddr;
@@ -38,11 +38,12 @@ impl HistoryParams {
 pub async fn handler(
     State(app): State<Arc<App>>,
     Authenticated(who): Authenticated,
+    Extension(limits): Extension<Arc<HttpLimits>>,
     from: Option<Extension<ClientAddr>>,
     Path(channel): Path<String>,
     Query(q): Query<HistoryParams>,
 ) -> Result<Response, ApiError> {
-    app.http_limits.history(&caller(&who, from.map(|f| f.0 .0.ip())))?;
+    limits.history(&caller(&who, from.map(|f| f.0 .0.ip())))?;
     let (limit, before) = q.values().map_err(ApiError::invalid)?;
     let page = fetch(&app, &who, &channel, limit, before).await?;
     let body = history_body(&history_entries(&page.messages), page.more);

@@ -4,5 +4,6 @@
 
 pub mod health;
 pub mod history;
+pub mod limits;
 pub mod metrics;
 pub mod publish;

@@ -10,9 +10,9 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{json, Value};
 
+use super::limits::{caller, HttpLimits};
 use crate::app::App;
 use crate::metrics::{Kind, PublishOutcome};
-use crate::service::limits::caller;
 use crate::service::publish::{persist, Outgoing};
 use crate::service::ServiceError;
 use crate::transport::auth::Authenticated;
@@ -48,10 +48,11 @@ pub fn parse_body(body: &Value, max_batch: usize) -> Result<Vec<Outgoing>, Strin
 pub async fn handler(
     State(app): State<Arc<App>>,
     Authenticated(who): Authenticated,
+    Extension(limits): Extension<Arc<HttpLimits>>,
     from: Option<Extension<ClientAddr>>,
     body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
-    app.http_limits.publish(&caller(&who, from.map(|f| f.0 .0.ip()))).inspect_err(|_| {
+    limits.publish(&caller(&who, from.map(|f| f.0 .0.ip()))).inspect_err(|_| {
         app.metrics.published(Kind::Stored, PublishOutcome::RateLimited);
     })?;
     let Json(body) = body.map_err(|e| ApiError::invalid(e.body_text()))?;
