@@ -110,6 +110,30 @@ CREATE TRIGGER config_invalidate_publish_cache
     FOR EACH STATEMENT EXECUTE FUNCTION realtime.invalidate_publish_cache();
 ALTER TABLE realtime.config ENABLE ALWAYS TRIGGER config_invalidate_publish_cache;
 
+------------------------------------------------------------------------------------------------
+-- Permission re-checks: every change to realtime.channels emits an empty transactional logical
+-- message (prefix realtime:channels) at commit; each relay that decodes it checks the permission
+-- of its open subscriptions again at once, so a disabled or deleted row ends its subscriptions.
+-- SECURITY DEFINER: whoever may change channels needs no right to emit messages. ENABLE ALWAYS,
+-- like the triggers above.
+
+CREATE FUNCTION realtime.signal_channels_changed() RETURNS trigger
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM pg_catalog.pg_logical_emit_message(true, 'realtime:channels', '');
+    RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION realtime.signal_channels_changed() IS
+    'Trigger: tells relays (a realtime:channels logical message) to re-check subscriptions';
+
+CREATE TRIGGER channels_recheck_subscriptions
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON realtime.channels
+    FOR EACH STATEMENT EXECUTE FUNCTION realtime.signal_channels_changed();
+ALTER TABLE realtime.channels ENABLE ALWAYS TRIGGER channels_recheck_subscriptions;
+
 COMMENT ON FUNCTION realtime.publish(text, text, jsonb) IS
     'Persist a message to the best matching enabled channel; delivered if the transaction commits';
 

@@ -35,6 +35,7 @@ REVOKE EXECUTE ON FUNCTION
     realtime.cleanup_messages(integer),
     realtime.match_channel_invoker(text),
     realtime.invalidate_publish_cache(),
+    realtime.signal_channels_changed(),
     realtime.broadcast_changes(),
     realtime.watch_table(regclass, text, text[], text, boolean, text[]),
     realtime.unwatch_table(regclass),

@@ -33,6 +33,7 @@
 -- 0.2.0: presence (sql/presence.sql), webhooks (sql/webhooks.sql, cleanup_messages also trims
 -- webhook deliveries), the admin console's role, log and policies (sql/admin.sql). The relay's
 -- new metrics and the docs need nothing from the extension; the same C symbols are exported.
+-- Changes to realtime.channels signal relays to re-check subscriptions (sql/api.sql).
 
 -- ---- presence (from sql/presence.sql) ----
 
@@ -577,3 +578,23 @@ GRANT EXECUTE ON FUNCTION
     realtime.retry_webhook_delivery(bigint),
     realtime.discard_webhook_delivery(bigint)
 TO realtime_admin;
+
+-- ---- permission re-checks after changes to realtime.channels (sql/api.sql) ----
+
+CREATE FUNCTION realtime.signal_channels_changed() RETURNS trigger
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM pg_catalog.pg_logical_emit_message(true, 'realtime:channels', '');
+    RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION realtime.signal_channels_changed() IS
+    'Trigger: tells relays (a realtime:channels logical message) to re-check subscriptions';
+
+CREATE TRIGGER channels_recheck_subscriptions
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON realtime.channels
+    FOR EACH STATEMENT EXECUTE FUNCTION realtime.signal_channels_changed();
+ALTER TABLE realtime.channels ENABLE ALWAYS TRIGGER channels_recheck_subscriptions;
+REVOKE EXECUTE ON FUNCTION realtime.signal_channels_changed() FROM PUBLIC;

@@ -136,6 +136,12 @@ pub struct ServeArgs {
     #[arg(long, env = "REALTIME_STALL_TIMEOUT_SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub stall_timeout_secs: u64,
+    /// Seconds between permission re-checks of every open subscription (RLS policies may read
+    /// data that changed). A change to `realtime.channels` re-checks at once; a subscription
+    /// whose check keeps failing (database errors) for two intervals ends.
+    #[arg(long, env = "REALTIME_RECHECK_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub recheck_secs: u64,
     /// Largest accepted client frame in bytes (larger: close 1009).
     #[arg(long, env = "REALTIME_MAX_FRAME_BYTES", default_value_t = 1_048_576, value_parser = positive())]
     pub max_frame_bytes: usize,
@@ -297,6 +303,8 @@ pub struct Config {
     pub send_queue_total_bytes: usize,
     /// Unread queue time after which a connection is closed (4009).
     pub stall_timeout: Duration,
+    /// `--recheck-secs`.
+    pub recheck_interval: Duration,
     pub max_frame_bytes: usize,
     pub max_subscriptions: usize,
     pub max_publish_rate: u32,
@@ -393,6 +401,7 @@ impl TryFrom<ServeArgs> for Config {
             send_queue_bytes: a.send_queue_bytes,
             send_queue_total_bytes: a.send_queue_total_bytes,
             stall_timeout: secs(a.stall_timeout_secs),
+            recheck_interval: secs(a.recheck_secs),
             max_frame_bytes: a.max_frame_bytes,
             max_subscriptions: a.max_subscriptions,
             max_publish_rate: a.max_publish_rate,

@@ -121,6 +121,7 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> Result<(), 
     let dispatcher = tokio::spawn(dispatch(app.clone(), batches_rx, audience));
     tokio::spawn(seed_position(app.clone()));
     let presence_task = tokio::spawn(presence_task::run(app.clone()));
+    tokio::spawn(crate::service::recheck::run(app.clone()));
 
     tracing::info!(addr = %app.config.bind, slot = %app.config.slot_name(), "listening on ws://{}/v1/socket", app.config.bind);
     let router = crate::transport::router(app.clone());

@@ -284,6 +284,22 @@ impl Hub {
         removed
     }
 
+    /// Every subscription (channel, session), live or held: what permission re-checks cover.
+    pub fn subscriptions(&self) -> Vec<(String, SessionHandle)> {
+        let state = self.state.read().expect("hub lock");
+        let mut all = Vec::with_capacity(self.metrics.subscriptions.get().max(0) as usize);
+        for (channel, subs) in &state.channels {
+            for sub in subs.values() {
+                let session = match sub {
+                    Sub::Live(live) => live.session.clone(),
+                    Sub::Held(held) => held.lock().expect("held lock").session.clone(),
+                };
+                all.push((channel.clone(), session));
+            }
+        }
+        all
+    }
+
     /// Number of sessions subscribed to `channel`.
     pub fn subscriber_count(&self, channel: &str) -> usize {
         self.state.read().expect("hub lock").channels.get(channel).map_or(0, HashMap::len)

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::core::event::{Message, SharedEvent};
 use crate::core::frame::WireFrame;
 use crate::core::presence::Member;
-use crate::core::{Cursor, ErrorCode};
+use crate::core::{Cursor, ErrorCode, Identity};
 
 /// Fixed bytes counted per queued item beside what it carries.
 const ITEM_OVERHEAD: usize = 160;
@@ -120,6 +120,11 @@ struct Shared {
     /// Channels whose subscription fell behind and waits for a catch-up.
     lagging: Mutex<BTreeSet<String>>,
     lag: Notify,
+    /// Who the session acts as now (its permission re-checks run as this identity).
+    identity: Mutex<Option<Arc<Identity>>>,
+    /// Channels whose subscription a permission re-check ended, for the session to forget.
+    revoked: Mutex<BTreeSet<String>>,
+    revoke: Notify,
 }
 
 impl Shared {
@@ -177,6 +182,9 @@ pub fn session_queue(id: u64, limits: QueueLimits) -> (SessionHandle, SessionQue
         slow: CancellationToken::new(),
         lagging: Mutex::new(BTreeSet::new()),
         lag: Notify::new(),
+        identity: Mutex::new(None),
+        revoked: Mutex::new(BTreeSet::new()),
+        revoke: Notify::new(),
     });
     (SessionHandle { id, tx, shared: shared.clone() }, SessionQueue { rx, shared })
 }
@@ -312,6 +320,39 @@ impl SessionHandle {
     pub fn lagged(&self, channel: &str) {
         self.shared.lagging.lock().expect("lagging lock").insert(channel.to_string());
         self.shared.lag.notify_one();
+    }
+
+    /// Records who the session acts as (at open and after each token swap).
+    pub fn set_identity(&self, identity: Arc<Identity>) {
+        *self.shared.identity.lock().expect("identity lock") = Some(identity);
+    }
+
+    /// Who the session acts as, once set.
+    pub fn identity(&self) -> Option<Arc<Identity>> {
+        self.shared.identity.lock().expect("identity lock").clone()
+    }
+
+    /// Notes that the subscription to `channel` was ended from outside the session (the hub
+    /// no longer delivers it and the client was told): the session forgets it.
+    pub fn revoked(&self, channel: &str) {
+        self.shared.revoked.lock().expect("revoked lock").insert(channel.to_string());
+        self.shared.revoke.notify_one();
+    }
+
+    /// Takes the channels revoked since the last call, without waiting.
+    pub fn take_revoked(&self) -> Vec<String> {
+        std::mem::take(&mut *self.shared.revoked.lock().expect("revoked lock")).into_iter().collect()
+    }
+
+    /// Waits for and takes revoked channels.
+    pub async fn next_revoked(&self) -> Vec<String> {
+        loop {
+            let taken = self.take_revoked();
+            if !taken.is_empty() {
+                return taken;
+            }
+            self.shared.revoke.notified().await;
+        }
     }
 
     /// Waits for and takes the channels that fell behind.

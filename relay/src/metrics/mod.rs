@@ -18,6 +18,8 @@
 //! `replication_streaming` (0/1), `replication_reconnects_total`, `replication_last_commit_lsn`,
 //! `replication_acked_lsn`, `replication_lag_bytes`, `replication_decode_errors_total`;
 //! `subscribe_checks_total{outcome="allowed|denied|not_found|error"}`,
+//! `permission_rechecks_total{outcome="allowed|denied|not_found|error"}` (one per subscription
+//! re-checked), `subscriptions_revoked_total{reason="denied|not_found|unverified"}`,
 //! `publishes_total{kind,outcome}` (one per publish request; a batch counts once);
 //! `presence_members`, `presence_frames_sent_total`, `presence_dead_relays_reaped_total`;
 //! `webhook_attempts_total{outcome="succeeded|retried|failed"}`, `webhook_queue_depth`.
@@ -108,6 +110,29 @@ impl PublishOutcome {
     }
 }
 
+/// Why a re-check ended a subscription (label of `realtime_subscriptions_revoked_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revoked {
+    /// The role may no longer see the channel.
+    Denied,
+    /// No enabled channel row matches any more.
+    NotFound,
+    /// The permission could not be confirmed (database errors) for longer than the grace.
+    Unverified,
+}
+
+impl Revoked {
+    const ALL: [Revoked; 3] = [Revoked::Denied, Revoked::NotFound, Revoked::Unverified];
+
+    fn label(self) -> &'static str {
+        match self {
+            Revoked::Denied => "denied",
+            Revoked::NotFound => "not_found",
+            Revoked::Unverified => "unverified",
+        }
+    }
+}
+
 /// How a subscribe permission check ended (label of `realtime_subscribe_checks_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckOutcome {
@@ -169,6 +194,8 @@ pub struct Metrics {
     subscribe_checks: IntCounterVec,
     pub subscribe_check_time: Histogram,
     publishes: IntCounterVec,
+    rechecks: IntCounterVec,
+    revoked: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -292,9 +319,25 @@ impl Metrics {
             "Publish requests (frames and HTTP; a batch counts once) by outcome.",
             &["kind", "outcome"],
         )?;
+        let rechecks = counter_vec(
+            &r,
+            "permission_rechecks_total",
+            "Subscriptions whose permission was checked again (on a schedule or after a change to realtime.channels), by outcome.",
+            &["outcome"],
+        )?;
+        let revoked = counter_vec(
+            &r,
+            "subscriptions_revoked_total",
+            "Subscriptions ended by a permission re-check, by reason (unverified: the check kept failing).",
+            &["reason"],
+        )?;
         // Every label combination exists from the start, at 0.
         for o in CheckOutcome::ALL {
             subscribe_checks.with_label_values(&[o.label()]);
+            rechecks.with_label_values(&[o.label()]);
+        }
+        for reason in Revoked::ALL {
+            revoked.with_label_values(&[reason.label()]);
         }
         for k in [Kind::Stored, Kind::Ephemeral] {
             for o in PublishOutcome::ALL {
@@ -313,6 +356,8 @@ impl Metrics {
             subscribe_checks,
             subscribe_check_time,
             publishes,
+            rechecks,
+            revoked,
         }))
     }
 
@@ -332,6 +377,16 @@ impl Metrics {
     pub fn subscribe_checked(&self, outcome: CheckOutcome, took: Duration) {
         self.subscribe_check_time.observe(took.as_secs_f64());
         self.subscribe_checks.with_label_values(&[outcome.label()]).inc();
+    }
+
+    /// Counts `n` subscriptions re-checked with `outcome`.
+    pub fn rechecked(&self, outcome: CheckOutcome, n: u64) {
+        self.rechecks.with_label_values(&[outcome.label()]).inc_by(n);
+    }
+
+    /// Counts one subscription ended by a re-check.
+    pub fn revoked(&self, reason: Revoked) {
+        self.revoked.with_label_values(&[reason.label()]).inc();
     }
 
     /// Counts one publish request.

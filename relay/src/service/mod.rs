@@ -4,7 +4,8 @@
 //! format here. A connection's state is a [`session::Session`]; protocols (`crate::protocol`)
 //! turn frames into calls on it and its results into frames.
 //!
-//! Also here: the background presence task ([`presence::task`]).
+//! Also here: the background presence task ([`presence::task`]) and the permission re-checks
+//! of open subscriptions ([`recheck`]).
 
 pub mod auth;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod history;
 pub mod limits;
 pub mod presence;
 pub mod publish;
+pub mod recheck;
 pub mod resume;
 pub mod session;
 

@@ -74,6 +74,7 @@ impl Session {
     }
 
     fn new(app: Arc<App>, identity: Identity, handle: SessionHandle, ended: CancellationToken) -> Self {
+        handle.set_identity(Arc::new(identity.clone()));
         let tracking = Tracking::new(&app, handle.id);
         let publish_limiter =
             limits::RateLimiter::new(app.config.max_publish_rate, std::time::Instant::now());
@@ -132,6 +133,31 @@ impl Session {
         self.close_request.take()
     }
 
+    /// Waits until a permission re-check ends subscriptions of this session
+    /// ([`super::recheck`]); hand them to [`Self::forget_revoked`]. Transports wait on this
+    /// beside the client's requests so presence ends promptly.
+    pub async fn next_revoked(&self) -> Vec<String> {
+        self.handle.next_revoked().await
+    }
+
+    /// Forgets subscriptions a re-check ended (the hub and the client already know) and the
+    /// presence tracked on them.
+    pub async fn forget_revoked(&mut self, channels: Vec<String>) {
+        for channel in channels {
+            if self.channels.remove(&channel) {
+                self.tracking.forget(&self.app, &channel).await;
+            }
+        }
+    }
+
+    /// Applies revocations not yet handed over, before an operation that depends on them.
+    async fn catch_up_revocations(&mut self) {
+        let revoked = self.handle.take_revoked();
+        if !revoked.is_empty() {
+            self.forget_revoked(revoked).await;
+        }
+    }
+
     /// Subscribes to `channel` (resuming from `resume` when given) after the permission check;
     /// `reply` encodes the subscribe reply, which is queued before any event of the channel.
     /// Subscribing again to a channel answers with the current position and members.
@@ -141,6 +167,7 @@ impl Session {
         resume: Option<Cursor>,
         reply: impl FnOnce(Subscribed) -> Outbound,
     ) -> Result<(), ServiceError> {
+        self.catch_up_revocations().await;
         if self.channels.contains(&channel) {
             let joined = self.app.hub.joined(&channel);
             self.send(reply(Subscribed {
@@ -204,6 +231,7 @@ impl Session {
 
     /// Ends the subscription to `channel` (and its presence).
     pub async fn unsubscribe(&mut self, channel: &str) -> Result<(), ServiceError> {
+        self.catch_up_revocations().await;
         if !self.channels.remove(channel) {
             return Err(ServiceError::NotSubscribed(format!("not subscribed to '{channel}'")));
         }
@@ -250,6 +278,7 @@ impl Session {
 
     /// Tracks `state` as this connection's presence on `channel` (a subscribed one).
     pub async fn track(&mut self, channel: &str, state: Value) -> Result<(), ServiceError> {
+        self.catch_up_revocations().await;
         let subscribed = self.channels.contains(channel);
         self.tracking.track(&self.app, &self.identity, subscribed, channel, state).await
     }
@@ -273,6 +302,7 @@ impl Session {
             let rate = self.app.config.max_auth_rate;
             return Err(ServiceError::RateLimited(format!("more than {rate} auth requests per second")));
         }
+        self.catch_up_revocations().await;
         let app = self.app.clone();
         let before: Vec<String> = self.channels.iter().cloned().collect();
         let user_before = self.identity.user_id.clone();
@@ -287,6 +317,7 @@ impl Session {
             self.tracking.forget(&app, channel).await;
         }
         self.publish_checks.clear();
+        self.handle.set_identity(Arc::new(self.identity.clone()));
         self.expires_at = expiry_instant(self.identity.exp);
         self.send(reply());
         revoked.into_iter().for_each(|item| {

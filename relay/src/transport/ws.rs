@@ -166,6 +166,7 @@ async fn run<P: Protocol>(
                 }
             }
             _ = sleep_until(session.expires_at()) => break ended(close::UNAUTHENTICATED, "token expired"),
+            revoked = session.next_revoked() => session.forget_revoked(revoked).await,
             // Alive: the client sent something (a pong at least) or read what it was sent (its
             // frames may wait unread while its queue is over budget).
             _ = tokio::time::sleep_until(last_heard.max(handle.last_progress().into()) + silence_limit) => {

@@ -14,6 +14,8 @@ pub const BROADCAST_PREFIX: &str = "realtime:broadcast";
 /// Prefix of `pg_logical_emit_message()` records that carry presence ops (see
 /// [`crate::core::presence::PresenceOp`]).
 pub const PRESENCE_PREFIX: &str = "realtime:presence";
+/// Prefix of the (empty) logical message `realtime.channels`' trigger emits on every change.
+pub const CHANNELS_PREFIX: &str = "realtime:channels";
 /// Prefix shared by every logical message meant for the relay.
 pub const REALTIME_PREFIX: &str = "realtime:";
 

@@ -50,7 +50,10 @@ mod txn;
 use super::jitter;
 use conn::{ensure_slot, stream_config, validate_names};
 pub use conn::{ReplicationConfig, ReplicationError};
-pub use events::{pg_timestamptz_to_rfc3339, EventError, BROADCAST_PREFIX, PRESENCE_PREFIX, REALTIME_PREFIX};
+pub use events::{
+    pg_timestamptz_to_rfc3339, EventError, BROADCAST_PREFIX, CHANNELS_PREFIX, PRESENCE_PREFIX,
+    REALTIME_PREFIX,
+};
 use txn::{AckQueue, Assembler, CommitOutcome};
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -85,6 +88,9 @@ pub struct ReplicationStatus {
     /// stored messages has its row in `realtime.commits` (see [`Self::readable_lsn`]).
     readable_lsn: AtomicU64,
     readable: tokio::sync::Notify,
+    /// Notified when a committed transaction changed `realtime.channels` (its trigger emits a
+    /// `realtime:channels` message): permissions are checked again at once.
+    pub channels_changed: tokio::sync::Notify,
 }
 
 impl ReplicationStatus {
@@ -402,6 +408,11 @@ impl Stream {
                 events::ephemeral_from_body(content).map(LogEvent::Ephemeral).map_err(|e| e.to_string())
             }
             PRESENCE_PREFIX => crate::core::presence::PresenceOp::parse(content).map(LogEvent::Presence),
+            CHANNELS_PREFIX => {
+                // Carries nothing: whoever sends one only causes a re-check.
+                self.status.channels_changed.notify_one();
+                return Ok(Step::Continue);
+            }
             _ if prefix.starts_with(REALTIME_PREFIX) => {
                 debug!(prefix, "logical message with unknown realtime prefix ignored");
                 return Ok(Step::Continue);
