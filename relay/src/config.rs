@@ -136,6 +136,12 @@ pub struct ServeArgs {
     #[arg(long, env = "REALTIME_STALL_TIMEOUT_SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub stall_timeout_secs: u64,
+    /// Bytes of one transaction's events the relay holds until its commit. A larger
+    /// transaction's stored messages are read back from `realtime.messages` by their
+    /// subscribers after the commit instead, so any transaction size works in bounded memory.
+    #[arg(long, env = "REALTIME_MAX_TXN_BYTES", default_value_t = 32 << 20,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1_048_576..))]
+    pub max_txn_bytes: usize,
     /// Seconds between permission re-checks of every open subscription (RLS policies may read
     /// data that changed). A change to `realtime.channels` re-checks at once; a subscription
     /// whose check keeps failing (database errors) for two intervals ends.
@@ -305,6 +311,8 @@ pub struct Config {
     pub stall_timeout: Duration,
     /// `--recheck-secs`.
     pub recheck_interval: Duration,
+    /// `--max-txn-bytes`.
+    pub max_txn_bytes: usize,
     pub max_frame_bytes: usize,
     pub max_subscriptions: usize,
     pub max_publish_rate: u32,
@@ -402,6 +410,7 @@ impl TryFrom<ServeArgs> for Config {
             send_queue_total_bytes: a.send_queue_total_bytes,
             stall_timeout: secs(a.stall_timeout_secs),
             recheck_interval: secs(a.recheck_secs),
+            max_txn_bytes: a.max_txn_bytes,
             max_frame_bytes: a.max_frame_bytes,
             max_subscriptions: a.max_subscriptions,
             max_publish_rate: a.max_publish_rate,

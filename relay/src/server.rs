@@ -116,6 +116,7 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> Result<(), 
         database_url: app.config.database_url.clone(),
         slot: app.config.slot_name(),
         publication: "realtime_messages".into(),
+        max_txn_bytes: app.config.max_txn_bytes,
     };
     let repl_task = tokio::spawn(replication::run(repl_cfg, batches_tx, status, shutdown.clone()));
     let dispatcher = tokio::spawn(dispatch(app.clone(), batches_rx, audience));
@@ -191,7 +192,11 @@ async fn dispatch(
 ) -> AudienceHandle {
     let mut counts = Vec::new();
     while let Some(batch) = rx.recv().await {
-        let has_webhooks = batch.events.iter().any(|e| matches!(e, LogEvent::Stored(m) if m.wh_audience > 0));
+        let has_webhooks = batch.events.iter().any(|e| match e {
+            LogEvent::Stored(m) => m.wh_audience > 0,
+            LogEvent::FromLog(f) => f.webhooks,
+            LogEvent::Ephemeral(_) | LogEvent::Presence(_) => false,
+        });
         let waiting = app.acks.claim(&batch);
         app.hub.dispatch(batch, &mut counts);
         waiting.resolve();
@@ -247,6 +252,16 @@ fn pull_metrics(app: &Arc<App>) -> Result<(), MetricsError> {
         "replication_decode_errors_total",
         "Rows or logical messages that could not be decoded and were skipped.",
         read(|a| as_f64(a.replication.decode_errors.load(Ordering::Relaxed))),
+    )?;
+    m.pull_counter(
+        "replication_large_transactions_total",
+        "Transactions over --max-txn-bytes: their stored messages were read back from the log.",
+        read(|a| as_f64(a.replication.large_txns.load(Ordering::Relaxed))),
+    )?;
+    m.pull_counter(
+        "replication_large_transaction_ephemeral_dropped_total",
+        "Ephemeral messages dropped from transactions over --max-txn-bytes.",
+        read(|a| as_f64(a.replication.large_txn_ephemeral_dropped.load(Ordering::Relaxed))),
     )?;
     m.pull_gauge(
         "presence_members",

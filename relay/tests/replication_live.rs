@@ -115,6 +115,7 @@ async fn replication_delivers_commits_in_order_once_across_restart() {
             database_url: url.clone(),
             slot: SLOT.into(),
             publication: "realtime_messages".into(),
+            max_txn_bytes: 32 << 20,
         },
         tx,
         status.clone(),

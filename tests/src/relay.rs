@@ -142,6 +142,11 @@ impl Relay {
         self.port
     }
 
+    /// The relay's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// The relay's resident memory in KiB (`VmRSS` of /proc/<pid>/status).
     pub fn rss_kib(&self) -> u64 {
         let status =

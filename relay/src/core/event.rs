@@ -52,6 +52,38 @@ pub enum LogEvent {
     Ephemeral(Ephemeral),
     /// A presence change (never stored in `realtime.messages`, no cursor).
     Presence(PresenceOp),
+    /// Stored messages of a transaction too large to hold in memory (`--max-txn-bytes`): not
+    /// carried here; their subscribers read them from `realtime.messages` (catch-up), up to
+    /// `last`. Always the last event of its batch.
+    FromLog(FromLog),
+}
+
+/// The stored messages of a large transaction, left in the log (see [`LogEvent::FromLog`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FromLog {
+    /// The channels they went to, or None for "too many to list" (every subscriber catches up).
+    pub channels: Option<Vec<String>>,
+    /// The cursor of the last of them.
+    pub last: Cursor,
+    /// How many there were.
+    pub messages: u64,
+    /// Whether any has webhook deliveries.
+    pub webhooks: bool,
+}
+
+impl StoredMessage {
+    /// Bytes it holds in memory (what `--max-txn-bytes` counts).
+    pub fn weight(&self) -> usize {
+        const OVERHEAD: usize = 192;
+        OVERHEAD
+            + self.id.len()
+            + self.channel.len()
+            + self.event.len()
+            + self.payload.len()
+            + self.sender_type.len()
+            + self.sender_id.as_ref().map_or(0, String::len)
+            + self.created_at.len()
+    }
 }
 
 /// Everything one transaction published, delivered at its commit.

@@ -350,6 +350,12 @@ impl Hub {
                     let Some(subs) = state.channels.get(&e.channel) else { continue };
                     (e.into(), subs)
                 }
+                LogEvent::FromLog(f) => {
+                    self.metrics.stored_dispatched.inc_by(f.messages);
+                    d.last_stored = Some(f.last);
+                    from_log(&state, f.channels.as_deref(), &mut d);
+                    continue;
+                }
             };
             let stored = message.cursor.is_some();
             let shared = Shared::new(Event::Message(message), batch.commit_time_micros);
@@ -517,6 +523,41 @@ fn hold(held: &mut Held, event: &SharedEvent) {
     }
     held.bytes += event.weight();
     held.events.push(event.clone());
+}
+
+/// Sends every subscriber of `channels` (None: of every channel) to read a large transaction's
+/// stored messages from the log ([`LogEvent::FromLog`]): live ones fall behind from what they
+/// had before this batch, held ones give up their buffer (their replay reads on).
+fn from_log(state: &State, channels: Option<&[String]>, d: &mut Dispatch) {
+    let mut visit = |channel: &str, subs: &HashMap<u64, Sub>| {
+        for (id, s) in subs {
+            match s {
+                Sub::Live(live) => {
+                    if d.lagged.iter().any(|l| l.session == *id && l.channel == channel) {
+                        continue;
+                    }
+                    d.lagged.push(Lag {
+                        channel: channel.to_string(),
+                        session: *id,
+                        from: d.position.max(live.since),
+                        dropped: 0,
+                        presence_stale: false,
+                    });
+                }
+                Sub::Held(h) => h.lock().expect("held lock").overflow(),
+            }
+        }
+    };
+    match channels {
+        Some(list) => {
+            for channel in list {
+                if let Some(subs) = state.channels.get(channel) {
+                    visit(channel, subs);
+                }
+            }
+        }
+        None => state.channels.iter().for_each(|(c, subs)| visit(c, subs)),
+    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,8 @@
 //! replay"}` (message frames: live stored, live ephemeral, resume replays),
 //! `slow_consumer_frames_dropped_total`, `catch_ups_total`, `slow_consumer_closes_total`;
 //! `replication_streaming` (0/1), `replication_reconnects_total`, `replication_last_commit_lsn`,
-//! `replication_acked_lsn`, `replication_lag_bytes`, `replication_decode_errors_total`;
+//! `replication_acked_lsn`, `replication_lag_bytes`, `replication_decode_errors_total`,
+//! `replication_large_transactions_total`, `replication_large_transaction_ephemeral_dropped_total`;
 //! `subscribe_checks_total{outcome="allowed|denied|not_found|error"}`,
 //! `permission_rechecks_total{outcome="allowed|denied|not_found|error"}` (one per subscription
 //! re-checked), `subscriptions_revoked_total{reason="denied|not_found|unverified"}`,

@@ -27,6 +27,8 @@ pub struct ReplicationConfig {
     pub slot: String,
     /// Publication, normally `realtime_messages`.
     pub publication: String,
+    /// Bytes of one transaction's events held in memory (`--max-txn-bytes`).
+    pub max_txn_bytes: usize,
 }
 
 /// Errors of the replication layer.
@@ -169,6 +171,7 @@ mod tests {
             database_url: url.into(),
             slot: "realtime_r1".into(),
             publication: "realtime_messages".into(),
+            max_txn_bytes: 1 << 20,
         }
     }
 

@@ -91,6 +91,10 @@ pub struct ReplicationStatus {
     /// Notified when a committed transaction changed `realtime.channels` (its trigger emits a
     /// `realtime:channels` message): permissions are checked again at once.
     pub channels_changed: tokio::sync::Notify,
+    /// Transactions over `--max-txn-bytes` whose stored messages were read from the log.
+    pub large_txns: AtomicU64,
+    /// Ephemeral messages dropped from such transactions (past `--max-txn-bytes` themselves).
+    pub large_txn_ephemeral_dropped: AtomicU64,
 }
 
 impl ReplicationStatus {
@@ -167,6 +171,7 @@ pub async fn run(
     let db = super::db::Database::parse(&cfg.database_url)
         .map_err(|e| ReplicationError::InvalidDatabaseUrl(e.to_string()))?;
     validate_names(&cfg)?;
+    let cfg_max_txn_bytes = cfg.max_txn_bytes;
     stream_config(&db.pg, &cfg, 0, None)?; // fail fast on a URL we cannot stream from
     let mut st = Stream {
         cfg,
@@ -175,7 +180,7 @@ pub async fn run(
         status,
         shutdown,
         positions: PositionsHandle::spawn(db),
-        asm: Assembler::default(),
+        asm: Assembler::new(cfg_max_txn_bytes),
         acks: AckQueue::default(),
         ack_wait: None,
         backoff: BACKOFF_START,
@@ -452,6 +457,8 @@ impl Stream {
                 debug!(commit_lsn = %format_pg_lsn(commit_lsn), "replayed commit skipped");
             }
             CommitOutcome::Fresh { batch, position } => {
+                self.status.large_txns.store(self.asm.left_in_log, Ordering::Relaxed);
+                self.status.large_txn_ephemeral_dropped.store(self.asm.ephemeral_dropped, Ordering::Relaxed);
                 if let Some(mut batch) = batch {
                     batch.commit_time_micros = commit_time_micros;
                     if let Step::Shutdown = self.send(batch).await? {

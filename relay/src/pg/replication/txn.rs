@@ -19,6 +19,16 @@
 //! wrong ephemeral LSN can do is drop or repeat an ephemeral message, which is at-most-best-effort
 //! by contract anyway.
 //!
+//! ## Large transactions
+//!
+//! A transaction's events are held until its commit. Past `max_txn_bytes` of them, its stored
+//! messages are let go: only their channels (up to [`MAX_LISTED_CHANNELS`]), count and last
+//! `seq` are kept, and the batch ends with a [`LogEvent::FromLog`] that sends their
+//! subscribers to read them from `realtime.messages` after the commit, like any subscriber that
+//! fell behind. Presence ops are always kept (small, and the presence view needs every one);
+//! ephemeral messages past the limit are dropped and counted. So memory stays bounded whatever
+//! the transaction's size, and the slot never replays a transaction the relay cannot hold.
+//!
 //! ## Acknowledgement
 //!
 //! The slot may be told "done up to X" only when every commit ending at or before X was
@@ -30,7 +40,10 @@ use std::collections::VecDeque;
 
 #[cfg(test)]
 use crate::core::event::Ephemeral;
-use crate::core::event::{CommitBatch, LogEvent, StoredMessage};
+use std::collections::BTreeSet;
+
+use crate::core::event::{CommitBatch, FromLog, LogEvent, StoredMessage};
+use crate::core::Cursor;
 use crate::pg::positions::CommitPosition;
 
 /// What a Commit produced.
@@ -43,23 +56,79 @@ pub enum CommitOutcome {
     Duplicate,
 }
 
-#[derive(Debug)]
+/// Channels a [`FromLog`] lists at most; past it, every subscriber catches up.
+pub const MAX_LISTED_CHANNELS: usize = 10_000;
+
+#[derive(Debug, Default)]
 struct OpenTxn {
     events: Vec<LogEvent>,
     xid: Option<String>,
+    /// Bytes held in `events`.
+    bytes: usize,
+    /// Set once the stored messages were let go (see the module docs).
+    left: Option<Left>,
+}
+
+/// What is kept of stored messages left in the log.
+#[derive(Debug, Default)]
+struct Left {
+    channels: BTreeSet<String>,
+    too_many_channels: bool,
+    last_seq: i64,
+    messages: u64,
+    webhooks: bool,
+}
+
+impl Left {
+    fn add(&mut self, m: &StoredMessage) {
+        if !self.too_many_channels && !self.channels.contains(&m.channel) {
+            if self.channels.len() == MAX_LISTED_CHANNELS {
+                self.too_many_channels = true;
+                self.channels.clear();
+            } else {
+                self.channels.insert(m.channel.clone());
+            }
+        }
+        self.last_seq = self.last_seq.max(m.seq);
+        self.messages += 1;
+        self.webhooks |= m.wh_audience > 0;
+    }
 }
 
 /// Collects events between Begin and Commit and de-duplicates replays.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Assembler {
     txn: Option<OpenTxn>,
     last_commit_lsn: u64,
     last_nontx_lsn: u64,
+    max_txn_bytes: usize,
+    /// Transactions whose stored messages were left in the log, and ephemeral messages dropped
+    /// from them, since start.
+    pub left_in_log: u64,
+    pub ephemeral_dropped: u64,
+}
+
+impl Default for Assembler {
+    fn default() -> Self {
+        Assembler::new(usize::MAX)
+    }
 }
 
 impl Assembler {
+    /// An assembler that holds at most `max_txn_bytes` of a transaction's events.
+    pub fn new(max_txn_bytes: usize) -> Self {
+        Assembler {
+            txn: None,
+            last_commit_lsn: 0,
+            last_nontx_lsn: 0,
+            max_txn_bytes,
+            left_in_log: 0,
+            ephemeral_dropped: 0,
+        }
+    }
+
     pub fn begin(&mut self) {
-        self.txn = Some(OpenTxn { events: Vec::new(), xid: None });
+        self.txn = Some(OpenTxn::default());
     }
 
     pub fn in_txn(&self) -> bool {
@@ -85,7 +154,32 @@ impl Assembler {
         if txn.xid.is_none() {
             txn.xid = xid;
         }
+        if let Some(left) = txn.left.as_mut() {
+            left.add(&msg);
+            return true;
+        }
+        txn.bytes += msg.weight();
         txn.events.push(LogEvent::Stored(msg));
+        if txn.bytes > self.max_txn_bytes {
+            // Let the stored messages go; keep the rest in order.
+            let mut left = Left::default();
+            let mut bytes = 0;
+            txn.events.retain(|e| match e {
+                LogEvent::Stored(m) => {
+                    left.add(m);
+                    false
+                }
+                LogEvent::Ephemeral(e) => {
+                    bytes += e.payload.len() + e.channel.len() + e.event.len();
+                    true
+                }
+                _ => true,
+            });
+            txn.events.shrink_to_fit();
+            txn.bytes = bytes;
+            txn.left = Some(left);
+            self.left_in_log += 1;
+        }
         true
     }
 
@@ -101,6 +195,14 @@ impl Assembler {
         let Some(txn) = self.txn.as_mut() else {
             return false;
         };
+        if let LogEvent::Ephemeral(m) = &e {
+            let w = m.payload.len() + m.channel.len() + m.event.len();
+            if txn.bytes + w > self.max_txn_bytes {
+                self.ephemeral_dropped += 1;
+                return true;
+            }
+            txn.bytes += w;
+        }
         txn.events.push(e);
         true
     }
@@ -137,6 +239,15 @@ impl Assembler {
                 m.cursor.commit_lsn = commit_lsn;
                 any_stored = true;
             }
+        }
+        if let Some(left) = txn.left.take() {
+            any_stored = true;
+            txn.events.push(LogEvent::FromLog(FromLog {
+                channels: (!left.too_many_channels).then(|| left.channels.into_iter().collect()),
+                last: Cursor::new(commit_lsn, left.last_seq),
+                messages: left.messages,
+                webhooks: left.webhooks,
+            }));
         }
         let position = match (any_stored, txn.xid) {
             (true, Some(xid)) => Some(CommitPosition { xid, commit_lsn }),
@@ -235,6 +346,65 @@ mod tests {
         assert!(matches!(&batch.events[2], LogEvent::Stored(m) if m.cursor == Cursor::new(500, 3)));
         assert_eq!(position, Some(CommitPosition { xid: "900".into(), commit_lsn: 500 }));
         assert!(!a.in_txn());
+    }
+
+    #[test]
+    fn a_transaction_over_the_limit_leaves_its_stored_messages_in_the_log() {
+        let per = msg(1).weight();
+        let mut a = Assembler::new(per * 3);
+        a.begin();
+        let presence = crate::core::presence::PresenceOp::Sync { relay: "r".into(), nonce: "n".into() };
+        a.stored(msg(1), Some("900".into()));
+        a.ephemeral(eph("kept"));
+        a.logical(LogEvent::Presence(presence.clone()));
+        for seq in 2..=10 {
+            let mut m = msg(seq);
+            m.channel = if seq % 2 == 0 { "a".into() } else { "b".into() };
+            m.wh_audience = i32::from(seq == 7);
+            a.stored(m, Some("900".into()));
+        }
+        let CommitOutcome::Fresh { batch, position } = a.commit(500) else { panic!() };
+        let events = batch.unwrap().events;
+        assert_eq!(events.len(), 3, "{events:?}");
+        assert!(matches!(&events[0], LogEvent::Ephemeral(e) if e.event == "kept"));
+        assert_eq!(events[1], LogEvent::Presence(presence));
+        let expected = FromLog {
+            channels: Some(vec!["a".into(), "b".into(), "c".into()]),
+            last: Cursor::new(500, 10),
+            messages: 10,
+            webhooks: true,
+        };
+        assert_eq!(events[2], LogEvent::FromLog(expected));
+        assert_eq!(position, Some(CommitPosition { xid: "900".into(), commit_lsn: 500 }));
+        assert_eq!(a.left_in_log, 1);
+
+        a.begin();
+        a.stored(msg(11), Some("901".into()));
+        let CommitOutcome::Fresh { batch, .. } = a.commit(600) else { panic!() };
+        assert!(
+            matches!(&batch.unwrap().events[0], LogEvent::Stored(_)),
+            "the next transaction is held again"
+        );
+    }
+
+    #[test]
+    fn too_many_channels_means_every_subscriber_and_ephemeral_messages_past_the_limit_are_dropped() {
+        let mut a = Assembler::new(1 << 20);
+        a.begin();
+        for seq in 0..=MAX_LISTED_CHANNELS as i64 + 1 {
+            let mut m = msg(seq);
+            m.channel = format!("c{seq}");
+            m.payload = "x".repeat(200);
+            a.stored(m, Some("1".into()));
+        }
+        let big = Ephemeral { payload: "y".repeat(1 << 20), ..eph("big") };
+        a.ephemeral(big);
+        let CommitOutcome::Fresh { batch, .. } = a.commit(700) else { panic!() };
+        let events = batch.unwrap().events;
+        assert_eq!(events.len(), 1, "the ephemeral message did not fit");
+        let LogEvent::FromLog(f) = &events[0] else { panic!("{events:?}") };
+        assert_eq!((f.channels.as_ref(), f.messages), (None, MAX_LISTED_CHANNELS as u64 + 2));
+        assert_eq!(a.ephemeral_dropped, 1);
     }
 
     #[test]
