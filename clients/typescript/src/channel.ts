@@ -9,6 +9,7 @@ import { RealtimeError } from './errors.js';
 import type {
   EventMap,
   HistoryOptions,
+  HistoryPage,
   Message,
   PresenceEvent,
   PresenceMember,
@@ -70,7 +71,7 @@ export class Channel<E extends EventMap = EventMap, S = Record<string, unknown>>
     return this.wanted ? 'joining' : 'closed';
   }
 
-  /** Listens to an event: a message event name, `'*'` (every message), `presence:*`, `reset` or `unsubscribed`. */
+  /** Listens to an event: a message event name, `'*'` (every message), `presence:*`, `reset`, `dropped` or `unsubscribed`. */
   on<K extends keyof SystemEvents<S>>(event: K, cb: (e: SystemEvents<S>[K]) => void): this;
   on<K extends keyof E & string>(event: K, cb: (msg: Message<E[K], K>) => void): this;
   on(event: '*', cb: (msg: Message<E[keyof E], keyof E & string>) => void): this;
@@ -166,11 +167,19 @@ export class Channel<E extends EventMap = EventMap, S = Record<string, unknown>>
 
   /** Stored messages, newest first; page with `before` (a cursor or message id). */
   async history(opts: HistoryOptions = {}): Promise<Message<E[keyof E], keyof E & string>[]> {
+    return (await this.historyPage(opts)).messages;
+  }
+
+  /**
+   * Like `history`, with `more: true` when the relay cut the page short of `limit` (its replies
+   * are bounded in bytes too): ask again with `before` set to the last message's cursor.
+   */
+  async historyPage(opts: HistoryOptions = {}): Promise<HistoryPage<Message<E[keyof E], keyof E & string>>> {
     const frame: Record<string, unknown> = { type: 'history', channel: this.name };
     if (opts.limit !== undefined) frame.limit = opts.limit;
     if (opts.before !== undefined) frame.before = opts.before;
     const reply = await this.host.request(frame, { queue: true });
-    return reply.messages ?? [];
+    return { messages: reply.messages ?? [], more: reply.more === true };
   }
 
   // ---- called by the client ----
@@ -251,7 +260,14 @@ export class Channel<E extends EventMap = EventMap, S = Record<string, unknown>>
         break;
       }
       case 'presence':
-        this.applyPresence(frame.event, frame.member);
+        // `sync`: presence changes were missed while this subscriber caught up; these are the
+        // members now (the difference is emitted as joins, updates and leaves).
+        if (frame.event === 'sync') this.applySnapshot(Array.isArray(frame.members) ? frame.members : []);
+        else this.applyPresence(frame.event, frame.member);
+        break;
+      case 'dropped':
+        // Ephemeral messages missed while this subscriber fell behind (stored ones are caught up).
+        this.emit('dropped', { channel: this.name, count: Number(frame.count) || 0 });
         break;
       case 'reset':
         if (typeof frame.cursor === 'string') this.cursorValue = frame.cursor;

@@ -48,6 +48,18 @@ export interface ResetEvent {
   cursor?: string;
 }
 
+/** What `dropped` listeners receive: ephemeral messages this subscriber missed while it was behind. */
+export interface DroppedEvent {
+  channel: string;
+  count: number;
+}
+
+/** A page of history: `more` is true when the relay cut it short of `limit` (bytes bound). */
+export interface HistoryPage<M> {
+  messages: M[];
+  more: boolean;
+}
+
 /** The resolved value of `channel.subscribe()`. */
 export type SubscribeResult<S = Record<string, unknown>> =
   | {
@@ -93,7 +105,9 @@ export interface SystemEvents<S> {
   'presence:update': PresenceEvent<S>;
   'presence:leave': PresenceEvent<S>;
   reset: ResetEvent;
-  /** The server ended the subscription (e.g. access revoked after `setToken`). */
+  /** Ephemeral messages were missed while this subscriber fell behind (stored ones never are). */
+  dropped: DroppedEvent;
+  /** The server ended the subscription (access revoked after `setToken` or a re-check, channel disabled). */
   unsubscribed: RealtimeError;
 }
 
