@@ -43,7 +43,7 @@ use crate::core::event::{CommitBatch, LogEvent};
 use crate::core::format_pg_lsn;
 
 mod conn;
-mod events;
+pub(crate) mod events;
 pub mod pgoutput;
 mod txn;
 

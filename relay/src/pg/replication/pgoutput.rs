@@ -150,7 +150,8 @@ pub fn decode(data: &Bytes) -> Result<PgOutputMessage, DecodeError> {
             let name = r.string()?;
             let replica_identity = r.u8()?;
             let n = r.u16()? as usize;
-            let mut columns = Vec::with_capacity(n);
+            // Each column takes at least ten bytes: a short message cannot reserve much.
+            let mut columns = Vec::with_capacity(n.min((data.len() - r.pos) / 10));
             for _ in 0..n {
                 columns.push(Column {
                     flags: r.u8()?,
@@ -287,7 +288,8 @@ impl Reader<'_> {
 
     fn tuple(&mut self) -> Result<Vec<TupleValue>, DecodeError> {
         let n = self.u16()? as usize;
-        let mut values = Vec::with_capacity(n);
+        // Each value takes at least one byte: a short message cannot reserve much.
+        let mut values = Vec::with_capacity(n.min(self.buf.len() - self.pos));
         for _ in 0..n {
             let kind = self.u8()?;
             values.push(match kind {
