@@ -106,3 +106,18 @@ pub async fn http_post_json(
 pub async fn http_request(port: u16, head: &str, body: &[u8]) -> Result<(u16, String), String> {
     exchange(port, head, body, Duration::from_secs(10)).await
 }
+
+/// The value of the sample line `series value` in a Prometheus text exposition (`series` with
+/// its labels exactly as rendered); panics when it is missing.
+pub fn metric_sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no sample {series} in\n{text}"))
+}
+
+/// [`metric_sample`] of the relay on `port`, scraped now.
+pub async fn scrape_metric(port: u16, series: &str) -> f64 {
+    let (_, text) = http_get(port, "/metrics").await.expect("GET /metrics");
+    metric_sample(&text, series)
+}

@@ -21,7 +21,7 @@ pub mod tls;
 pub mod ws;
 
 pub use cluster::Cluster;
-pub use http::{http_get, http_post_json, http_request, http_send};
+pub use http::{http_get, http_post_json, http_request, http_send, metric_sample, scrape_metric};
 pub use jwt::{mint_token, mint_token_with_exp};
 pub use relay::{Relay, RelayOptions};
 pub use sink::{Captured, Reply, Sink};

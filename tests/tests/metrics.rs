@@ -2,20 +2,13 @@
 
 use std::process::Command;
 
+use realtime_e2e::metric_sample as sample;
 use realtime_e2e::relay::relay_bin;
 use realtime_e2e::{
     free_port, http_get, http_post_json, http_request, open_channel, publish, start_stack, start_stack_with,
     Connect, RelayOptions, Ws,
 };
 use serde_json::json;
-
-/// The value of the sample line `series value` (series with its labels, exactly as rendered).
-fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no sample {series} in\n{text}"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_show_connections_dispatch_and_streaming_after_traffic() {

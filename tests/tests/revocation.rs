@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use realtime_e2e::{
-    create_channel, exec, http_get, open_channel, publish, start_stack, start_stack_with, Connect,
+    create_channel, exec, open_channel, publish, scrape_metric, start_stack, start_stack_with, Connect,
     RelayOptions, Ws,
 };
 use serde_json::{json, Value};
@@ -21,14 +21,6 @@ async fn expect_unsubscribed(ws: &mut Ws, channel: &str, limit: Duration) -> Val
         }
         assert_ne!(frame["type"], "message", "a message arrived before the revocation: {frame}");
     }
-}
-
-/// `realtime_<name>` with `labels` from the relay's /metrics.
-async fn metric(port: u16, series: &str) -> f64 {
-    let (_, body) = http_get(port, "/metrics").await.expect("metrics");
-    body.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or_else(|| panic!("no {series} in /metrics"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,7 +52,10 @@ async fn disabling_or_deleting_a_channel_row_ends_its_subscriptions_at_once() {
     let again = ws.unsubscribe("room:a").await;
     assert_eq!(again["error"]["code"], "REALTIME_NOT_SUBSCRIBED", "the session forgot it: {again}");
     assert_eq!(ws.subscribe("lobby").await["ok"], true, "the other subscription is untouched");
-    assert_eq!(metric(relay.port(), "realtime_subscriptions_revoked_total{reason=\"not_found\"}").await, 2.0);
+    assert_eq!(
+        scrape_metric(relay.port(), "realtime_subscriptions_revoked_total{reason=\"not_found\"}").await,
+        2.0
+    );
 }
 
 /// `team:%` is open to members listed in `e2e_members` only.
@@ -150,9 +145,11 @@ async fn a_recheck_that_fails_is_not_an_allowed() {
     exec(&db, "INSERT INTO public.e2e_broken VALUES (true)").await;
     let gone = expect_unsubscribed(&mut ws, "vault:1", Duration::from_secs(10)).await;
     assert_eq!(gone["reason"]["code"], "INTERNAL_ERROR", "{gone}");
-    assert!(metric(relay.port(), "realtime_permission_rechecks_total{outcome=\"error\"}").await >= 2.0);
+    assert!(
+        scrape_metric(relay.port(), "realtime_permission_rechecks_total{outcome=\"error\"}").await >= 2.0
+    );
     assert_eq!(
-        metric(relay.port(), "realtime_subscriptions_revoked_total{reason=\"unverified\"}").await,
+        scrape_metric(relay.port(), "realtime_subscriptions_revoked_total{reason=\"unverified\"}").await,
         1.0
     );
 }
