@@ -264,6 +264,11 @@ fn pull_metrics(app: &Arc<App>) -> Result<(), MetricsError> {
         read(|a| as_f64(a.replication.large_txn_ephemeral_dropped.load(Ordering::Relaxed))),
     )?;
     m.pull_gauge(
+        "queued_bytes",
+        "Bytes queued to clients over all connections (bounded by --send-queue-total-bytes).",
+        read(|a| a.queue_budget.used() as f64),
+    )?;
+    m.pull_gauge(
         "presence_members",
         "Presence members over all channels (the shared view).",
         read(|a| a.hub.presence.total_members() as f64),

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use realtime_e2e::{exec, open_channel, start_stack_with, Connect, Refusal, RelayOptions, Ws};
+use realtime_e2e::{exec, open_channel, scrape_metric, start_stack_with, Connect, Refusal, RelayOptions, Ws};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -114,6 +114,13 @@ async fn stalled_subscriber_is_closed_while_others_get_everything_and_memory_sta
         "relay memory grew {rss_growth_mib} MiB while {flood_mib} MiB went to a stalled client"
     );
 
+    // The stalled client has read nothing since it subscribed: within the stall timeout (plus
+    // the 1 s check) the relay closes it. Drain only then, or reading would count as progress.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while scrape_metric(relay.port(), "realtime_slow_consumer_closes_total").await < 1.0 {
+        assert!(tokio::time::Instant::now() < deadline, "the stalled client was not closed as too slow");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // Now drain what the stalled client's socket holds: it ends before all N messages.
     let mut received = 0;
     let ended = loop {
