@@ -374,7 +374,14 @@ async fn anonymous_clients_cannot_fill_a_channel_and_lock_signed_in_users_out() 
         assert_eq!((&join["event"], &join["member"]["user_id"]), (&json!("join"), &Value::Null), "{join}");
         anonymous.push(ws);
     }
-    let (mut fourth, _) = subscriber(&b, None).await;
+    let (mut fourth, reply) = subscriber(&b, None).await;
+    // Relay b's view learns of members tracked on a through the log: wait until it has all three.
+    let mut members = reply["presence"]["members"].as_array().map_or(0, Vec::len);
+    while members < 3 {
+        let join = fourth.recv_json_within(Duration::from_secs(20)).await;
+        assert_eq!(join["event"], "join", "{join}");
+        members += 1;
+    }
     let refused = track(&mut fourth, json!({})).await;
     assert_eq!(error_code(&refused), "REALTIME_PRESENCE_LIMIT", "{refused}");
     assert!(refused["error"]["message"].as_str().unwrap().contains("anonymous"), "{refused}");
