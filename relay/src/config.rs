@@ -136,6 +136,11 @@ pub struct ServeArgs {
     #[arg(long, env = "REALTIME_STALL_TIMEOUT_SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub stall_timeout_secs: u64,
+    /// Seconds between keep-alive comments on an idle Server-Sent Events stream (`GET /v1/sse`),
+    /// so proxies do not close it for silence.
+    #[arg(long, env = "REALTIME_SSE_KEEPALIVE_SECS", default_value_t = 15,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub sse_keepalive_secs: u64,
     /// Largest accepted client frame in bytes (larger: close 1009).
     #[arg(long, env = "REALTIME_MAX_FRAME_BYTES", default_value_t = 1_048_576, value_parser = positive())]
     pub max_frame_bytes: usize,
@@ -310,6 +315,8 @@ pub struct Config {
     pub max_batch: usize,
     pub replay_window: Duration,
     pub max_replay: usize,
+    /// Keep-alive comment interval of SSE streams.
+    pub sse_keepalive: Duration,
     pub presence: PresenceLimits,
     /// Interval of the relay's WebSocket pings.
     pub ping_interval: Duration,
@@ -405,6 +412,7 @@ impl TryFrom<ServeArgs> for Config {
             max_batch: a.max_batch,
             replay_window: secs(a.replay_window_secs),
             max_replay: a.max_replay,
+            sse_keepalive: secs(a.sse_keepalive_secs),
             presence: PresenceLimits::from(&a.presence),
             ping_interval: secs(a.ping_interval_secs),
             ping_timeout: secs(a.ping_timeout_secs),

@@ -35,6 +35,7 @@ use crate::metrics::{since_pg_timestamp, HubMetrics};
 use queue::Refused;
 
 pub mod acks;
+pub mod group;
 pub mod presence;
 mod presence_sync;
 mod queue;

@@ -14,6 +14,7 @@ pub mod presence;
 pub mod publish;
 pub mod resume;
 pub mod session;
+pub mod stream;
 
 pub use error::ServiceError;
 pub use session::Session;

@@ -1,0 +1,185 @@
+//! Streams: a session's channels subscribed as one group with a single resume point, for
+//! transports whose client keeps one cursor for everything it receives (Server-Sent Events:
+//! the browser sends back the last event `id`, nothing per channel).
+//!
+//! The rule that makes one cursor enough: the stream's stored messages leave in cursor order
+//! across all its channels, so after the message with cursor `X` every message of its channels
+//! at or below `X` was sent. Hence:
+//!
+//! 1. Every channel is permission-checked first ([`authorize`]); a refusal refuses the stream.
+//! 2. All channels are registered held at one position `P` ([`crate::hub::Hub::subscribe_group`]).
+//! 3. With a resume cursor `C`: `C == P`, or `C < P` inside the replay window with at most
+//!    `--max-replay` messages in `(C, P]` over all channels → recovered; otherwise every
+//!    channel gets `reset` (at `P`). Replies say which.
+//! 4. The missed messages `(C, P]` of all channels are replayed merged in cursor order, paged
+//!    and paced by the queue; then the group turns live at once behind a marker that carries
+//!    the floor (`--` everything at or below it was sent), replaying again from the table
+//!    whenever a side buffer overflowed meanwhile.
+//! 5. Live, the session's queue refuses everything after its first refused offer
+//!    ([`crate::hub::SessionHandle::keep_order`]); the transport then ends the stream and the
+//!    client resumes from the log with its last cursor. Nothing newer than a missed message
+//!    is ever sent before it.
+
+use std::collections::VecDeque;
+
+use super::history::{current_position, wait_readable};
+use super::resume::{send_paced, wait_for_position, wait_for_room, ReplayError};
+use super::ServiceError;
+use crate::app::App;
+use crate::core::event::Message;
+use crate::core::Cursor;
+use crate::hub::group::GroupActivation;
+use crate::hub::{Joined, Outbound, SessionHandle};
+use crate::pg::history::{self as sql, REPLAY_PAGE};
+
+/// Channels whose subscribe permission was checked for the session's identity, deduplicated
+/// (made by [`super::Session::authorize_group`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authorized(pub(super) Vec<String>);
+
+impl Authorized {
+    pub fn channels(&self) -> &[String] {
+        &self.0
+    }
+}
+
+/// Subscribes the group (steps 2 to 4 of the module docs). `reply(channel, joined, recovered)`
+/// encodes each channel's subscribe reply (`recovered` is None without a resume cursor);
+/// `marker(floor)` the item queued when the group turns live. On `Err` after registration the
+/// caller ends the stream (the client resumes with its last cursor).
+pub async fn subscribe(
+    app: &App,
+    session: &SessionHandle,
+    group: &Authorized,
+    from: Option<Cursor>,
+    reply: impl Fn(&str, &Joined, Option<bool>) -> Outbound,
+    marker: impl Fn(Cursor) -> Outbound,
+) -> Result<(), ServiceError> {
+    let channels = group.channels();
+    if let Some(c) = from {
+        if c > current_position(app).await? {
+            wait_for_position(app, c).await?;
+        }
+    }
+    let joined = app.hub.subscribe_group(channels, session);
+    let p = joined.first().and_then(|j| j.position).ok_or(ServiceError::CatchingUp)?;
+    wait_readable(app, p.commit_lsn).await?;
+    let recovered = match from {
+        Some(c) => Some(decide(app, channels, c, p).await?),
+        None => None,
+    };
+    for (channel, j) in channels.iter().zip(&joined) {
+        session.send(reply(channel, j, recovered));
+    }
+    let start = match (from, recovered) {
+        (Some(c), Some(true)) => c,
+        _ => p,
+    };
+    if recovered == Some(false) {
+        for channel in channels {
+            session.send(Outbound::Reset { channel: channel.clone(), cursor: Some(p) });
+        }
+    }
+    let result = async {
+        replay(app, session, channels, start, p).await?;
+        activate(app, session, channels, marker).await
+    };
+    match result.await {
+        Ok(()) => Ok(()),
+        Err(ReplayError::Failed(e)) => Err(e),
+        Err(ReplayError::Gone) => Ok(()),
+    }
+}
+
+/// Is an exact replay of `(cursor, p]` for all `channels` possible and allowed?
+async fn decide(app: &App, channels: &[String], cursor: Cursor, p: Cursor) -> Result<bool, ServiceError> {
+    if cursor == p {
+        return Ok(true);
+    }
+    if cursor > p {
+        return Ok(false);
+    }
+    let client = app.pool.get().await.map_err(crate::pg::PgError::from)?;
+    if !sql::within_window(&client, cursor, app.config.replay_window.as_secs_f64()).await? {
+        return Ok(false);
+    }
+    let max = app.config.max_replay as i64;
+    let mut total = 0;
+    for channel in channels {
+        total += sql::count_between(&client, channel, cursor, p, max + 1 - total).await?;
+        if total > max {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Turns the group live, replaying from the table whenever a side buffer overflowed.
+async fn activate(
+    app: &App,
+    session: &SessionHandle,
+    channels: &[String],
+    marker: impl Fn(Cursor) -> Outbound,
+) -> Result<(), ReplayError> {
+    loop {
+        match app.hub.activate_group(channels, session.id, &marker) {
+            GroupActivation::Done => return Ok(()),
+            GroupActivation::Gone => return Err(ReplayError::Gone),
+            GroupActivation::Overflowed { from, to } => {
+                wait_readable(app, to.commit_lsn).await?;
+                replay(app, session, channels, from, to).await?;
+            }
+            GroupActivation::NoRoom => wait_for_room(app, session).await?,
+        }
+    }
+}
+
+/// One channel's part of a merged replay: its next rows and where its next page starts.
+struct Source<'a> {
+    channel: &'a str,
+    rows: VecDeque<Message>,
+    after: Cursor,
+    more: bool,
+}
+
+/// Queues the stored messages of `(from, to]` of every channel, merged in cursor order, as
+/// replayed items: a page per channel at a time (bounded in rows and bytes), paced by the
+/// session's queue.
+async fn replay(
+    app: &App,
+    session: &SessionHandle,
+    channels: &[String],
+    from: Cursor,
+    to: Cursor,
+) -> Result<(), ReplayError> {
+    if from >= to {
+        return Ok(());
+    }
+    let page_bytes = (session.budget_bytes() / 2 / channels.len().max(1)).max(16 * 1024);
+    let mut sources: Vec<Source> = channels
+        .iter()
+        .map(|c| Source { channel: c, rows: VecDeque::new(), after: from, more: true })
+        .collect();
+    loop {
+        for s in sources.iter_mut().filter(|s| s.rows.is_empty() && s.more) {
+            let page = {
+                let _slot = app.replay_slots.acquire().await.map_err(|_| ReplayError::Gone)?;
+                let client = app.pool.get().await.map_err(crate::pg::PgError::from)?;
+                sql::page_after(&client, s.channel, s.after, to, REPLAY_PAGE, page_bytes).await?
+            };
+            s.more = page.more;
+            if let Some(last) = page.messages.last() {
+                s.after = last.cursor.ok_or_else(|| ServiceError::Internal("bad cursor from SQL".into()))?;
+            }
+            s.rows.extend(page.messages);
+        }
+        let next = sources
+            .iter_mut()
+            .filter(|s| !s.rows.is_empty())
+            .min_by_key(|s| s.rows.front().and_then(|m| m.cursor));
+        let Some(source) = next else { return Ok(()) };
+        let m = source.rows.pop_front().expect("a row");
+        send_paced(app, session, Outbound::Replayed(m)).await?;
+        app.hub.metrics.delivered_replay.inc();
+    }
+}
