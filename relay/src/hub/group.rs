@@ -47,14 +47,14 @@ impl Hub {
             .collect()
     }
 
-    /// Turns a group registered by [`Hub::subscribe_group`] live: queues `marker(floor)`, then
+    /// Turns a group registered by [`Hub::subscribe_group`] live: queues `marker(floor)` (if any), then
     /// per channel a presence snapshot and a dropped-messages notice when it missed any, then
     /// the held events of all channels merged in dispatch order. See [`GroupActivation`].
     pub fn activate_group(
         &self,
         channels: &[String],
         session_id: u64,
-        marker: impl FnOnce(Cursor) -> Outbound,
+        marker: impl FnOnce(Cursor) -> Option<Outbound>,
     ) -> GroupActivation {
         let mut state = self.state.write().expect("hub lock");
         let position = self.position().unwrap_or(Cursor::MIN);
@@ -92,7 +92,9 @@ impl Hub {
         if !session.fits(bytes) {
             return GroupActivation::NoRoom;
         }
-        session.send(marker(floor));
+        if let Some(m) = marker(floor) {
+            session.send(m);
+        }
         for (channel, h) in helds.iter_mut() {
             if h.presence_stale {
                 let members = self.presence.members(channel);

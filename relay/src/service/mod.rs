@@ -10,6 +10,7 @@ pub mod auth;
 pub mod error;
 pub mod history;
 pub mod limits;
+pub mod poll;
 pub mod presence;
 pub mod publish;
 pub mod resume;

@@ -251,13 +251,30 @@ impl Session {
         group: &Authorized,
         from: Option<Cursor>,
         reply: impl Fn(&str, &Joined, Option<bool>) -> Outbound,
-        marker: impl Fn(Cursor) -> Outbound,
+        marker: impl Fn(Cursor) -> Option<Outbound>,
     ) -> Result<(), ServiceError> {
         if !self.channels.is_empty() {
             return Err(ServiceError::Invalid("this session is already subscribed".into()));
         }
         self.channels.extend(group.channels().iter().cloned());
         super::stream::subscribe(&self.app, &self.handle, group, from, reply, marker).await
+    }
+
+    /// One long-poll of an authorized group on this (stream) session, whose queue the poll
+    /// reads (see [`super::poll`]).
+    pub async fn poll(
+        &mut self,
+        group: &Authorized,
+        queue: &mut SessionQueue,
+        cursor: Option<Cursor>,
+        wait: Duration,
+        limit: usize,
+    ) -> Result<super::poll::Polled, ServiceError> {
+        if !self.channels.is_empty() {
+            return Err(ServiceError::Invalid("this session is already subscribed".into()));
+        }
+        self.channels.extend(group.channels().iter().cloned());
+        super::poll::poll(&self.app, &self.handle, queue, group, cursor, wait, limit).await
     }
 
     /// Ends the subscription to `channel` (and its presence).

@@ -53,7 +53,7 @@ pub async fn subscribe(
     group: &Authorized,
     from: Option<Cursor>,
     reply: impl Fn(&str, &Joined, Option<bool>) -> Outbound,
-    marker: impl Fn(Cursor) -> Outbound,
+    marker: impl Fn(Cursor) -> Option<Outbound>,
 ) -> Result<(), ServiceError> {
     let channels = group.channels();
     if let Some(c) = from {
@@ -92,7 +92,12 @@ pub async fn subscribe(
 }
 
 /// Is an exact replay of `(cursor, p]` for all `channels` possible and allowed?
-async fn decide(app: &App, channels: &[String], cursor: Cursor, p: Cursor) -> Result<bool, ServiceError> {
+pub(super) async fn decide(
+    app: &App,
+    channels: &[String],
+    cursor: Cursor,
+    p: Cursor,
+) -> Result<bool, ServiceError> {
     if cursor == p {
         return Ok(true);
     }
@@ -115,11 +120,11 @@ async fn decide(app: &App, channels: &[String], cursor: Cursor, p: Cursor) -> Re
 }
 
 /// Turns the group live, replaying from the table whenever a side buffer overflowed.
-async fn activate(
+pub(super) async fn activate(
     app: &App,
     session: &SessionHandle,
     channels: &[String],
-    marker: impl Fn(Cursor) -> Outbound,
+    marker: impl Fn(Cursor) -> Option<Outbound>,
 ) -> Result<(), ReplayError> {
     loop {
         match app.hub.activate_group(channels, session.id, &marker) {
@@ -134,38 +139,41 @@ async fn activate(
     }
 }
 
-/// One channel's part of a merged replay: its next rows and where its next page starts.
-struct Source<'a> {
-    channel: &'a str,
+/// One channel's part of a merged read: its next rows and where its next page starts.
+struct Source {
+    channel: String,
     rows: VecDeque<Message>,
     after: Cursor,
     more: bool,
 }
 
-/// Queues the stored messages of `(from, to]` of every channel, merged in cursor order, as
-/// replayed items: a page per channel at a time (bounded in rows and bytes), paced by the
-/// session's queue.
-async fn replay(
-    app: &App,
-    session: &SessionHandle,
-    channels: &[String],
-    from: Cursor,
+/// The stored messages of `(from, to]` of several channels, merged in cursor order: read a page
+/// per channel at a time (bounded in rows and bytes), so memory stays bounded however much lies
+/// in the range.
+pub(super) struct Merged {
+    sources: Vec<Source>,
     to: Cursor,
-) -> Result<(), ReplayError> {
-    if from >= to {
-        return Ok(());
+    page_bytes: usize,
+}
+
+impl Merged {
+    /// `page_bytes` is shared by the channels' pages.
+    pub(super) fn new(channels: &[String], from: Cursor, to: Cursor, page_bytes: usize) -> Self {
+        let more = from < to;
+        let sources = channels
+            .iter()
+            .map(|c| Source { channel: c.clone(), rows: VecDeque::new(), after: from, more })
+            .collect();
+        Merged { sources, to, page_bytes: (page_bytes / channels.len().max(1)).max(16 * 1024) }
     }
-    let page_bytes = (session.budget_bytes() / 2 / channels.len().max(1)).max(16 * 1024);
-    let mut sources: Vec<Source> = channels
-        .iter()
-        .map(|c| Source { channel: c, rows: VecDeque::new(), after: from, more: true })
-        .collect();
-    loop {
-        for s in sources.iter_mut().filter(|s| s.rows.is_empty() && s.more) {
+
+    /// The next message in cursor order, or None at the end of the range.
+    pub(super) async fn next(&mut self, app: &App) -> Result<Option<Message>, ReplayError> {
+        for s in self.sources.iter_mut().filter(|s| s.rows.is_empty() && s.more) {
             let page = {
                 let _slot = app.replay_slots.acquire().await.map_err(|_| ReplayError::Gone)?;
                 let client = app.pool.get().await.map_err(crate::pg::PgError::from)?;
-                sql::page_after(&client, s.channel, s.after, to, REPLAY_PAGE, page_bytes).await?
+                sql::page_after(&client, &s.channel, s.after, self.to, REPLAY_PAGE, self.page_bytes).await?
             };
             s.more = page.more;
             if let Some(last) = page.messages.last() {
@@ -173,13 +181,28 @@ async fn replay(
             }
             s.rows.extend(page.messages);
         }
-        let next = sources
+        let next = self
+            .sources
             .iter_mut()
             .filter(|s| !s.rows.is_empty())
             .min_by_key(|s| s.rows.front().and_then(|m| m.cursor));
-        let Some(source) = next else { return Ok(()) };
-        let m = source.rows.pop_front().expect("a row");
+        Ok(next.and_then(|s| s.rows.pop_front()))
+    }
+}
+
+/// Queues the stored messages of `(from, to]` of every channel, merged in cursor order, as
+/// replayed items, paced by the session's queue.
+async fn replay(
+    app: &App,
+    session: &SessionHandle,
+    channels: &[String],
+    from: Cursor,
+    to: Cursor,
+) -> Result<(), ReplayError> {
+    let mut merged = Merged::new(channels, from, to, session.budget_bytes() / 2);
+    while let Some(m) = merged.next(app).await? {
         send_paced(app, session, Outbound::Replayed(m)).await?;
         app.hub.metrics.delivered_replay.inc();
     }
+    Ok(())
 }

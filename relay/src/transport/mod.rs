@@ -1,6 +1,6 @@
 //! Transports: how frames reach clients. Each is a file (or a folder for HTTP routes) that
 //! knows sockets and HTTP but no wire protocol: [`ws`] runs a WebSocket for any
-//! [`crate::protocol::Protocol`]; [`sse`] streams Server-Sent Events; [`http`] has publishing, history, health and metrics;
+//! [`crate::protocol::Protocol`]; [`sse`] streams Server-Sent Events; [`poll`] answers long-polls; [`http`] has publishing, history, health and metrics;
 //! [`admin`] is the admin console at `/admin` (off unless configured). Authentication is an
 //! axum extractor ([`auth::Authenticated`]) and every refusal one [`error::ApiError`].
 //!
@@ -19,6 +19,7 @@ pub mod auth;
 pub mod error;
 pub mod http;
 pub mod listener;
+pub mod poll;
 pub mod sse;
 pub mod ws;
 
@@ -28,6 +29,7 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/v1/socket", get(ws::v1))
         .route("/v1/sse", get(sse::handler))
+        .route("/v1/poll", get(poll::handler))
         .route("/v1/publish", post(http::publish::handler))
         .route("/v1/channels/{channel}/history", get(http::history::handler))
         .route("/healthz", get(http::health::healthz))

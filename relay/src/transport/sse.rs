@@ -178,8 +178,8 @@ impl Writer {
 }
 
 /// The item queued when the group turns live.
-fn ready(floor: Cursor) -> Outbound {
-    Outbound::Frame(WireFrame::text(sse::ready(floor)))
+fn ready(floor: Cursor) -> Option<Outbound> {
+    Some(Outbound::Frame(WireFrame::text(sse::ready(floor))))
 }
 
 /// Sleeps until `at`, or forever.

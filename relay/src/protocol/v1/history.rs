@@ -76,6 +76,21 @@ pub fn history_body(messages: &[Box<RawValue>], more: bool) -> String {
     serde_json::to_string(&Body { messages, more }).expect("history body serialises")
 }
 
+/// The long-poll body: `{"messages":[..],"cursor":..}` with `"more":true` when more follow at
+/// once, or `{"reset":true,"messages":[],"cursor":..}` when the cursor could not be honoured.
+pub fn poll_body(messages: &[Box<RawValue>], cursor: &str, more: bool, reset: bool) -> String {
+    #[derive(Serialize)]
+    struct Body<'a> {
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        reset: bool,
+        messages: &'a [Box<RawValue>],
+        cursor: &'a str,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        more: bool,
+    }
+    serde_json::to_string(&Body { reset, messages, cursor, more }).expect("poll body serialises")
+}
+
 /// `{"type":"reset","channel":..,"cursor":..}`
 pub fn reset(channel: &str, cursor: Option<&str>) -> String {
     serde_json::json!({"type": "reset", "channel": channel, "cursor": cursor}).to_string()
