@@ -22,7 +22,7 @@ use super::http::limits::{caller, HttpLimits};
 use super::listener::ClientAddr;
 use crate::app::App;
 use crate::core::Cursor;
-use crate::protocol::v1::history::{history_entries, poll_body};
+use crate::protocol::v1::history::{hint_entries, history_entries, poll_body};
 use crate::service::poll::{DEFAULT_LIMIT, MAX_LIMIT, MAX_WAIT};
 use crate::service::session::Session;
 
@@ -36,6 +36,8 @@ pub struct PollParams {
     pub cursor: Option<Cursor>,
     pub wait: Duration,
     pub limit: usize,
+    /// Answer hints (no payload).
+    pub hint: bool,
 }
 
 /// Parses the query; every value is checked, unknown parameters are refused.
@@ -45,6 +47,7 @@ pub fn parse_query(query: Option<&str>) -> Result<PollParams, String> {
         cursor: None,
         wait: Duration::from_secs(DEFAULT_WAIT_SECS),
         limit: DEFAULT_LIMIT,
+        hint: false,
     };
     for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         match &*k {
@@ -68,10 +71,11 @@ pub fn parse_query(query: Option<&str>) -> Result<PollParams, String> {
                 }
                 p.limit = n.min(MAX_LIMIT);
             }
+            "hint" => p.hint = super::sse::flag("hint", &v)?,
             "token" => {}
             other => {
                 return Err(format!(
-                    "unknown query parameter '{other}' (expected channel, cursor, wait, limit, token)"
+                    "unknown query parameter '{other}' (expected channel, cursor, wait, limit, hint, token)"
                 ))
             }
         }
@@ -107,8 +111,9 @@ pub async fn handler(
     let group = session.authorize_group(params.channels).await?;
     let polled = session.poll(&group, &mut queue, params.cursor, params.wait, params.limit).await?;
     drop(closing);
-    let body =
-        poll_body(&history_entries(&polled.messages), &polled.cursor.to_string(), polled.more, polled.reset);
+    let entries =
+        if params.hint { hint_entries(&polled.messages) } else { history_entries(&polled.messages) };
+    let body = poll_body(&entries, &polled.cursor.to_string(), polled.more, polled.reset);
     Ok(([(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")], body)
         .into_response())
 }
@@ -127,7 +132,8 @@ mod tests {
                 channels: vec!["a".into(), "b".into()],
                 cursor: Some(c.parse().unwrap()),
                 wait: Duration::from_secs(3),
-                limit: MAX_LIMIT
+                limit: MAX_LIMIT,
+                hint: false
             }
         );
         let d = parse_query(Some("channel=a&cursor=")).unwrap();

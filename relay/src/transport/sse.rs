@@ -51,6 +51,17 @@ const RETRY_MS: u64 = 1000;
 pub struct StreamParams {
     pub channels: Vec<String>,
     pub last_event_id: Option<String>,
+    /// Hint stream: messages without payload.
+    pub hint: bool,
+}
+
+/// A boolean query value: `1`/`true` or `0`/`false`.
+pub fn flag(name: &str, v: &str) -> Result<bool, String> {
+    match v {
+        "1" | "true" => Ok(true),
+        "0" | "false" | "" => Ok(false),
+        _ => Err(format!("'{name}' must be 1 or 0 (true or false), not {v:?}")),
+    }
 }
 
 /// Parses the query: repeated `channel`, optional `last_event_id` (empty counts as absent);
@@ -62,9 +73,10 @@ pub fn parse_query(query: Option<&str>) -> Result<StreamParams, String> {
             "channel" => p.channels.push(v.into_owned()),
             "last_event_id" if !v.is_empty() => p.last_event_id = Some(v.into_owned()),
             "last_event_id" | "token" => {}
+            "hint" => p.hint = flag("hint", &v)?,
             other => {
                 return Err(format!(
-                    "unknown query parameter '{other}' (expected channel, last_event_id, token)"
+                    "unknown query parameter '{other}' (expected channel, last_event_id, hint, token)"
                 ))
             }
         }
@@ -106,8 +118,15 @@ pub async fn handler(
     let gone = CancellationToken::new();
     let keepalive = app.config.sse_keepalive;
     app.tracker.spawn(run(session, group, from, close_tx, gone.clone(), abort.map(|a| a.0), identity));
-    let body =
-        Writer { queue, close_rx: Some(close_rx), _gone: gone.drop_guard(), keepalive, started: false };
+    let encoder = SseEncoder { hint: params.hint };
+    let body = Writer {
+        queue,
+        encoder,
+        close_rx: Some(close_rx),
+        _gone: gone.drop_guard(),
+        keepalive,
+        started: false,
+    };
     let mut response = Response::builder();
     if version <= Version::HTTP_11 {
         // The socket ends with the stream: a client that stopped reading is not kept until the
@@ -125,6 +144,7 @@ pub async fn handler(
 /// The response body's state: the session queue written as SSE.
 struct Writer {
     queue: SessionQueue,
+    encoder: SseEncoder,
     close_rx: Option<oneshot::Receiver<String>>,
     /// Dropped with the body: tells the session the client is gone.
     _gone: DropGuard,
@@ -166,7 +186,7 @@ impl Writer {
         let mut buf = BytesMut::new();
         let mut next = Some(first);
         while let Some(item) = next.take() {
-            if let Some(frame) = SseEncoder.encode(item) {
+            if let Some(frame) = self.encoder.encode(item) {
                 buf.extend_from_slice(frame.as_bytes());
             }
             if buf.len() < CHUNK_BYTES {
@@ -266,7 +286,12 @@ mod tests {
     #[test]
     fn query_takes_repeated_channels_and_refuses_unknown_parameters() {
         let p = parse_query(Some("channel=a&channel=room%3A1&token=x&last_event_id=")).unwrap();
-        assert_eq!(p, StreamParams { channels: vec!["a".into(), "room:1".into()], last_event_id: None });
+        assert_eq!(
+            p,
+            StreamParams { channels: vec!["a".into(), "room:1".into()], last_event_id: None, hint: false }
+        );
+        assert!(parse_query(Some("channel=a&hint=1")).unwrap().hint);
+        assert!(parse_query(Some("hint=yes")).unwrap_err().contains("'hint' must be 1 or 0"));
         let p = parse_query(Some("channel=a&last_event_id=0f")).unwrap();
         assert_eq!(p.last_event_id.as_deref(), Some("0f"));
         assert!(parse_query(Some("chanel=a")).unwrap_err().contains("unknown query parameter 'chanel'"));

@@ -88,14 +88,32 @@ pub fn event_frame(e: &Event) -> WireFrame {
     })
 }
 
-/// The SSE encoding of queue items.
+/// The SSE `hint` event of a shared event (cached per event, see [`slot::SSE_HINT`]): a hint
+/// stream's messages, named `hint`, without their payload; presence as usual.
+pub fn hint_frame(e: &Event) -> WireFrame {
+    match e {
+        Event::Message(m) => {
+            WireFrame::text(event("hint", m.cursor.map(|c| c.to_string()).as_deref(), &f::hint_of(m, false)))
+        }
+        Event::Presence(_) => event_frame(e),
+    }
+}
+
+/// The SSE encoding of queue items; `hint`: the stream's messages are hints.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct SseEncoder;
+pub struct SseEncoder {
+    pub hint: bool,
+}
 
 impl Encoder for SseEncoder {
     fn encode(&self, item: Outbound) -> Option<WireFrame> {
         let text = match item {
+            Outbound::Event(e) if self.hint => return Some(e.frame(slot::SSE_HINT, hint_frame)),
             Outbound::Event(e) => return Some(e.frame(slot::SSE, event_frame)),
+            Outbound::Replayed(m) if self.hint => {
+                let id = m.cursor.map(|c| c.to_string());
+                event("hint", id.as_deref(), &f::hint_of(&m, true))
+            }
             Outbound::Replayed(m) => {
                 let id = m.cursor.map(|c| c.to_string());
                 event("message", id.as_deref(), &f::message_of(&m, true))
@@ -141,7 +159,13 @@ mod tests {
     fn a_stored_message_carries_its_cursor_as_id_and_its_v1_frame_as_data() {
         let c = Cursor::new(0x10, 2);
         let e = Shared::new(Event::Message(message(Some(c), r#"{"a":1}"#)), 0);
-        let out = text(SseEncoder.encode(Outbound::Event(e)).unwrap());
+        let out = text(SseEncoder::default().encode(Outbound::Event(e.clone())).unwrap());
+        let hint = text(SseEncoder { hint: true }.encode(Outbound::Event(e)).unwrap());
+        assert!(
+            hint.starts_with("id: 00000000000000100000000000000002\nevent: hint\ndata: {\"type\":\"hint\""),
+            "{hint}"
+        );
+        assert!(!hint.contains("payload"), "{hint}");
         assert_eq!(
             out,
             "id: 00000000000000100000000000000002\nevent: message\ndata: {\"type\":\"message\",\"channel\":\"room:1\",\
@@ -153,9 +177,11 @@ mod tests {
     #[test]
     fn ephemeral_messages_have_no_id_and_replays_are_marked() {
         let e = Shared::new(Event::Message(message(None, "{}")), 0);
-        let out = text(SseEncoder.encode(Outbound::Event(e)).unwrap());
+        let out = text(SseEncoder::default().encode(Outbound::Event(e)).unwrap());
         assert!(out.starts_with("event: message\ndata: {"), "{out}");
-        let r = text(SseEncoder.encode(Outbound::Replayed(message(Some(Cursor::new(1, 1)), "{}"))).unwrap());
+        let r = text(
+            SseEncoder::default().encode(Outbound::Replayed(message(Some(Cursor::new(1, 1)), "{}"))).unwrap(),
+        );
         assert!(
             r.starts_with("id: 00000000000000010000000000000001\n") && r.contains("\"replayed\":true"),
             "{r}"
@@ -179,8 +205,11 @@ mod tests {
             close(4001, "token expired"),
             "event: close\ndata: {\"code\":4001,\"reason\":\"token expired\",\"type\":\"close\"}\n\n"
         );
-        let reset =
-            text(SseEncoder.encode(Outbound::Reset { channel: "c".into(), cursor: Some(floor) }).unwrap());
+        let reset = text(
+            SseEncoder::default()
+                .encode(Outbound::Reset { channel: "c".into(), cursor: Some(floor) })
+                .unwrap(),
+        );
         assert!(
             reset.starts_with("event: reset\ndata: {") && reset.contains("\"type\":\"reset\""),
             "{reset}"
