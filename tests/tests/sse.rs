@@ -8,8 +8,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use realtime_e2e::{
-    exec, http_get, mint_token_with_exp, open_channel, publish, start_stack, start_stack_with, RelayOptions,
-    Sse, SseEvent, JWT_SECRET,
+    exec, http_get, http_send, mint_token_with_exp, open_channel, publish, start_stack, start_stack_with,
+    RelayOptions, Sse, SseEvent, JWT_SECRET,
 };
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
@@ -193,6 +193,27 @@ async fn refusals_are_http_errors_and_the_token_parameter_works() {
     assert_eq!(r.status, 401, "{}", r.body);
     let r = refusal("/v1/sse?channels=public").await;
     assert_eq!((r.status, r.body.contains("unknown query parameter 'channels'")), (400, true), "{}", r.body);
+
+    // Pages of any origin may call it (the token is a header or a parameter, never a cookie).
+    let preflight = http_send(
+        port,
+        "OPTIONS",
+        "/v1/sse?channel=public",
+        &[
+            ("Origin", "http://app.example"),
+            ("Access-Control-Request-Headers", "authorization,last-event-id"),
+        ],
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(preflight.status, 204);
+    assert_eq!(preflight.header("access-control-allow-origin"), Some("*"));
+    assert!(preflight.header("access-control-allow-headers").unwrap().contains("last-event-id"));
+    let stream =
+        Sse::open(port, "/v1/sse?channel=public", &[("Origin", "http://app.example")]).await.unwrap();
+    assert_eq!(stream.header("access-control-allow-origin"), Some("*"));
+    drop(stream);
 
     // EventSource sets no headers: the token rides in the query; a Bearer header works too.
     let token = relay.token(Some("ada"), "authenticated");

@@ -26,12 +26,16 @@ pub mod ws;
 /// The relay's router.
 pub fn router(app: Arc<App>) -> Router {
     let limits = http::limits::start(&app);
-    Router::new()
-        .route("/v1/socket", get(ws::v1))
+    // What browser pages call from their own origin (see `http::cors`).
+    let browser_api = Router::new()
         .route("/v1/sse", get(sse::handler))
         .route("/v1/poll", get(poll::handler))
         .route("/v1/publish", post(http::publish::handler))
         .route("/v1/channels/{channel}/history", get(http::history::handler))
+        .layer(axum::middleware::from_fn(http::cors::cors));
+    Router::new()
+        .route("/v1/socket", get(ws::v1))
+        .merge(browser_api)
         .route("/healthz", get(http::health::healthz))
         .route("/readyz", get(http::health::readyz))
         .route("/metrics", get(http::metrics::handler))
