@@ -104,3 +104,38 @@ test('demo page: who\'s online shows both users', async () => {
   await alice.waitForFunction(() => document.querySelectorAll('#online li').length === 1, null, { timeout: TIMEOUT });
   await alice.close();
 });
+
+test('demo page on auto: WebSocket refused → Server-Sent Events; SSE refused too → long-poll; chat and orders work on each', async () => {
+  for (const [blockSse, expected] of [
+    [false, 'sse'],
+    [true, 'poll'],
+  ]) {
+    const page = await browser.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(e));
+    // The browser's own WebSocket is cut by the test (as a proxy that strips Upgrade would);
+    // and, the second time, its requests to /v1/sse too.
+    await page.routeWebSocket(/\/v1\/socket/, (ws) => ws.close({ code: 1008, reason: 'blocked by the test' }));
+    if (blockSse) await page.route(/\/v1\/sse/, (route) => route.abort('connectionrefused'));
+    await page.goto(`${base}?user=alice`);
+    await page.waitForSelector('body[data-ready="true"]', { timeout: TIMEOUT });
+    assert.equal(await page.textContent('#status'), 'connected');
+    assert.equal(await page.getAttribute('#status', 'data-transport'), expected);
+
+    const line = `typed over ${expected}`;
+    await page.fill('#chat-input', line);
+    await page.press('#chat-input', 'Enter');
+    await page.waitForFunction((t) => document.querySelector('#messages')?.textContent.includes(t), line, { timeout: TIMEOUT });
+
+    stack.sql(`UPDATE public.orders SET status = 'packed-${expected}' WHERE id = 2`);
+    await page.waitForFunction(
+      (s) => [...document.querySelectorAll('#orders td[data-col="status"]')].some((td) => td.textContent === s),
+      `packed-${expected}`,
+      { timeout: TIMEOUT },
+    );
+    // Presence needs a WebSocket: the page says so instead of failing.
+    assert.match(await page.textContent('#presence-error'), /WebSocket/);
+    assert.deepEqual(errors, [], 'no script errors');
+    await page.close();
+  }
+});
