@@ -8,8 +8,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use realtime_e2e::{
-    exec, http_get, http_send, mint_token_with_exp, open_channel, publish, start_stack, start_stack_with,
-    RelayOptions, Sse, SseEvent, JWT_SECRET,
+    exec, http_get, http_post_json, http_send, mint_token_with_exp, open_channel, publish, start_stack,
+    start_stack_with, Connect, RelayOptions, Sse, SseEvent, Ws, JWT_SECRET,
 };
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
@@ -340,4 +340,64 @@ async fn a_client_that_never_reads_is_dropped_and_a_reading_one_gets_everything(
     // The reader is still live.
     publish(&db, "room:a", "small", &json!({"n": 0})).await;
     assert_eq!(reader.until("message").await.json()["payload"]["n"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_tracked_through_a_stream_is_seen_by_others_and_ends_with_the_stream() {
+    // Keep-alives every second (default 15), so the relay notices the closed stream quickly.
+    let options =
+        RelayOptions { extra_args: vec!["--sse-keepalive-secs".into(), "1".into()], ..Default::default() };
+    let (cluster, relay) = start_stack_with(options).await;
+    let db = cluster.client().await;
+    open_channel(&db, "room:%").await;
+    let port = relay.port();
+    let (alice, bob) =
+        (relay.token(Some("alice"), "authenticated"), relay.token(Some("bob"), "authenticated"));
+    let mut ws = Ws::connect(&relay.ws_url(), Connect::Bearer(bob.clone())).await;
+    ws.subscribe_ok("room:a").await;
+
+    let bearer = format!("Bearer {alice}");
+    let mut s = Sse::open(port, "/v1/sse?channel=room:a", &[("Authorization", &bearer)]).await.unwrap();
+    let (_, _, _, ready) = opening(&mut s, &["room:a"]).await;
+    let stream = ready.json()["stream"].as_str().expect("ready names the stream").to_string();
+    let track = json!({"stream": stream, "channel": "room:a", "state": {"name": "Alice"}});
+
+    let (status, body) = http_post_json(port, "/v1/presence/track", Some(&bob), &track).await.unwrap();
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (403, &json!("REALTIME_UNAUTHORIZED")),
+        "not bob's stream: {body}"
+    );
+    let (status, body) = http_post_json(port, "/v1/presence/track", Some(&alice), &track).await.unwrap();
+    assert_eq!((status, body), (200, json!({"ok": true})));
+
+    let join = ws.recv_json().await;
+    assert_eq!((&join["type"], &join["event"]), (&json!("presence"), &json!("join")), "{join}");
+    assert_eq!(
+        (&join["member"]["user_id"], &join["member"]["state"]),
+        (&json!("alice"), &json!({"name": "Alice"}))
+    );
+    let own = s.until("presence").await.json();
+    assert_eq!((&own["event"], &own["member"]["user_id"]), (&json!("join"), &json!("alice")), "{own}");
+
+    let elsewhere = json!({"stream": stream, "channel": "room:b", "state": {}});
+    let (status, body) = http_post_json(port, "/v1/presence/track", Some(&alice), &elsewhere).await.unwrap();
+    assert_eq!((status, &body["error"]["code"]), (400, &json!("REALTIME_NOT_SUBSCRIBED")), "{body}");
+    let unknown = json!({"stream": "0", "channel": "room:a"});
+    let (status, _) = http_post_json(port, "/v1/presence/track", Some(&alice), &unknown).await.unwrap();
+    assert_eq!(status, 404);
+
+    // The stream ends: its presence ends with it.
+    drop(s);
+    let leave = ws.recv_json_within(Duration::from_secs(10)).await;
+    assert_eq!((&leave["event"], &leave["member"]["user_id"]), (&json!("leave"), &json!("alice")), "{leave}");
+    let (status, _) = http_post_json(
+        port,
+        "/v1/presence/untrack",
+        Some(&alice),
+        &json!({"stream": stream, "channel": "room:a"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 404, "the stream is gone");
 }

@@ -9,8 +9,10 @@
  *   answer's cursor.
  *
  * Requests the client sends as v1 frames become HTTP calls: `publish` → `POST /v1/publish`
- * (stored messages only), `history` → `GET /v1/channels/{channel}/history`; `ping` is answered
- * here; `track`/`untrack` and ephemeral publishes need a WebSocket and are refused.
+ * (stored messages only), `history` → `GET /v1/channels/{channel}/history`, and on SSE
+ * `track`/`untrack` → `POST /v1/presence/{track,untrack}` naming the stream (its `ready` event
+ * says which; presence is re-tracked on a new stream when the channel set changes). `ping` is
+ * answered here. Ephemeral publishes, and presence on long-poll, need a WebSocket and are refused.
  */
 
 import type { WebSocketLike } from './types.js';
@@ -43,6 +45,8 @@ export class HttpSocket implements WebSocketLike {
   onmessage: ((ev: any) => void) | null = null;
   private readonly wanted = new Map<string, Wanted>();
   private readonly runners = new Map<boolean, Runner>();
+  /** Presence tracked through streams: channel → state, and the stream it is tracked on. */
+  private readonly tracked = new Map<string, { state: unknown; on?: string }>();
 
   constructor(
     readonly transport: HttpTransport,
@@ -78,8 +82,8 @@ export class HttpSocket implements WebSocketLike {
       case 'ping':
         return this.deliver({ type: 'pong', ref });
       case 'subscribe':
-        this.wanted.set(f.channel, { hint: f.hint === true, ref, resume: f.resume?.cursor });
-        return this.restart(f.hint === true);
+        void this.admit(f.channel, { hint: f.hint === true, ref, resume: f.resume?.cursor });
+        return;
       case 'unsubscribe': {
         const w = this.wanted.get(f.channel);
         this.wanted.delete(f.channel);
@@ -106,13 +110,64 @@ export class HttpSocket implements WebSocketLike {
         }));
         return;
       }
+      case 'track':
+      case 'untrack':
+        if (this.transport !== 'sse') break;
+        if (f.type === 'track') this.tracked.set(f.channel, { state: f.state ?? {} });
+        else this.tracked.delete(f.channel);
+        void this.presence(ref, f.type, f.channel, f.state);
+        return;
       case 'auth':
         this.token = f.token ?? null;
         this.deliver({ type: 'reply', ref, ok: true });
         for (const hint of [...this.runners.keys()]) this.restart(hint);
         return;
-      default:
-        return this.deliver(refusal(ref, 'REALTIME_INVALID_REQUEST', `'${f.type}' needs the WebSocket transport (this client is on ${this.transport})`));
+    }
+    this.deliver(refusal(ref, 'REALTIME_INVALID_REQUEST', `'${f.type}' needs the WebSocket transport (this client is on ${this.transport})`));
+  }
+
+  /**
+   * Adds a channel to its group once the relay says this token may subscribe to it (a poll
+   * without cursor asks exactly that, alone): a stream of several channels is refused as a whole,
+   * so a refused channel must never join one.
+   */
+  private async admit(channel: string, w: Wanted): Promise<void> {
+    try {
+      const q = new URLSearchParams({ channel, wait: '0' });
+      const res = await fetch(`${this.base}/v1/poll?${q}`, { headers: this.headers() });
+      const body: any = await res.json().catch(() => ({}));
+      if ([400, 401, 403, 404].includes(res.status)) {
+        return this.deliver({ type: 'reply', ref: w.ref, ok: false, error: body.error ?? { code: 'INTERNAL_ERROR', message: `HTTP ${res.status}` } });
+      }
+    } catch {
+      /* unreachable now: the stream's own start will tell */
+    }
+    if (this.readyState !== OPEN) return;
+    this.wanted.set(channel, w);
+    this.restart(w.hint);
+  }
+
+  /** Tracks or untracks presence on the stream that carries `channel`. */
+  private async presence(ref: number | undefined, op: 'track' | 'untrack', channel: string, state?: unknown): Promise<void> {
+    const w = this.wanted.get(channel);
+    const runner = w && this.runners.get(w.hint);
+    const stream = runner && (await runner.streamId());
+    if (!stream) {
+      if (ref !== undefined) this.deliver(refusal(ref, 'REALTIME_NOT_SUBSCRIBED', `subscribe to '${channel}' before tracking presence on it`));
+      return;
+    }
+    const body = op === 'track' ? { stream, channel, state: state ?? {} } : { stream, channel };
+    await this.call(ref, 'POST', `/v1/presence/${op}`, body, () => {
+      const t = this.tracked.get(channel);
+      if (t && op === 'track') t.on = stream;
+      return { channel };
+    });
+  }
+
+  /** @internal a stream of one kind is live as `stream`: presence tracked on an earlier one moves to it. */
+  onReady(hint: boolean, stream: string): void {
+    for (const [channel, t] of this.tracked) {
+      if (t.on && t.on !== stream && this.wanted.get(channel)?.hint === hint) void this.presence(undefined, 'track', channel, t.state);
     }
   }
 
@@ -172,16 +227,17 @@ export class HttpSocket implements WebSocketLike {
   }
 
   /** An HTTP request answered as a v1 reply. */
-  private async call(ref: number, method: string, path: string, body: unknown, ok: (b: any) => Frame): Promise<void> {
+  private async call(ref: number | undefined, method: string, path: string, body: unknown, ok: (b: any) => Frame): Promise<void> {
     try {
       const headers: Record<string, string> = { ...this.headers() };
       if (body !== undefined) headers['content-type'] = 'application/json';
       const res = await fetch(`${this.base}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
       const json: any = await res.json().catch(() => ({}));
+      if (ref === undefined) return;
       if (res.ok) this.deliver({ type: 'reply', ref, ok: true, ...ok(json) });
       else this.deliver({ type: 'reply', ref, ok: false, error: json.error ?? { code: 'INTERNAL_ERROR', message: `HTTP ${res.status}` } });
     } catch (e) {
-      this.deliver(refusal(ref, 'REALTIME_CONNECTION_LOST', `request failed: ${e instanceof Error ? e.message : String(e)}`));
+      if (ref !== undefined) this.deliver(refusal(ref, 'REALTIME_CONNECTION_LOST', `request failed: ${e instanceof Error ? e.message : String(e)}`));
     }
   }
 }
@@ -194,6 +250,9 @@ function refusal(ref: unknown, code: string, message: string): Frame {
 class Runner {
   private readonly abort = new AbortController();
   private stopped = false;
+  /** The SSE stream's id (from its `ready` event), for presence requests. */
+  private liveId: string | undefined;
+  private readyWaiters: Array<(id: string | undefined) => void> = [];
 
   constructor(
     private readonly socket: HttpSocket,
@@ -206,6 +265,19 @@ class Runner {
   stop(): void {
     this.stopped = true;
     this.abort.abort();
+    this.readyWaiters.splice(0).forEach((w) => w(undefined));
+  }
+
+  /** The live stream's id, once it is ready (undefined if it stops first or takes over 10 s). */
+  streamId(): Promise<string | undefined> {
+    if (this.liveId || this.stopped) return Promise.resolve(this.liveId);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(undefined), 10_000);
+      this.readyWaiters.push((id) => {
+        clearTimeout(timer);
+        resolve(id);
+      });
+    });
   }
 
   async run(): Promise<void> {
@@ -256,6 +328,7 @@ class Runner {
 
   /** One SSE stream until it ends; true if it delivered anything. */
   private async stream(): Promise<boolean> {
+    this.liveId = undefined;
     const headers: Record<string, string> = { Accept: 'text/event-stream' };
     if (this.cursor) headers['Last-Event-ID'] = this.cursor;
     const res = await this.fetchOk(this.url('/v1/sse', {}), headers);
@@ -287,7 +360,12 @@ class Runner {
           else if (e.event === 'close') {
             if (data.code === 4001) this.socket.fail(4001, data.reason);
             return true; // 1013, 1011, 1001: reconnect at once from the last id
-          } else if (e.event !== 'ready') this.socket.deliver(data);
+          } else if (e.event === 'ready') {
+            const changed = this.liveId !== data.stream;
+            this.liveId = data.stream;
+            this.readyWaiters.splice(0).forEach((w) => w(this.liveId));
+            if (changed && this.liveId) this.socket.onReady(this.hint, this.liveId);
+          } else this.socket.deliver(data);
           delivered = true;
         }
       }

@@ -69,7 +69,8 @@ describe('transports', () => {
     return c;
   };
   before(async () => {
-    stack = await startStack();
+    // Keep-alives every second (default 15 s), so the relay notices a closed stream quickly.
+    stack = await startStack({ relayArgs: ['--sse-keepalive-secs', '1'] });
   });
   after(async () => {
     clients.forEach((c) => c.disconnect());
@@ -106,7 +107,27 @@ describe('transports', () => {
       await sleep(300);
       assert.deepEqual(got.map((m) => m.payload.i), [1, 2, 3, 4, 5, 6], 'no gap, no duplicate, commit order');
 
-      await assert.rejects(ch.track({ name: 'ada' }), (e) => e.code === 'REALTIME_INVALID_REQUEST' && /WebSocket/.test(e.message));
+      if (transport === 'poll') {
+        await assert.rejects(ch.track({ name: 'ada' }), (e) => e.code === 'REALTIME_INVALID_REQUEST' && /WebSocket/.test(e.message));
+      } else {
+        // Presence over HTTP, tied to the stream: a WebSocket client sees it come and go.
+        const watcher = client({ WebSocket });
+        const wch = watcher.channel(`chat:${transport}`);
+        const joins = collect(wch, 'presence:join');
+        const leaves = collect(wch, 'presence:leave');
+        await wch.subscribe();
+        await ch.track({ name: 'ada' });
+        await waitFor(() => joins.some((j) => j.member.user_id === `ada-${transport}`), 'the watcher sees ada join');
+        assert.deepEqual(joins.find((j) => j.member.user_id === `ada-${transport}`).member.state, { name: 'ada' });
+        // Another channel subscribed on the same client restarts the stream: presence follows it.
+        assert.equal((await c.channel(`chat:${transport}-2`).subscribe()).ok, true);
+        await sleep(500);
+        await waitFor(() => wch.presence().some((m) => m.user_id === `ada-${transport}`), 'ada still online after the restart');
+        c.disconnect();
+        await waitFor(() => !wch.presence().some((m) => m.user_id === `ada-${transport}`), 'ada leaves when the stream ends', 10_000);
+        assert.ok(leaves.length >= 1);
+        c.connect();
+      }
       const refused = await c.channel('secret').subscribe();
       assert.equal(refused.ok, false);
       assert.equal(refused.error.code, 'REALTIME_UNAUTHORIZED');

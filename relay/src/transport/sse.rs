@@ -33,9 +33,11 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use super::auth::Authenticated;
 use super::error::ApiError;
 use super::listener::ConnectionAbort;
+use super::presence::{Command, Streams};
+use crate::app::App;
 use crate::core::error::close;
-use crate::core::{Cursor, Identity};
-use crate::hub::{Outbound, SessionQueue};
+use crate::core::Cursor;
+use crate::hub::{Joined, Outbound, SessionHandle, SessionQueue};
 use crate::protocol::sse::{self, SseEncoder};
 use crate::protocol::{Encoder, WireFrame};
 use crate::service::session::Session;
@@ -97,16 +99,17 @@ fn resume_cursor(headers: &HeaderMap, param: Option<&str>) -> Result<Option<Curs
 
 /// `GET /v1/sse`.
 pub async fn handler(
-    State(app): State<Arc<crate::app::App>>,
+    State(app): State<Arc<App>>,
     Authenticated(identity): Authenticated,
     abort: Option<Extension<ConnectionAbort>>,
+    Extension(streams): Extension<Arc<Streams>>,
     version: Version,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = parse_query(query.as_deref()).map_err(ApiError::invalid)?;
     let from = resume_cursor(&headers, params.last_event_id.as_deref())?;
-    let (session, queue) = Session::open_stream(app.clone(), identity.clone());
+    let (session, queue) = Session::open_stream(app.clone(), identity);
     let group = match session.authorize_group(params.channels).await {
         Ok(g) => g,
         Err(e) => {
@@ -117,7 +120,8 @@ pub async fn handler(
     let (close_tx, close_rx) = oneshot::channel();
     let gone = CancellationToken::new();
     let keepalive = app.config.sse_keepalive;
-    app.tracker.spawn(run(session, group, from, close_tx, gone.clone(), abort.map(|a| a.0), identity));
+    let ends = Ends { close_tx, gone: gone.clone(), abort: abort.map(|a| a.0) };
+    app.tracker.spawn(run(session, group, from, ends, streams));
     let encoder = SseEncoder { hint: params.hint };
     let body = Writer {
         queue,
@@ -197,11 +201,6 @@ impl Writer {
     }
 }
 
-/// The item queued when the group turns live.
-fn ready(floor: Cursor) -> Option<Outbound> {
-    Some(Outbound::Frame(WireFrame::text(sse::ready(floor))))
-}
-
 /// Sleeps until `at`, or forever.
 async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
@@ -210,73 +209,107 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     }
 }
 
-/// Runs one stream's session to its end (see the module docs).
+/// Resolves when the stream must end (see the module docs): None when the client went away,
+/// else the close code and reason.
+async fn ending(
+    app: &App,
+    handle: &SessionHandle,
+    gone: &CancellationToken,
+    expires: Option<tokio::time::Instant>,
+) -> Option<(u16, String)> {
+    let slow = handle.slow_signal();
+    let mut stall_check = tokio::time::interval(Duration::from_secs(1));
+    let why = |code, reason: &str| Some((code, reason.to_string()));
+    let behind = "behind: reconnect with the last event id to catch up";
+    loop {
+        tokio::select! {
+            _ = gone.cancelled() => return None,
+            _ = app.shutdown.cancelled() => return why(close::GOING_AWAY, "server shutting down"),
+            _ = handle.next_lagging() => return why(close::CATCH_UP, behind),
+            _ = slow.cancelled() => return why(close::CATCH_UP, behind),
+            _ = sleep_until(expires) => return why(close::UNAUTHENTICATED, "token expired"),
+            _ = stall_check.tick() => {
+                if handle.stalled_for() >= app.config.stall_timeout {
+                    return why(close::TOO_SLOW, "too slow: nothing read for the stall timeout");
+                }
+            }
+        }
+    }
+}
+
+/// Runs one stream's session to its end (see the module docs): subscribes the group, then
+/// serves presence requests made for the stream ([`Streams`]) until it ends.
 async fn run(
     mut session: Session,
     group: Authorized,
     from: Option<Cursor>,
-    close_tx: oneshot::Sender<String>,
-    gone: CancellationToken,
-    abort: Option<ConnectionAbort>,
-    identity: Identity,
+    ends: Ends,
+    streams: Arc<Streams>,
 ) {
+    let Ends { close_tx, gone, abort } = ends;
     let app = session.app.clone();
     let handle = session.handle().clone();
-    let (id, stall_limit, expires) = (handle.id, app.config.stall_timeout, session.expires_at());
-    let slow = handle.slow_signal();
-    let mut stall_check = tokio::time::interval(Duration::from_secs(1));
-    tracing::debug!(session = id, role = %identity.role, channels = group.channels().len(), "stream started");
-    let ended: Option<(u16, String)> = {
-        let reply = |channel: &str, j: &crate::hub::Joined, recovered| {
-            Outbound::Frame(WireFrame::text(sse::subscribed(channel, j.position, recovered, &j.members)))
-        };
-        let subscribing = session.subscribe_group(&group, from, reply, ready);
-        tokio::pin!(subscribing);
-        let mut subscribed = false;
-        loop {
-            let why = |code, reason: &str| Some((code, reason.to_string()));
+    let id = handle.id;
+    let (stream, mut commands) = streams.register(session.identity());
+    tracing::debug!(session = id, role = %session.identity().role, channels = group.channels().len(), "stream started");
+    let ending = ending(&app, &handle, &gone, session.expires_at());
+    tokio::pin!(ending);
+    let ended: Option<(u16, String)> = 'run: {
+        {
+            let reply = |channel: &str, j: &Joined, recovered| {
+                Outbound::Frame(WireFrame::text(sse::subscribed(channel, j.position, recovered, &j.members)))
+            };
+            let ready = |floor| Some(Outbound::Frame(WireFrame::text(sse::ready(floor, &stream))));
+            let subscribing = session.subscribe_group(&group, from, reply, ready);
+            tokio::pin!(subscribing);
             tokio::select! {
-                done = &mut subscribing, if !subscribed => match done {
-                    Ok(()) => subscribed = true,
-                    Err(e) => {
-                        tracing::debug!(session = id, error = %e, "stream subscribe failed");
-                        break Some((close::INTERNAL, format!("{e}; reconnect to resume")));
+                done = &mut subscribing => if let Err(e) = done {
+                    tracing::debug!(session = id, error = %e, "stream subscribe failed");
+                    break 'run Some((close::INTERNAL, format!("{e}; reconnect to resume")));
+                },
+                why = &mut ending => break 'run why,
+            }
+        }
+        loop {
+            tokio::select! {
+                why = &mut ending => break why,
+                Some(command) = commands.recv() => match command {
+                    Command::Track { channel, state, done } => {
+                        let _ = done.send(session.track(&channel, state).await);
+                    }
+                    Command::Untrack { channel, done } => {
+                        let _ = done.send(session.untrack(&channel).await);
                     }
                 },
-                _ = gone.cancelled() => break None,
-                _ = app.shutdown.cancelled() => break why(close::GOING_AWAY, "server shutting down"),
-                _ = handle.next_lagging() => break why(close::CATCH_UP, "behind: reconnect with the last event id to catch up"),
-                _ = slow.cancelled() => break why(close::CATCH_UP, "behind: reconnect with the last event id to catch up"),
-                _ = sleep_until(expires) => break why(close::UNAUTHENTICATED, "token expired"),
-                _ = stall_check.tick() => {
-                    if handle.stalled_for() >= stall_limit {
-                        break why(close::TOO_SLOW, "too slow: nothing read for the stall timeout");
-                    }
-                }
             }
         }
     };
+    streams.remove(&stream);
     session.close().await;
     if let Some((code, reason)) = &ended {
         tracing::debug!(session = id, code, reason, "stream ending");
         let stalled = *code == close::TOO_SLOW;
-        if stalled {
-            app.hub.metrics.slow_closes.inc();
-        } else {
+        if !stalled {
             let _ = close_tx.send(sse::close(*code, reason));
         }
         // A client that reads nothing never takes the close event: drop its socket.
-        let finished = !stalled && tokio::time::timeout(stall_limit, gone.cancelled()).await.is_ok();
-        if !finished {
-            if !stalled {
-                app.hub.metrics.slow_closes.inc();
-            }
+        let stall_limit = app.config.stall_timeout;
+        if stalled || tokio::time::timeout(stall_limit, gone.cancelled()).await.is_err() {
+            app.hub.metrics.slow_closes.inc();
             if let Some(abort) = abort {
                 abort.abort();
             }
         }
     }
     tracing::debug!(session = id, "stream ended");
+}
+
+/// How the session's task ends the response: the close event, the body's drop signal, and the
+/// socket's abort.
+struct Ends {
+    close_tx: oneshot::Sender<String>,
+    gone: CancellationToken,
+    abort: Option<ConnectionAbort>,
 }
 
 #[cfg(test)]

@@ -50,10 +50,12 @@ pub fn retry(ms: u64) -> String {
     format!("retry: {ms}\n\n")
 }
 
-/// `ready`: the stream's channels are live; `id` is the floor `cursor`.
-pub fn ready(floor: Cursor) -> String {
+/// `ready`: the stream's channels are live; `id` is the floor `cursor`; `stream` names the
+/// stream for presence requests.
+pub fn ready(floor: Cursor, stream: &str) -> String {
     let c = floor.to_string();
-    event("ready", Some(&c), &format!(r#"{{"type":"ready","cursor":"{c}"}}"#))
+    let data = serde_json::json!({"type": "ready", "cursor": c, "stream": stream}).to_string();
+    event("ready", Some(&c), &data)
 }
 
 /// `subscribed`: the v1 subscribe reply of one channel (`cursor`: the position at
@@ -198,8 +200,8 @@ mod tests {
     fn stream_frames_name_their_type() {
         let floor = Cursor::new(0xab, 0);
         assert_eq!(
-            ready(floor),
-            "id: 00000000000000ab0000000000000000\nevent: ready\ndata: {\"type\":\"ready\",\"cursor\":\"00000000000000ab0000000000000000\"}\n\n"
+            ready(floor, "s1"),
+            "id: 00000000000000ab0000000000000000\nevent: ready\ndata: {\"cursor\":\"00000000000000ab0000000000000000\",\"stream\":\"s1\",\"type\":\"ready\"}\n\n"
         );
         assert_eq!(
             close(4001, "token expired"),
