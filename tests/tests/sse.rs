@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use realtime_e2e::{
     exec, http_get, http_post_json, http_send, mint_token_with_exp, open_channel, publish, start_stack,
-    start_stack_with, Connect, RelayOptions, Sse, SseEvent, Ws, JWT_SECRET,
+    start_stack_with, Connect, Relay, RelayOptions, Sse, SseEvent, Ws, JWT_SECRET,
 };
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
@@ -400,4 +400,36 @@ async fn presence_tracked_through_a_stream_is_seen_by_others_and_ends_with_the_s
     .await
     .unwrap();
     assert_eq!(status, 404, "the stream is gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_cut_by_a_killed_relay_resumes_on_another_relay_without_gap_or_duplicate() {
+    let (cluster, relay_a) = start_stack().await;
+    let relay_b = Relay::start(&cluster, RelayOptions::default()).await;
+    relay_b.wait_ready().await;
+    let db = cluster.client().await;
+    open_channel(&db, "room:%").await;
+
+    let mut s = Sse::open(relay_a.port(), TWO, &[]).await.expect("stream on relay A");
+    opening(&mut s, &["room:a", "room:b"]).await;
+    for n in 1..=4 {
+        publish(&db, if n % 2 == 1 { "room:a" } else { "room:b" }, "said", &json!({"n": n})).await;
+    }
+    let before = messages(&mut s, 4).await;
+    relay_a.kill().await;
+    let rest = s.read_to_end(Duration::from_secs(10)).await;
+    assert!(rest.iter().all(|e| e.event != "message"), "nothing more came from the killed relay: {rest:?}");
+    let last = s.last_event_id.clone().unwrap();
+
+    for n in 5..=8 {
+        publish(&db, if n % 2 == 1 { "room:a" } else { "room:b" }, "said", &json!({"n": n})).await;
+    }
+    let mut s = Sse::open(relay_b.port(), TWO, &[("Last-Event-ID", &last)]).await.expect("stream on relay B");
+    let (subscribed, _, replayed, _) = opening(&mut s, &["room:a", "room:b"]).await;
+    assert!(subscribed.iter().all(|v| v["recovered"] == true), "{subscribed:?}");
+    publish(&db, "room:a", "said", &json!({"n": 9})).await;
+    let live = messages(&mut s, 1).await;
+    let all: Vec<i64> =
+        [before, replayed, live].concat().iter().map(|m| m["payload"]["n"].as_i64().unwrap()).collect();
+    assert_eq!(all, (1..=9).collect::<Vec<_>>(), "every message once, in order, across the two relays");
 }
