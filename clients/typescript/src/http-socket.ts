@@ -359,7 +359,7 @@ class Runner {
           if (e.event === 'subscribed') this.reply(data.channel, data);
           else if (e.event === 'close') {
             if (data.code === 4001) this.socket.fail(4001, data.reason);
-            return true; // 1013, 1011, 1001: reconnect at once from the last id
+            return true; // 1011, 1001, 4009: reconnect at once from the last id
           } else if (e.event === 'ready') {
             const changed = this.liveId !== data.stream;
             this.liveId = data.stream;

@@ -46,9 +46,6 @@ pub mod close {
     pub const RATE_LIMITED: u16 = 4008;
     /// Too slow: the connection's send queue filled up.
     pub const TOO_SLOW: u16 = 4009;
-    /// A stream fell behind: reconnect now with the last cursor to catch up from the log
-    /// (SSE; a WebSocket catches up in place instead). RFC 6455's "try again later".
-    pub const CATCH_UP: u16 = 1013;
     /// The server failed to continue the stream; reconnect with the last cursor.
     pub const INTERNAL: u16 = 1011;
 }

@@ -21,9 +21,9 @@ use crate::core::Cursor;
 pub enum GroupActivation {
     /// The marker and the held events are queued; every channel of the group is live.
     Done,
-    /// A side buffer overflowed: replay `(from, to]` of every channel of the group from the
-    /// table, then try again.
-    Overflowed { from: Cursor, to: Cursor },
+    /// A side buffer overflowed: replay `(from[i], to]` of channel `i` of the group from the
+    /// table (merged in cursor order), then try again.
+    Overflowed { from: Vec<Cursor>, to: Cursor },
     /// The session queue has no room for the held events yet; try again shortly.
     NoRoom,
     /// A subscription of the group is gone (the session ended), or was not held.
@@ -59,7 +59,7 @@ impl Hub {
         let mut state = self.state.write().expect("hub lock");
         let position = self.position().unwrap_or(Cursor::MIN);
         let mut helds: Vec<(&String, &mut Held)> = Vec::with_capacity(channels.len());
-        // Each channel once (a map of the channel's subscribers borrowed per channel).
+        // Each channel once, in the order of `channels`.
         let mut subs: Vec<(&String, &mut Sub)> = Vec::with_capacity(channels.len());
         for (name, map) in state.channels.iter_mut() {
             if channels.contains(name) {
@@ -71,6 +71,7 @@ impl Hub {
         if subs.len() != channels.len() {
             return GroupActivation::Gone;
         }
+        subs.sort_by_key(|(name, _)| channels.iter().position(|c| c == *name));
         for (name, sub) in subs.iter_mut() {
             match sub {
                 Sub::Held(h) => helds.push((name, h.get_mut().expect("held lock"))),
@@ -79,12 +80,13 @@ impl Hub {
         }
         let floor = helds.iter().map(|(_, h)| h.floor).min().unwrap_or(position);
         if helds.iter().any(|(_, h)| h.overflowed) {
+            let mut from = Vec::with_capacity(helds.len());
             for (_, h) in helds.iter_mut() {
                 h.overflow();
                 h.overflowed = false;
-                h.floor = position;
+                from.push(std::mem::replace(&mut h.floor, position));
             }
-            return GroupActivation::Overflowed { from: floor, to: position };
+            return GroupActivation::Overflowed { from, to: position };
         }
         let bytes: usize = helds.iter().map(|(_, h)| h.bytes).sum();
         let Some((_, first)) = helds.first() else { return GroupActivation::Done };
@@ -112,7 +114,29 @@ impl Hub {
         for (_, sub) in subs {
             *sub = Sub::Live(Live { session: session.clone(), since });
         }
+        // Everything the group missed is queued: offers may go in again.
+        session.accept_offers();
         GroupActivation::Done
+    }
+
+    /// A group member fell behind (its ordered queue refused an event, see
+    /// [`super::SessionHandle::keep_order`]): holds every channel of the group so that it
+    /// catches up as one, in cursor order, through [`Hub::activate_group`]. A live channel has
+    /// been sent everything up to the position (anything newer would have been refused and made
+    /// it fall behind), so it is held from there; a channel already held keeps its floor.
+    pub fn hold_group(&self, channels: &[String], session_id: u64) {
+        let mut state = self.state.write().expect("hub lock");
+        let position = self.position().unwrap_or(Cursor::MIN);
+        for channel in channels {
+            let Some(sub) = state.channels.get_mut(channel).and_then(|m| m.get_mut(&session_id)) else {
+                continue;
+            };
+            if let Sub::Live(live) = sub {
+                let mut held = Held::new(live.session.clone(), position, live.session.budget_bytes());
+                held.overflowed = true;
+                *sub = Sub::Held(std::sync::Mutex::new(held));
+            }
+        }
     }
 }
 

@@ -416,7 +416,22 @@ impl Hub {
             let Some(sub) = state.channels.get_mut(&lag.channel).and_then(|s| s.get_mut(&lag.session)) else {
                 continue;
             };
-            let Sub::Live(live) = sub else { continue };
+            let live = match sub {
+                Sub::Live(live) => live,
+                Sub::Held(held) => {
+                    // Held since the dispatch (a group catching up, `group.rs`): its replay
+                    // must start below what this subscription missed.
+                    let held = held.get_mut().expect("held lock");
+                    if held.session.is_ordered() {
+                        held.floor = held.floor.min(lag.from);
+                        held.overflowed = true;
+                        held.dropped += lag.dropped;
+                        held.presence_stale |= lag.presence_stale;
+                        held.session.lagged(&lag.channel);
+                    }
+                    continue;
+                }
+            };
             let session = live.session.clone();
             let mut held = Held::new(session.clone(), lag.from, session.budget_bytes());
             held.overflowed = true;

@@ -232,11 +232,22 @@ impl SessionHandle {
     }
 
     /// Keeps the queue in dispatch order across channels: after the first refused offer every
-    /// later offer is refused too, so nothing newer than what the session missed is queued.
-    /// For streams whose resume point is one cursor for all their channels (SSE): they end at
-    /// the first refusal and the client resumes from the log. Set before subscribing.
+    /// later offer is refused too, so nothing newer than what the session missed is queued,
+    /// until the session's channels caught up as one group (`Hub::activate_group`, which calls
+    /// [`SessionHandle::accept_offers`]). For streams whose resume point is one cursor for all
+    /// their channels (SSE). Set before subscribing.
     pub fn keep_order(&self) {
         self.shared.ordered.store(true, Ordering::Release);
+    }
+
+    /// Whether [`SessionHandle::keep_order`] was set.
+    pub fn is_ordered(&self) -> bool {
+        self.shared.ordered.load(Ordering::Acquire)
+    }
+
+    /// Offers may go in again (the group caught up; called under the hub lock).
+    pub fn accept_offers(&self) {
+        self.shared.refusing.store(false, Ordering::Release);
     }
 
     /// Whether `w` more bytes fit in the session's and the shared budget now.

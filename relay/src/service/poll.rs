@@ -76,7 +76,7 @@ pub async fn poll(
         return Ok(Polled { reset: true, ..Polled::at(p) });
     }
     let max_bytes = session.budget_bytes() / 2;
-    let mut merged = Merged::new(channels, c, p, max_bytes);
+    let mut merged = Merged::new(channels, vec![c; channels.len()], p, max_bytes);
     let (mut messages, mut bytes) = (Vec::new(), 0);
     while let Some(m) = merged.next(app).await.map_err(failed)? {
         bytes += m.payload.len() + m.event.len() + 128;

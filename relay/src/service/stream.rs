@@ -16,9 +16,10 @@
 //!    the floor (`--` everything at or below it was sent), replaying again from the table
 //!    whenever a side buffer overflowed meanwhile.
 //! 5. Live, the session's queue refuses everything after its first refused offer
-//!    ([`crate::hub::SessionHandle::keep_order`]); the transport then ends the stream and the
-//!    client resumes from the log with its last cursor. Nothing newer than a missed message
-//!    is ever sent before it.
+//!    ([`crate::hub::SessionHandle::keep_order`]), so nothing newer than a missed message is
+//!    queued before it; the group then catches up as one ([`catch_up`]): every channel is held
+//!    from where it was, the missed messages are replayed merged in cursor order, and the group
+//!    turns live again, as in step 4.
 
 use std::collections::VecDeque;
 
@@ -81,13 +82,25 @@ pub async fn subscribe(
         }
     }
     let result = async {
-        replay(app, session, channels, start, p).await?;
+        replay(app, session, channels, vec![start; channels.len()], p).await?;
         activate(app, session, channels, marker).await
     };
     match result.await {
         Ok(()) => Ok(()),
         Err(ReplayError::Failed(e)) => Err(e),
         Err(ReplayError::Gone) => Ok(()),
+    }
+}
+
+/// The group fell behind (its queue refused an event): holds all its channels and catches
+/// them up as one, in cursor order, from where each was (see the module docs). The stream stays
+/// open; a client that reads nothing is closed by its stall timeout meanwhile.
+pub async fn catch_up(app: &App, session: &SessionHandle, group: &Authorized) -> Result<(), ServiceError> {
+    app.hub.hold_group(group.channels(), session.id);
+    app.hub.metrics.catch_ups.inc();
+    match activate(app, session, group.channels(), |_| None).await {
+        Ok(()) | Err(ReplayError::Gone) => Ok(()),
+        Err(ReplayError::Failed(e)) => Err(e),
     }
 }
 
@@ -157,12 +170,12 @@ pub(super) struct Merged {
 }
 
 impl Merged {
-    /// `page_bytes` is shared by the channels' pages.
-    pub(super) fn new(channels: &[String], from: Cursor, to: Cursor, page_bytes: usize) -> Self {
-        let more = from < to;
+    /// Channel `i` is read after `from[i]`; `page_bytes` is shared by the channels' pages.
+    pub(super) fn new(channels: &[String], from: Vec<Cursor>, to: Cursor, page_bytes: usize) -> Self {
         let sources = channels
             .iter()
-            .map(|c| Source { channel: c.clone(), rows: VecDeque::new(), after: from, more })
+            .zip(from)
+            .map(|(c, after)| Source { channel: c.clone(), rows: VecDeque::new(), after, more: after < to })
             .collect();
         Merged { sources, to, page_bytes: (page_bytes / channels.len().max(1)).max(16 * 1024) }
     }
@@ -190,13 +203,13 @@ impl Merged {
     }
 }
 
-/// Queues the stored messages of `(from, to]` of every channel, merged in cursor order, as
-/// replayed items, paced by the session's queue.
+/// Queues the stored messages of `(from[i], to]` of every channel `i`, merged in cursor order,
+/// as replayed items, paced by the session's queue.
 async fn replay(
     app: &App,
     session: &SessionHandle,
     channels: &[String],
-    from: Cursor,
+    from: Vec<Cursor>,
     to: Cursor,
 ) -> Result<(), ReplayError> {
     let mut merged = Merged::new(channels, from, to, session.budget_bytes() / 2);

@@ -8,13 +8,13 @@
 //! * the client goes away (hyper drops the body);
 //! * the token expires: `close` 4001;
 //! * the relay shuts down: `close` 1001;
-//! * the stream falls behind (its queue refused an event): `close` 1013 — the client
-//!   reconnects with its last id and catches up from the log;
 //! * the queue held bytes and the client read nothing for the stall timeout: the socket is
 //!   dropped (4009, counted as a slow close). hyper stops polling a body whose socket is full,
 //!   so that case, and a `close` the client never reads, end the connection through the
 //!   listener ([`ConnectionAbort`]).
 //!
+//! A stream that falls behind (its queue refused an event) is not closed: all its channels
+//! catch up from the log as one group, in cursor order (`crate::service::stream::catch_up`).
 //! An idle stream gets a `:` comment every `--sse-keepalive-secs`.
 
 use std::convert::Infallible;
@@ -41,7 +41,7 @@ use crate::hub::{Joined, Outbound, SessionHandle, SessionQueue};
 use crate::protocol::sse::{self, SseEncoder};
 use crate::protocol::{Encoder, WireFrame};
 use crate::service::session::Session;
-use crate::service::stream::Authorized;
+use crate::service::stream::{catch_up, Authorized};
 
 /// Bytes gathered into one body chunk before it is handed to hyper.
 const CHUNK_BYTES: usize = 64 * 1024;
@@ -220,13 +220,11 @@ async fn ending(
     let slow = handle.slow_signal();
     let mut stall_check = tokio::time::interval(Duration::from_secs(1));
     let why = |code, reason: &str| Some((code, reason.to_string()));
-    let behind = "behind: reconnect with the last event id to catch up";
     loop {
         tokio::select! {
             _ = gone.cancelled() => return None,
             _ = app.shutdown.cancelled() => return why(close::GOING_AWAY, "server shutting down"),
-            _ = handle.next_lagging() => return why(close::CATCH_UP, behind),
-            _ = slow.cancelled() => return why(close::CATCH_UP, behind),
+            _ = slow.cancelled() => return why(close::TOO_SLOW, "too slow"),
             _ = sleep_until(expires) => return why(close::UNAUTHENTICATED, "token expired"),
             _ = stall_check.tick() => {
                 if handle.stalled_for() >= app.config.stall_timeout {
@@ -270,9 +268,21 @@ async fn run(
                 why = &mut ending => break 'run why,
             }
         }
+        let mut catching_up = None;
         loop {
             tokio::select! {
                 why = &mut ending => break why,
+                // Fell behind: the whole group catches up from the log, in place.
+                _ = handle.next_lagging(), if catching_up.is_none() => {
+                    catching_up = Some(Box::pin(catch_up(&app, &handle, &group)));
+                }
+                done = async { catching_up.as_mut().expect("catching up").await }, if catching_up.is_some() => {
+                    catching_up = None;
+                    if let Err(e) = done {
+                        tracing::debug!(session = id, error = %e, "stream catch-up failed");
+                        break Some((close::INTERNAL, format!("{e}; reconnect to resume")));
+                    }
+                }
                 Some(command) = commands.recv() => match command {
                     Command::Track { channel, state, done } => {
                         let _ = done.send(session.track(&channel, state).await);
