@@ -5,7 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use realtime_e2e::{exec, http_get, http_send, open_channel, publish, start_stack};
+use realtime_e2e::{
+    exec, http_get, http_post_json, http_send, open_channel, publish, start_stack, start_stack_with, Connect,
+    RelayOptions, Ws,
+};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
@@ -178,4 +181,56 @@ async fn old_cursors_reset_refusals_are_http_errors_and_an_abandoned_poll_leaves
         assert!(Instant::now() < deadline, "the abandoned poll is still subscribed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_of_a_poll_client_lives_while_it_heartbeats_and_ends_when_it_stops() {
+    // Leases of 2 s (default 30) so the test sees one lapse quickly.
+    let options =
+        RelayOptions { extra_args: vec!["--presence-lease-secs".into(), "2".into()], ..Default::default() };
+    let (cluster, relay) = start_stack_with(options).await;
+    let db = cluster.client().await;
+    open_channel(&db, "room:%").await;
+    let port = relay.port();
+    let (alice, bob) =
+        (relay.token(Some("alice"), "authenticated"), relay.token(Some("bob"), "authenticated"));
+    let mut watcher = Ws::connect(&relay.ws_url(), Connect::Bearer(bob.clone())).await;
+    watcher.subscribe_ok("room:a").await;
+
+    let track = json!({"channel": "room:a", "state": {"name": "Alice"}});
+    let (status, body) = http_post_json(port, "/v1/presence/track", Some(&alice), &track).await.unwrap();
+    assert_eq!((status, &body["ok"], &body["expires_in"]), (200, &json!(true), &json!(2)), "{body}");
+    let lease = body["lease"].as_str().expect("a lease").to_string();
+    let join = watcher.recv_json().await;
+    assert_eq!((&join["event"], &join["member"]["user_id"]), (&json!("join"), &json!("alice")), "{join}");
+
+    // Heartbeats keep it (three lease lengths), and only alice may send them.
+    let beat = json!({"lease": lease});
+    let (status, _) = http_post_json(port, "/v1/presence/heartbeat", Some(&bob), &beat).await.unwrap();
+    assert_eq!(status, 403, "bob may not keep alice's lease");
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (status, _) = http_post_json(port, "/v1/presence/heartbeat", Some(&alice), &beat).await.unwrap();
+        assert_eq!(status, 200);
+    }
+    watcher.expect_no_message(Duration::from_millis(100)).await;
+
+    // An unknown channel is refused as a subscribe would be, and leaves the lease as it was.
+    let (status, body) = http_post_json(
+        port,
+        "/v1/presence/track",
+        Some(&alice),
+        &json!({"lease": lease, "channel": "nowhere"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!((status, &body["error"]["code"]), (404, &json!("REALTIME_NOT_FOUND")), "{body}");
+
+    // No more heartbeats: the member leaves once the lease lapses.
+    let t = Instant::now();
+    let leave = watcher.recv_json_within(Duration::from_secs(10)).await;
+    assert_eq!((&leave["event"], &leave["member"]["user_id"]), (&json!("leave"), &json!("alice")), "{leave}");
+    assert!(t.elapsed() >= Duration::from_millis(1500), "not before the lease lapsed: {:?}", t.elapsed());
+    let (status, _) = http_post_json(port, "/v1/presence/heartbeat", Some(&alice), &beat).await.unwrap();
+    assert_eq!(status, 404, "the lease is gone");
 }

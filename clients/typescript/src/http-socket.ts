@@ -12,7 +12,8 @@
  * (stored messages only), `history` → `GET /v1/channels/{channel}/history`, and on SSE
  * `track`/`untrack` → `POST /v1/presence/{track,untrack}` naming the stream (its `ready` event
  * says which; presence is re-tracked on a new stream when the channel set changes). `ping` is
- * answered here. Ephemeral publishes, and presence on long-poll, need a WebSocket and are refused.
+ * answered here. On long-poll, presence is a lease (`POST /v1/presence/track` without a stream)
+ * kept alive by heartbeats while the socket is open. Ephemeral publishes need a WebSocket.
  */
 
 import type { WebSocketLike } from './types.js';
@@ -47,6 +48,9 @@ export class HttpSocket implements WebSocketLike {
   private readonly runners = new Map<boolean, Runner>();
   /** Presence tracked through streams: channel → state, and the stream it is tracked on. */
   private readonly tracked = new Map<string, { state: unknown; on?: string }>();
+  /** Long-poll presence: the lease and its heartbeat. */
+  private lease: string | undefined;
+  private heartbeat: ReturnType<typeof setInterval> | undefined;
 
   constructor(
     readonly transport: HttpTransport,
@@ -112,7 +116,13 @@ export class HttpSocket implements WebSocketLike {
       }
       case 'track':
       case 'untrack':
-        if (this.transport !== 'sse') break;
+        if (this.transport === 'poll') {
+          if (!this.wanted.has(f.channel)) {
+            return this.deliver(refusal(ref, 'REALTIME_NOT_SUBSCRIBED', `subscribe to '${f.channel}' before tracking presence on it`));
+          }
+          void this.leasePresence(ref, f.type, f.channel, f.state);
+          return;
+        }
         if (f.type === 'track') this.tracked.set(f.channel, { state: f.state ?? {} });
         else this.tracked.delete(f.channel);
         void this.presence(ref, f.type, f.channel, f.state);
@@ -164,6 +174,45 @@ export class HttpSocket implements WebSocketLike {
     });
   }
 
+  /** Long-poll presence through a lease: made by the first track, kept by heartbeats, made again if it lapsed. */
+  private async leasePresence(ref: number | undefined, op: 'track' | 'untrack', channel: string, state?: unknown): Promise<void> {
+    if (op === 'untrack') {
+      this.tracked.delete(channel);
+      if (!this.lease) return this.deliver({ type: 'reply', ref, ok: true, channel });
+      return this.call(ref, 'POST', '/v1/presence/untrack', { lease: this.lease, channel }, () => ({ channel }));
+    }
+    this.tracked.set(channel, { state: state ?? {} });
+    const body: Record<string, unknown> = { channel, state: state ?? {} };
+    if (this.lease) body.lease = this.lease;
+    await this.call(ref, 'POST', '/v1/presence/track', body, (answer) => {
+      if (answer.lease) this.startLease(answer.lease, Number(answer.expires_in) || 30);
+      return { channel };
+    });
+  }
+
+  private startLease(lease: string, expiresIn: number): void {
+    this.lease = lease;
+    clearInterval(this.heartbeat);
+    this.heartbeat = setInterval(async () => {
+      if (this.readyState !== OPEN) return clearInterval(this.heartbeat);
+      try {
+        const res = await fetch(`${this.base}/v1/presence/heartbeat`, {
+          method: 'POST',
+          headers: { ...this.headers(), 'content-type': 'application/json' },
+          body: JSON.stringify({ lease }),
+        });
+        if (res.status === 404 && this.lease === lease) {
+          // Lapsed (or the relay restarted): track everything again on a new lease.
+          this.lease = undefined;
+          clearInterval(this.heartbeat);
+          for (const [ch, t] of this.tracked) await this.leasePresence(undefined, 'track', ch, t.state);
+        }
+      } catch {
+        /* the next beat tries again */
+      }
+    }, (expiresIn * 1000) / 3);
+  }
+
   /** @internal a stream of one kind is live as `stream`: presence tracked on an earlier one moves to it. */
   onReady(hint: boolean, stream: string): void {
     for (const [channel, t] of this.tracked) {
@@ -189,6 +238,15 @@ export class HttpSocket implements WebSocketLike {
   fail(code: number, reason: string, notify = true): void {
     if (this.readyState === CLOSED) return;
     this.readyState = CLOSED;
+    clearInterval(this.heartbeat);
+    if (this.lease) {
+      // The client leaves: end the lease's presence now rather than when it lapses.
+      const headers = { ...this.headers(), 'content-type': 'application/json' };
+      for (const channel of this.tracked.keys()) {
+        const body = JSON.stringify({ lease: this.lease, channel });
+        fetch(`${this.base}/v1/presence/untrack`, { method: 'POST', headers, body }).catch(() => {});
+      }
+    }
     for (const r of this.runners.values()) r.stop();
     this.runners.clear();
     if (notify) this.onclose?.({ code, reason });

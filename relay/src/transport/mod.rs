@@ -35,6 +35,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/channels/{channel}/history", get(http::history::handler))
         .route("/v1/presence/track", post(presence::track))
         .route("/v1/presence/untrack", post(presence::untrack))
+        .route("/v1/presence/heartbeat", post(presence::heartbeat))
         .layer(axum::middleware::from_fn(http::cors::cors));
     Router::new()
         .route("/v1/socket", get(ws::v1))

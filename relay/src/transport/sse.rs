@@ -290,6 +290,10 @@ async fn run(
                     Command::Untrack { channel, done } => {
                         let _ = done.send(session.untrack(&channel).await);
                     }
+                    // A stream's presence lives as long as the stream: nothing to extend.
+                    Command::Heartbeat { done } => {
+                        let _ = done.send(Ok(()));
+                    }
                 },
             }
         }
