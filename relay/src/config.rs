@@ -148,6 +148,16 @@ pub struct ServeArgs {
     #[arg(long, env = "REALTIME_RECHECK_SECS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub recheck_secs: u64,
+    /// Seconds between keep-alive comments on an idle Server-Sent Events stream (`GET /v1/sse`),
+    /// so proxies do not close it for silence.
+    #[arg(long, env = "REALTIME_SSE_KEEPALIVE_SECS", default_value_t = 15,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub sse_keepalive_secs: u64,
+    /// Seconds presence tracked over HTTP without a stream (long-poll clients,
+    /// `POST /v1/presence/track` without `stream`) lives after its last track or heartbeat.
+    #[arg(long, env = "REALTIME_PRESENCE_LEASE_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(2..=600))]
+    pub presence_lease_secs: u64,
     /// Largest accepted client frame in bytes (larger: close 1009).
     #[arg(long, env = "REALTIME_MAX_FRAME_BYTES", default_value_t = 1_048_576, value_parser = positive())]
     pub max_frame_bytes: usize,
@@ -326,6 +336,10 @@ pub struct Config {
     pub max_batch: usize,
     pub replay_window: Duration,
     pub max_replay: usize,
+    /// Keep-alive comment interval of SSE streams.
+    pub sse_keepalive: Duration,
+    /// How long HTTP presence without a stream lives after its last track or heartbeat.
+    pub presence_lease: Duration,
     pub presence: PresenceLimits,
     /// Interval of the relay's WebSocket pings.
     pub ping_interval: Duration,
@@ -423,6 +437,8 @@ impl TryFrom<ServeArgs> for Config {
             max_batch: a.max_batch,
             replay_window: secs(a.replay_window_secs),
             max_replay: a.max_replay,
+            sse_keepalive: secs(a.sse_keepalive_secs),
+            presence_lease: secs(a.presence_lease_secs),
             presence: PresenceLimits::from(&a.presence),
             ping_interval: secs(a.ping_interval_secs),
             ping_timeout: secs(a.ping_timeout_secs),

@@ -17,6 +17,7 @@ pub mod jwt;
 pub mod relay;
 pub mod sink;
 pub mod sql;
+pub mod sse;
 pub mod tls;
 pub mod ws;
 
@@ -26,6 +27,7 @@ pub use jwt::{mint_token, mint_token_with_exp};
 pub use relay::{Relay, RelayOptions};
 pub use sink::{Captured, Reply, Sink};
 pub use sql::{allow_everyone, assert_uuid, create_channel, open_channel, publish, try_publish};
+pub use sse::{Sse, SseEvent, SseRefusal};
 pub use ws::{Connect, Refusal, Ws};
 
 use std::net::TcpListener;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use realtime_e2e::{
     create_channel, exec, open_channel, publish, scrape_metric, start_stack, start_stack_with, Connect,
-    RelayOptions, Ws,
+    RelayOptions, Sse, Ws,
 };
 use serde_json::{json, Value};
 
@@ -152,4 +152,39 @@ async fn a_recheck_that_fails_is_not_an_allowed() {
         scrape_metric(relay.port(), "realtime_subscriptions_revoked_total{reason=\"unverified\"}").await,
         1.0
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sse_stream_loses_a_disabled_channel_and_keeps_the_others() {
+    // A 64 KiB queue instead of the default 1 MiB, so a 1.2 MB burst makes the stream catch up.
+    let options =
+        RelayOptions { extra_args: vec!["--send-queue-bytes".into(), "65536".into()], ..Default::default() };
+    let (cluster, relay) = start_stack_with(options).await;
+    let db = cluster.client().await;
+    open_channel(&db, "room:a").await;
+    create_channel(&db, "room:b").await;
+    let mut s =
+        Sse::open(relay.port(), "/v1/sse?channel=room:a&channel=room:b", &[]).await.expect("stream opens");
+    s.until("ready").await;
+
+    exec(&db, "UPDATE realtime.channels SET enabled = false WHERE pattern = 'room:a'").await;
+    let gone = s.until("unsubscribed").await.json();
+    assert_eq!(
+        (gone["channel"].as_str(), gone["reason"]["code"].as_str()),
+        (Some("room:a"), Some("REALTIME_NOT_FOUND"))
+    );
+    publish(&db, "room:b", "still", &json!({})).await;
+    let next = s.next_event().await;
+    assert_eq!((next.event.as_str(), next.json()["event"].as_str()), ("message", Some("still")), "{next:?}");
+    // A burst makes the stream fall behind: it catches up with the channels that remain.
+    exec(
+        &db,
+        "SELECT realtime.publish('room:b', 'burst', jsonb_build_object('n', n, 'pad', repeat('x', 4000)))
+         FROM generate_series(1, 300) AS n",
+    )
+    .await;
+    for n in 1..=300 {
+        let e = s.until("message").await.json();
+        assert_eq!((e["event"].as_str(), e["payload"]["n"].as_i64()), (Some("burst"), Some(n)), "{e}");
+    }
 }

@@ -12,10 +12,14 @@ $('users').innerHTML = Object.keys(config.users)
   .map((u) => `<a href="?user=${encodeURIComponent(u)}">${u}</a>`)
   .join('');
 
-const client = createClient({ url: config.url, token: config.users[user] });
-client.onStatusChange((s) => {
+// `auto`: WebSocket, else Server-Sent Events, else long-poll (?transport= picks one).
+const transport = ['websocket', 'sse', 'poll'].includes(params.get('transport')) ? params.get('transport') : 'auto';
+const client = createClient({ url: config.url, token: config.users[user], transport });
+client.onStatusChange((s, via) => {
   $('status').textContent = s;
   $('status').className = `status ${s}`;
+  $('status').title = via ? `over ${via}` : '';
+  $('status').dataset.transport = via ?? '';
 });
 
 // ---- chat ----

@@ -15,9 +15,18 @@ import type {
   PresenceMember,
   PublishOptions,
   PublishResult,
+  SubscribeOptions,
   SubscribeResult,
   SystemEvents,
 } from './types.js';
+
+/** What a pull answers: the stored messages after the cursor, and where the next pull starts. */
+export interface Pulled {
+  messages: any[];
+  cursor: string;
+  more: boolean;
+  reset: boolean;
+}
 
 /** What a channel needs from its client (implemented by `RealtimeClient`). */
 export interface ChannelHost {
@@ -29,6 +38,8 @@ export interface ChannelHost {
   isConnected(): boolean;
   /** Reports an error nobody awaits (e.g. an `unsubscribed` frame). */
   reportError(error: RealtimeError): void;
+  /** The stored messages of `channel` after `cursor` (over HTTP, whatever the transport). */
+  pull(channel: string, cursor: string | undefined, limit?: number): Promise<Pulled>;
 }
 
 type Listener = (arg: any) => void;
@@ -49,6 +60,10 @@ export class Channel<E extends EventMap = EventMap, S = Record<string, unknown>>
   private subscribeWaiters: Array<(r: SubscribeResult<S>) => void> = [];
   /** Cursor of the last persisted message delivered (or the subscribe position): resume point. */
   private cursorValue: string | undefined;
+  /** A hint subscription (`subscribe({hint: true})`). */
+  private hintMode = false;
+  /** Where the next `pull()` starts. */
+  private pulledCursor: string | undefined;
   private readonly members = new Map<string, PresenceMember<S>>();
   /** State tracked by the app: sent again after every resubscribe. */
   private trackState: S | null = null;
@@ -94,8 +109,9 @@ export class Channel<E extends EventMap = EventMap, S = Record<string, unknown>>
    * `{ok: true, cursor, presence: {members}}` or `{ok: false, error}` (a `RealtimeError` with the
    * server's code). Never rejects. Once subscribed, the channel is restored after every reconnect.
    */
-  subscribe(): Promise<SubscribeResult<S>> {
-    if (this.wanted && this.joined && this.lastReply) return Promise.resolve(this.lastReply);
+  subscribe(opts: SubscribeOptions = {}): Promise<SubscribeResult<S>> {
+    if (this.wanted && this.joined && this.lastReply && this.hintMode === !!opts.hint) return Promise.resolve(this.lastReply);
+    this.hintMode = !!opts.hint;
     this.wanted = true;
     const p = new Promise<SubscribeResult<S>>((resolve) => this.subscribeWaiters.push(resolve));
     if (!this.joining) this.host.join(this);
@@ -110,6 +126,7 @@ export class Channel<E extends EventMap = EventMap, S = Record<string, unknown>>
     this.lastReply = null;
     this.trackState = null;
     this.cursorValue = undefined;
+    this.pulledCursor = undefined;
     this.members.clear();
     const gone = new RealtimeError('REALTIME_NOT_SUBSCRIBED', `unsubscribed from '${this.name}'`);
     this.rejectTrackWaiters(gone);
@@ -166,6 +183,19 @@ export class Channel<E extends EventMap = EventMap, S = Record<string, unknown>>
   }
 
   /** Stored messages, newest first; page with `before` (a cursor or message id). */
+  /**
+   * For a hint subscription: the stored messages after the last pulled one (the first pull starts
+   * at the subscription's position), in full and in order, at most `limit` (the relay's default
+   * is 100). Call again while it returns a full page. A cursor outside the replay window emits
+   * `reset` and returns nothing: refetch your state.
+   */
+  async pull(opts: { limit?: number } = {}): Promise<Message<E[keyof E], keyof E & string>[]> {
+    const got = await this.host.pull(this.name, this.pulledCursor, opts.limit);
+    this.pulledCursor = got.cursor;
+    if (got.reset) this.emit('reset', { channel: this.name, cursor: got.cursor });
+    return got.messages;
+  }
+
   async history(opts: HistoryOptions = {}): Promise<Message<E[keyof E], keyof E & string>[]> {
     return (await this.historyPage(opts)).messages;
   }
@@ -189,6 +219,7 @@ export class Channel<E extends EventMap = EventMap, S = Record<string, unknown>>
     this.joining = true;
     const frame: Record<string, unknown> = { type: 'subscribe', channel: this.name };
     if (this.cursorValue) frame.resume = { cursor: this.cursorValue };
+    if (this.hintMode) frame.hint = true;
     return frame;
   }
 
@@ -209,6 +240,7 @@ export class Channel<E extends EventMap = EventMap, S = Record<string, unknown>>
     if (reply.ok) {
       this.joined = true;
       if (!this.cursorValue && typeof reply.cursor === 'string') this.cursorValue = reply.cursor;
+      if (this.hintMode && !this.pulledCursor && typeof reply.cursor === 'string') this.pulledCursor = reply.cursor;
       if (reply.presence && Array.isArray(reply.presence.members)) this.applySnapshot(reply.presence.members);
       result = {
         ok: true,
@@ -257,6 +289,16 @@ export class Channel<E extends EventMap = EventMap, S = Record<string, unknown>>
         const { type: _type, ...msg } = frame;
         this.emit(frame.event, msg);
         this.emit('*', msg);
+        break;
+      }
+      case 'hint': {
+        const cursor: string | undefined = frame.cursor ?? undefined;
+        if (cursor) {
+          if (this.cursorValue && cursor <= this.cursorValue) return;
+          this.cursorValue = cursor;
+        }
+        const { type: _type, ...hint } = frame;
+        this.emit('hint', hint);
         break;
       }
       case 'presence':

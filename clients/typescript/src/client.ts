@@ -5,9 +5,10 @@
  * resubscribed with `resume: {cursor}`.
  */
 
-import { Channel, type ChannelHost } from './channel.js';
+import { Channel, type ChannelHost, type Pulled } from './channel.js';
 import { RealtimeError } from './errors.js';
-import type { EventMap, Status, WebSocketConstructor, WebSocketLike } from './types.js';
+import { HttpSocket, httpBase } from './http-socket.js';
+import type { EventMap, Status, Transport, WebSocketConstructor, WebSocketLike } from './types.js';
 
 export interface ClientOptions {
   /** The relay's socket URL, e.g. `ws://127.0.0.1:4000/v1/socket` (a bare `ws://host:port` gets `/v1/socket`). */
@@ -18,6 +19,16 @@ export interface ClientOptions {
   getToken?: () => string | null | undefined | Promise<string | null | undefined>;
   /** A WebSocket implementation; defaults to `globalThis.WebSocket` (pass the `ws` package under Node 20). */
   WebSocket?: WebSocketConstructor;
+  /**
+   * How to reach the relay (default `'websocket'`). `'sse'`: Server-Sent Events for what arrives,
+   * HTTP for requests; `'poll'`: long-polling. `'auto'`: WebSocket, falling back to SSE and then
+   * to long-poll when a transport cannot open or dies at once twice in a row, and trying
+   * WebSocket again after `retryWebSocketMs`. Presence `track` and ephemeral publishes need a
+   * WebSocket.
+   */
+  transport?: 'auto' | Transport;
+  /** On `'auto'`, how long a fallback transport is used before WebSocket is tried again (default 60 s). */
+  retryWebSocketMs?: number;
   /** Connect on the first subscribe or request (default true). */
   autoConnect?: boolean;
   /** Ping period (default 25 s); the socket is dropped when nothing arrives for `heartbeatIntervalMs + heartbeatTimeoutMs`. */
@@ -67,10 +78,18 @@ export class RealtimeClient implements ChannelHost {
   private token: string | null;
   private readonly getTokenFn?: ClientOptions['getToken'];
   private readonly Ws?: WebSocketConstructor;
-  private readonly opts: Required<Omit<ClientOptions, 'url' | 'token' | 'getToken' | 'WebSocket'>>;
+  private readonly opts: Required<Omit<ClientOptions, 'url' | 'token' | 'getToken' | 'WebSocket' | 'transport'>>;
+  private readonly mode: 'auto' | Transport;
+  /** The transport the next connection uses. */
+  private candidate: Transport;
+  /** Connections of `candidate` in a row that could not open or died at once. */
+  private quickFailures = 0;
+  private openedAt = 0;
+  private transportValue: Transport | null = null;
+  private retryWsTimer: ReturnType<typeof setTimeout> | null = null;
   private ws: WebSocketLike | null = null;
   private statusValue: Status = 'idle';
-  private readonly statusListeners = new Set<(s: Status) => void>();
+  private readonly statusListeners = new Set<(s: Status, transport: Transport | null) => void>();
   private readonly errorListeners = new Set<(e: RealtimeError) => void>();
   private readonly channels = new Map<string, Channel<any, any>>();
   private readonly pending = new Map<number, Pending>();
@@ -104,8 +123,11 @@ export class RealtimeClient implements ChannelHost {
       queueOffline: options.queueOffline ?? true,
       maxQueue: options.maxQueue ?? 100,
       maxFrameBytes: options.maxFrameBytes ?? 1_048_576,
+      retryWebSocketMs: options.retryWebSocketMs ?? 60_000,
     };
-    if (!this.Ws) {
+    this.mode = options.transport ?? 'websocket';
+    this.candidate = this.mode === 'auto' ? (this.Ws ? 'websocket' : 'sse') : this.mode;
+    if (!this.Ws && this.candidate === 'websocket') {
       throw new RealtimeError(
         'REALTIME_NO_WEBSOCKET',
         "no WebSocket implementation: pass createClient({WebSocket}) (e.g. `import WebSocket from 'ws'`) or use '@realtime/client/node'",
@@ -116,6 +138,11 @@ export class RealtimeClient implements ChannelHost {
   /** The connection status. */
   get status(): Status {
     return this.statusValue;
+  }
+
+  /** The transport of the live connection (`'websocket'`, `'sse'` or `'poll'`), or null when not connected. */
+  get transport(): Transport | null {
+    return this.transportValue;
   }
 
   /** The `sub` claim of the current token (the user id the server sees), if any. */
@@ -135,8 +162,8 @@ export class RealtimeClient implements ChannelHost {
     return ch as Channel<E, S>;
   }
 
-  /** Calls `cb` on every status change; returns a function that stops it. */
-  onStatusChange(cb: (status: Status) => void): () => void {
+  /** Calls `cb` on every status change, with the live transport (when connected); returns a function that stops it. */
+  onStatusChange(cb: (status: Status, transport: Transport | null) => void): () => void {
     this.statusListeners.add(cb);
     return () => this.statusListeners.delete(cb);
   }
@@ -167,6 +194,8 @@ export class RealtimeClient implements ChannelHost {
   disconnect(): void {
     this.wantOpen = false;
     this.generation++;
+    if (this.retryWsTimer) clearTimeout(this.retryWsTimer);
+    this.retryWsTimer = null;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = null;
     const ws = this.ws;
@@ -210,6 +239,18 @@ export class RealtimeClient implements ChannelHost {
   /** @internal */
   reportError(error: RealtimeError): void {
     for (const cb of [...this.errorListeners]) cb(error);
+  }
+
+  /** @internal a hint channel's pull: the stored messages after `cursor`, in full, over HTTP. */
+  async pull(channel: string, cursor: string | undefined, limit?: number): Promise<Pulled> {
+    const q = new URLSearchParams({ channel, wait: '0' });
+    if (cursor) q.set('cursor', cursor);
+    if (limit !== undefined) q.set('limit', String(limit));
+    const headers: Record<string, string> = this.token ? { Authorization: `Bearer ${this.token}` } : {};
+    const res = await fetch(`${httpBase(this.url)}/v1/poll?${q}`, { headers });
+    const body: any = await res.json().catch(() => ({}));
+    if (!res.ok) throw RealtimeError.fromServer(body.error ?? { code: 'INTERNAL_ERROR', message: `HTTP ${res.status}` });
+    return { messages: body.messages ?? [], cursor: body.cursor, more: !!body.more, reset: !!body.reset };
   }
 
   /** @internal */
@@ -257,9 +298,22 @@ export class RealtimeClient implements ChannelHost {
   }
 
   private setStatus(s: Status): void {
-    if (this.statusValue === s) return;
+    const transport = s === 'connected' ? this.candidate : null;
+    if (this.statusValue === s && this.transportValue === transport) return;
     this.statusValue = s;
-    for (const cb of [...this.statusListeners]) cb(s);
+    this.transportValue = transport;
+    for (const cb of [...this.statusListeners]) cb(s, transport);
+  }
+
+  /** On `'auto'`: after a connection of `candidate` ended, whether to fall back to the next transport. */
+  private noteEnded(opened: boolean): void {
+    if (this.mode !== 'auto') return;
+    const atOnce = !opened || Date.now() - this.openedAt < 2_000;
+    this.quickFailures = atOnce ? this.quickFailures + 1 : 0;
+    if (this.quickFailures >= 2 && this.candidate !== 'poll') {
+      this.candidate = this.candidate === 'websocket' ? 'sse' : 'poll';
+      this.quickFailures = 0;
+    }
   }
 
   private async open(): Promise<void> {
@@ -281,8 +335,9 @@ export class RealtimeClient implements ChannelHost {
     const url = token ? `${this.url}${this.url.includes('?') ? '&' : '?'}token=${encodeURIComponent(token)}` : this.url;
     let ws: WebSocketLike;
     try {
-      ws = new this.Ws!(url);
+      ws = this.candidate === 'websocket' ? new this.Ws!(url) : new HttpSocket(this.candidate, httpBase(this.url), token);
     } catch (e) {
+      this.noteEnded(false);
       this.reportError(new RealtimeError('REALTIME_CONNECTION_LOST', `cannot open ${this.url}: ${String(e)}`));
       this.scheduleReconnect();
       return;
@@ -306,8 +361,24 @@ export class RealtimeClient implements ChannelHost {
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
     this.attempt = 0;
     this.hasConnected = true;
-    this.lastSeen = Date.now();
+    this.lastSeen = this.openedAt = Date.now();
     this.setStatus('connected');
+    if (this.mode === 'auto' && this.candidate !== 'websocket' && this.Ws && !this.retryWsTimer) {
+      // Try WebSocket again later: a reconnect on it resumes every channel where it was.
+      this.retryWsTimer = setTimeout(() => {
+        this.retryWsTimer = null;
+        if (this.ws !== ws || !this.wantOpen) return;
+        this.candidate = 'websocket';
+        this.quickFailures = 0;
+        this.dropSocket();
+        try {
+          ws.close(1000, 'trying WebSocket again');
+        } catch {
+          /* already closed */
+        }
+        void this.open();
+      }, this.opts.retryWebSocketMs);
+    }
     this.startHeartbeat(ws);
     // Order matters: subscriptions first (the relay handles frames in order, so a resumed
     // channel is live again before any queued publish or track reaches it), then the queue.
@@ -347,6 +418,7 @@ export class RealtimeClient implements ChannelHost {
 
   private onClose(ws: WebSocketLike, code?: number, reason?: string): void {
     if (this.ws !== ws) return;
+    this.noteEnded(this.statusValue === 'connected');
     this.dropSocket();
     const closeCodes: Record<number, string> = {
       4001: 'REALTIME_UNAUTHORIZED',

@@ -5,6 +5,7 @@
  */
 export { createClient, RealtimeClient, tokenSubject } from './client.js';
 export type { ClientOptions } from './client.js';
+export type { Pulled } from './channel.js';
 export { Channel } from './channel.js';
 export { RealtimeError } from './errors.js';
 export type { ErrorCode, ServerErrorCode, ClientErrorCode } from './errors.js';

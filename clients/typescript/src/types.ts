@@ -5,6 +5,25 @@ import type { RealtimeError } from './errors.js';
 /** Connection status, reported by `client.onStatusChange`. */
 export type Status = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'disconnected';
 
+/** How the client reaches the relay: a WebSocket, Server-Sent Events plus HTTP, or long-polling. */
+export type Transport = 'websocket' | 'sse' | 'poll';
+
+/** What a hint subscription delivers instead of a message: which one, never its payload. */
+export interface Hint {
+  channel: string;
+  event: string;
+  /** Absent for ephemeral messages (which cannot be pulled). */
+  id?: string;
+  cursor?: string;
+  replayed?: boolean;
+}
+
+/** Options of `channel.subscribe()`. */
+export interface SubscribeOptions {
+  /** Receive hints (`{channel, event, id, cursor}`) instead of messages; fetch them with `channel.pull()`. */
+  hint?: boolean;
+}
+
 /** Who sent a message. */
 export interface Sender {
   type: 'user' | 'system' | string;
@@ -109,6 +128,8 @@ export interface SystemEvents<S> {
   dropped: DroppedEvent;
   /** The server ended the subscription (access revoked after `setToken` or a re-check, channel disabled). */
   unsubscribed: RealtimeError;
+  /** A message of a hint subscription arrived: `channel.pull()` fetches it. */
+  hint: Hint;
 }
 
 /** A minimal WebSocket: the browser's, Node 22's global one, or the `ws` package's. */

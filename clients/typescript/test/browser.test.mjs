@@ -104,3 +104,74 @@ test('demo page: who\'s online shows both users', async () => {
   await alice.waitForFunction(() => document.querySelectorAll('#online li').length === 1, null, { timeout: TIMEOUT });
   await alice.close();
 });
+
+test('demo page on auto: WebSocket refused → Server-Sent Events; SSE refused too → long-poll; chat, orders and presence work on each', async () => {
+  for (const [blockSse, expected] of [
+    [false, 'sse'],
+    [true, 'poll'],
+  ]) {
+    const page = await browser.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(e));
+    // The browser's own WebSocket is cut by the test (as a proxy that strips Upgrade would);
+    // and, the second time, its requests to /v1/sse too.
+    await page.routeWebSocket(/\/v1\/socket/, (ws) => ws.close({ code: 1008, reason: 'blocked by the test' }));
+    if (blockSse) await page.route(/\/v1\/sse/, (route) => route.abort('connectionrefused'));
+    await page.goto(`${base}?user=alice`);
+    await page.waitForSelector('body[data-ready="true"]', { timeout: TIMEOUT });
+    assert.equal(await page.textContent('#status'), 'connected');
+    assert.equal(await page.getAttribute('#status', 'data-transport'), expected);
+
+    const line = `typed over ${expected}`;
+    await page.fill('#chat-input', line);
+    await page.press('#chat-input', 'Enter');
+    await page.waitForFunction((t) => document.querySelector('#messages')?.textContent.includes(t), line, { timeout: TIMEOUT });
+
+    stack.sql(`UPDATE public.orders SET status = 'packed-${expected}' WHERE id = 2`);
+    await page.waitForFunction(
+      (s) => [...document.querySelectorAll('#orders td[data-col="status"]')].some((td) => td.textContent === s),
+      `packed-${expected}`,
+      { timeout: TIMEOUT },
+    );
+    if (expected === 'sse') {
+      // Presence over HTTP, tied to the stream: alice is online, as the stream's presence events say.
+      await page.waitForFunction(() => document.querySelector('#online li[data-user="alice"]'), null, { timeout: TIMEOUT });
+    } else {
+      // Long-poll tracks through a lease (others see alice) but polls no presence events.
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    assert.equal(await page.textContent('#presence-error'), '', 'track succeeded');
+    assert.deepEqual(errors, [], 'no script errors');
+    await page.close();
+  }
+});
+
+test('a plain EventSource in Chromium streams a channel and resumes with Last-Event-ID after the relay is killed', async () => {
+  const page = await browser.newPage();
+  await page.goto(base);
+  const url = `${stack.httpUrl}/v1/sse?channel=chat:eventsource&token=${stack.token('alice')}`;
+  await page.evaluate(
+    (u) =>
+      new Promise((ready) => {
+        window.got = [];
+        const es = new EventSource(u);
+        es.onmessage = (e) => window.got.push(JSON.parse(e.data).payload.i);
+        es.addEventListener('ready', () => ready(), { once: true });
+      }),
+    url,
+  );
+  const got = () => page.evaluate(() => window.got);
+  stack.sql(`SELECT realtime.publish('chat:eventsource', 'n', '{"i":1}')`);
+  await page.waitForFunction(() => window.got.length === 1, null, { timeout: TIMEOUT });
+
+  // The browser reconnects by itself (retry: 1 s) and sends the last id it saw.
+  await stack.killRelay();
+  stack.sql(`SELECT realtime.publish('chat:eventsource', 'n', jsonb_build_object('i', i)) FROM generate_series(2, 4) i`);
+  await stack.startRelay();
+  await page.waitForFunction(() => window.got.length >= 4, null, { timeout: 30_000 });
+  stack.sql(`SELECT realtime.publish('chat:eventsource', 'n', '{"i":5}')`);
+  await page.waitForFunction(() => window.got.length >= 5, null, { timeout: TIMEOUT });
+  await new Promise((r) => setTimeout(r, 300));
+  assert.deepEqual(await got(), [1, 2, 3, 4, 5], 'none lost, none doubled, in order');
+  await page.close();
+});

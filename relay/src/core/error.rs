@@ -46,4 +46,6 @@ pub mod close {
     pub const RATE_LIMITED: u16 = 4008;
     /// Too slow: the connection's send queue filled up.
     pub const TOO_SLOW: u16 = 4009;
+    /// The server failed to continue the stream; reconnect with the last cursor.
+    pub const INTERNAL: u16 = 1011;
 }

@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 /// How many encodings an event may be cached in (one slot per wire encoding; the protocol
 /// layer assigns the slots).
-pub const ENCODINGS: usize = 4;
+pub const ENCODINGS: usize = 6;
 
 /// One encoded frame: text (JSON protocols) or binary.
 #[derive(Debug, Clone, PartialEq, Eq)]

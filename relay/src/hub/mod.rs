@@ -35,6 +35,7 @@ use crate::metrics::{since_pg_timestamp, HubMetrics};
 use queue::Refused;
 
 pub mod acks;
+pub mod group;
 pub mod presence;
 mod presence_sync;
 mod queue;
@@ -437,7 +438,22 @@ impl Hub {
             let Some(sub) = state.channels.get_mut(&lag.channel).and_then(|s| s.get_mut(&lag.session)) else {
                 continue;
             };
-            let Sub::Live(live) = sub else { continue };
+            let live = match sub {
+                Sub::Live(live) => live,
+                Sub::Held(held) => {
+                    // Held since the dispatch (a group catching up, `group.rs`): its replay
+                    // must start below what this subscription missed.
+                    let held = held.get_mut().expect("held lock");
+                    if held.session.is_ordered() {
+                        held.floor = held.floor.min(lag.from);
+                        held.overflowed = true;
+                        held.dropped += lag.dropped;
+                        held.presence_stale |= lag.presence_stale;
+                        held.session.lagged(&lag.channel);
+                    }
+                    continue;
+                }
+            };
             let session = live.session.clone();
             let mut held = Held::new(session.clone(), lag.from, session.budget_bytes());
             held.overflowed = true;
@@ -536,6 +552,9 @@ fn from_log(state: &State, channels: Option<&[String]>, d: &mut Dispatch) {
                     if d.lagged.iter().any(|l| l.session == *id && l.channel == channel) {
                         continue;
                     }
+                    // A stream with one cursor must not get its other channels' later messages
+                    // before these: they are refused too, and the stream catches up as one.
+                    live.session.refuse_offers();
                     d.lagged.push(Lag {
                         channel: channel.to_string(),
                         session: *id,

@@ -20,7 +20,7 @@
 //! only one that is closed (4009).
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -125,6 +125,11 @@ struct Shared {
     /// Channels whose subscription a permission re-check ended, for the session to forget.
     revoked: Mutex<BTreeSet<String>>,
     revoke: Notify,
+    /// Kept in order ([`SessionHandle::keep_order`]): once an offer is refused, every later one
+    /// is refused too.
+    ordered: AtomicBool,
+    /// An offer to an ordered session was refused: refuse the rest.
+    refusing: AtomicBool,
 }
 
 impl Shared {
@@ -185,6 +190,8 @@ pub fn session_queue(id: u64, limits: QueueLimits) -> (SessionHandle, SessionQue
         identity: Mutex::new(None),
         revoked: Mutex::new(BTreeSet::new()),
         revoke: Notify::new(),
+        ordered: AtomicBool::new(false),
+        refusing: AtomicBool::new(false),
     });
     (SessionHandle { id, tx, shared: shared.clone() }, SessionQueue { rx, shared })
 }
@@ -218,11 +225,45 @@ impl SessionHandle {
         if self.is_gone() {
             return Err(Refused::Gone);
         }
+        let ordered = self.shared.ordered.load(Ordering::Acquire);
+        if ordered && self.shared.refusing.load(Ordering::Acquire) {
+            return Err(Refused::Full);
+        }
         let w = item.weight();
         if !self.fits(w) {
+            if ordered {
+                self.shared.refusing.store(true, Ordering::Release);
+            }
             return Err(Refused::Full);
         }
         self.push(item, w)
+    }
+
+    /// Keeps the queue in dispatch order across channels: after the first refused offer every
+    /// later offer is refused too, so nothing newer than what the session missed is queued,
+    /// until the session's channels caught up as one group (`Hub::activate_group`, which calls
+    /// [`SessionHandle::accept_offers`]). For streams whose resume point is one cursor for all
+    /// their channels (SSE). Set before subscribing.
+    pub fn keep_order(&self) {
+        self.shared.ordered.store(true, Ordering::Release);
+    }
+
+    /// Whether [`SessionHandle::keep_order`] was set.
+    pub fn is_ordered(&self) -> bool {
+        self.shared.ordered.load(Ordering::Acquire)
+    }
+
+    /// An ordered session refuses offers from now on, as after a refused one: some of its
+    /// messages are to be read from the log first ([`crate::core::event::LogEvent::FromLog`]).
+    pub fn refuse_offers(&self) {
+        if self.is_ordered() {
+            self.shared.refusing.store(true, Ordering::Release);
+        }
+    }
+
+    /// Offers may go in again (the group caught up; called under the hub lock).
+    pub fn accept_offers(&self) {
+        self.shared.refusing.store(false, Ordering::Release);
     }
 
     /// Whether `w` more bytes fit in the session's and the shared budget now.
@@ -451,6 +492,18 @@ mod tests {
         assert!(a.stalled_for() >= Duration::from_millis(25));
         q.progressed();
         assert!(a.stalled_for() < Duration::from_millis(25));
+    }
+
+    #[test]
+    fn an_ordered_queue_refuses_everything_after_its_first_refusal() {
+        let (a, mut q) = session_queue(1, QueueLimits { bytes: 3_000, budget: Budget::new(1 << 20) });
+        a.keep_order();
+        assert_eq!(a.offer(frame(1_000)), Ok(()));
+        assert_eq!(a.offer(frame(2_000)), Err(Refused::Full), "over the budget");
+        assert_eq!(a.offer(frame(10)), Err(Refused::Full), "it would fit, but comes after a refusal");
+        while q.try_recv().is_some() {}
+        assert_eq!(a.offer(frame(10)), Err(Refused::Full), "still refused once there is room");
+        assert!(a.send(frame(10)), "the session's own items still go in");
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use super::group::GroupActivation;
 use super::*;
 use crate::core::event::{Ephemeral, StoredMessage};
 use crate::core::frame::WireFrame;
@@ -350,4 +351,71 @@ fn busiest_channels_are_listed_by_subscriber_count_up_to_the_limit() {
     assert!(!more);
     let (top, more) = hub.busiest_channels(1);
     assert_eq!((top, more), (vec![("c".to_string(), 2)], true));
+}
+
+/// The (lsn, seq) of a stored-message event item.
+fn at(o: Outbound) -> (String, u64, i64) {
+    let m = message(o);
+    let c = m.cursor.unwrap();
+    (m.channel, c.commit_lsn, c.seq)
+}
+
+#[test]
+fn a_group_turns_live_at_one_position_with_its_buffers_merged_in_cursor_order() {
+    let hub = hub();
+    hub.advance_position(Cursor::new(5, 0));
+    let (s, mut q, _) = session(&hub, 1 << 20);
+    s.keep_order();
+    let group = ["a".to_string(), "b".to_string()];
+    let joined = hub.subscribe_group(&group, &s);
+    assert!(joined.iter().all(|j| j.position == Some(Cursor::new(5, 0))));
+    hub.dispatch(batch(vec![stored("b", 10, 1), stored("a", 10, 2)]), &mut Vec::new());
+    hub.dispatch(batch(vec![stored("a", 11, 1)]), &mut Vec::new());
+    assert!(q.try_recv().is_none(), "held while the group replays");
+    let activated = hub.activate_group(&group, s.id, |floor| {
+        assert_eq!(floor, Cursor::new(5, 0));
+        Some(text("marker"))
+    });
+    assert_eq!(activated, GroupActivation::Done);
+    assert_eq!(frame_text(q.try_recv().unwrap()), "marker");
+    let order: Vec<_> = std::iter::from_fn(|| q.try_recv()).map(at).collect();
+    assert_eq!(order, [("b".into(), 10, 1), ("a".into(), 10, 2), ("a".into(), 11, 1)]);
+    hub.dispatch(batch(vec![stored("b", 12, 1)]), &mut Vec::new());
+    assert_eq!(at(q.try_recv().unwrap()), ("b".into(), 12, 1), "live");
+}
+
+#[test]
+fn a_group_that_falls_behind_is_held_as_one_from_where_each_channel_was() {
+    let hub = hub();
+    hub.advance_position(Cursor::new(5, 0));
+    let (s, mut q, _) = session(&hub, 3 * EVENT);
+    s.keep_order();
+    let group = ["a".to_string(), "b".to_string()];
+    hub.subscribe_group(&group, &s);
+    assert_eq!(hub.activate_group(&group, s.id, |_| None), GroupActivation::Done);
+    // a: two fit, the third is refused; b's next event comes after the refusal: refused too,
+    // though it would fit once the queue drains.
+    hub.dispatch(
+        batch(vec![stored("a", 10, 1), stored("a", 10, 2), stored("a", 10, 3), stored("a", 10, 4)]),
+        &mut Vec::new(),
+    );
+    while q.try_recv().is_some() {}
+    hub.dispatch(batch(vec![stored("b", 11, 1)]), &mut Vec::new());
+    assert!(q.try_recv().is_none(), "nothing newer than a missed message is queued");
+    hub.hold_group(&group, s.id);
+    match hub.activate_group(&group, s.id, |_| None) {
+        GroupActivation::Overflowed { from, to } => {
+            assert_eq!(
+                from,
+                [Cursor::new(10, 2), Cursor::new(11, 0)],
+                "a after its last delivered, b before its refused"
+            );
+            assert_eq!(to, Cursor::end_of_commit(11));
+        }
+        other => panic!("expected a catch-up, got {other:?}"),
+    }
+    // Caught up (the replay is the service's): live again, offers accepted.
+    assert_eq!(hub.activate_group(&group, s.id, |_| None), GroupActivation::Done);
+    hub.dispatch(batch(vec![stored("b", 12, 1)]), &mut Vec::new());
+    assert_eq!(at(q.try_recv().unwrap()), ("b".into(), 12, 1));
 }

@@ -119,6 +119,6 @@ proptest! {
     fn proptest_valid_subscribes_keep_their_channel(channel in "[a-z]{1,12}(:[a-z0-9]{1,8})?") {
         let frame = parse_client_frame(&json!({"type": "subscribe", "ref": 7, "channel": channel}).to_string()).unwrap();
         prop_assert_eq!(frame.reference, Some(json!(7)));
-        prop_assert_eq!(frame.request, Request::Subscribe { channel, resume_cursor: None });
+        prop_assert_eq!(frame.request, Request::Subscribe { channel, resume_cursor: None, hint: false });
     }
 }

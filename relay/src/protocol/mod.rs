@@ -15,6 +15,7 @@ use crate::service::session::{CloseRequest, Session};
 
 pub use crate::core::frame::WireFrame;
 
+pub mod sse;
 pub mod v1;
 
 /// Slots of the per-event encode cache ([`crate::core::frame::ENCODINGS`]): one per wire
@@ -28,6 +29,10 @@ pub mod slot {
     pub const PHOENIX_V1: usize = 2;
     /// Phoenix serializer vsn 2.0.0 (JSON arrays and binary frames).
     pub const PHOENIX_V2: usize = 3;
+    /// Protocol v1 `hint` frames (hint subscriptions: no payload).
+    pub const V1_HINT: usize = 4;
+    /// Protocol v1 `hint` frames in Server-Sent Events framing.
+    pub const SSE_HINT: usize = 5;
 }
 
 /// Turns a session's queue items into frames; runs in the connection's writer.

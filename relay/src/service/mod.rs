@@ -11,11 +11,13 @@ pub mod auth;
 pub mod error;
 pub mod history;
 pub mod limits;
+pub mod poll;
 pub mod presence;
 pub mod publish;
 pub mod recheck;
 pub mod resume;
 pub mod session;
+pub mod stream;
 
 pub use error::ServiceError;
 pub use session::Session;

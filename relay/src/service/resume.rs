@@ -92,7 +92,7 @@ pub async fn subscribe(
 
 /// Waits (bounded) until this relay's position reaches `cursor`. If it never gets there the
 /// cursor stays ahead and the resume is answered with `reset`.
-async fn wait_for_position(app: &App, cursor: Cursor) -> Result<(), ServiceError> {
+pub(super) async fn wait_for_position(app: &App, cursor: Cursor) -> Result<(), ServiceError> {
     let deadline = tokio::time::Instant::now() + READ_WAIT;
     loop {
         let p = current_position(app).await?;
@@ -230,7 +230,7 @@ async fn activate_without_replay(
 
 /// Waits until the session's queue is under half its budget (so live traffic of its other
 /// channels keeps flowing while a replay fills the rest), or the session is gone.
-async fn wait_for_room(app: &App, session: &SessionHandle) -> Result<(), ReplayError> {
+pub(super) async fn wait_for_room(app: &App, session: &SessionHandle) -> Result<(), ReplayError> {
     tokio::select! {
         _ = session.wait_room() => {}
         _ = app.shutdown.cancelled() => {}
@@ -242,7 +242,11 @@ async fn wait_for_room(app: &App, session: &SessionHandle) -> Result<(), ReplayE
 }
 
 /// Queues a replayed item once the queue has room (see [`wait_for_room`]).
-async fn send_paced(app: &App, session: &SessionHandle, item: Outbound) -> Result<(), ReplayError> {
+pub(super) async fn send_paced(
+    app: &App,
+    session: &SessionHandle,
+    item: Outbound,
+) -> Result<(), ReplayError> {
     if !session.has_room() {
         wait_for_room(app, session).await?;
     }

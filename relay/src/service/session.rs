@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::presence::Tracking;
 use super::publish::{Outgoing, PublishChecks, Published};
+use super::stream::Authorized;
 use super::{limits, ServiceError};
 use crate::app::App;
 use crate::core::error::close;
@@ -71,6 +72,16 @@ impl Session {
         let ended = CancellationToken::new();
         app.tracker.spawn(catch_up_when_behind(app.clone(), handle.clone(), ended.clone()));
         (Session::new(app, identity, handle, ended), queue)
+    }
+
+    /// A session for a stream ([`super::stream`]): its queue keeps dispatch order across
+    /// channels ([`SessionHandle::keep_order`]) and nothing catches up a subscription that falls
+    /// behind: the transport ends the stream at the first refusal ([`SessionHandle::next_lagging`])
+    /// and the client resumes from the log.
+    pub fn open_stream(app: Arc<App>, identity: Identity) -> (Session, SessionQueue) {
+        let (handle, queue) = session_queue(app.hub.next_session_id(), app.queue_limits());
+        handle.keep_order();
+        (Session::new(app, identity, handle, CancellationToken::new()), queue)
     }
 
     fn new(app: Arc<App>, identity: Identity, handle: SessionHandle, ended: CancellationToken) -> Self {
@@ -183,6 +194,31 @@ impl Session {
                 "too many subscriptions on this connection (limit {limit})"
             )));
         }
+        self.authorize(&channel).await?;
+        let registered = match resume {
+            Some(cursor) => {
+                let reply = |joined: Joined, recovered| {
+                    reply(Subscribed {
+                        position: joined.position,
+                        recovered: Some(recovered),
+                        members: joined.members,
+                    })
+                };
+                super::resume::subscribe(&self.app, &self.handle, &channel, cursor, reply).await?
+            }
+            None => self.app.hub.subscribe(&channel, &self.handle, |joined| {
+                reply(Subscribed { position: joined.position, recovered: None, members: joined.members })
+            }),
+        };
+        if registered {
+            self.channels.insert(channel);
+        }
+        Ok(())
+    }
+
+    /// Subscribe permission for `channel` (counted in the subscribe-check metrics).
+    async fn authorize(&self, channel: &str) -> Result<(), ServiceError> {
+        let channel = channel.to_string();
         let started = std::time::Instant::now();
         let checked = check_subscribe(&self.app.pool, &self.identity, &channel).await;
         let outcome = match &checked {
@@ -208,25 +244,64 @@ impl Session {
                 return Err(ServiceError::Internal(e.client_message()));
             }
         }
-        let registered = match resume {
-            Some(cursor) => {
-                let reply = |joined: Joined, recovered| {
-                    reply(Subscribed {
-                        position: joined.position,
-                        recovered: Some(recovered),
-                        members: joined.members,
-                    })
-                };
-                super::resume::subscribe(&self.app, &self.handle, &channel, cursor, reply).await?
-            }
-            None => self.app.hub.subscribe(&channel, &self.handle, |joined| {
-                reply(Subscribed { position: joined.position, recovered: None, members: joined.members })
-            }),
-        };
-        if registered {
-            self.channels.insert(channel);
-        }
         Ok(())
+    }
+
+    /// Checks every channel of a stream (deduplicated, at least one, at most
+    /// `--max-subscriptions`); the first refusal refuses them all.
+    pub async fn authorize_group(&self, channels: Vec<String>) -> Result<Authorized, ServiceError> {
+        let mut unique: Vec<String> = Vec::with_capacity(channels.len());
+        for c in channels {
+            if !unique.contains(&c) {
+                unique.push(c);
+            }
+        }
+        let limit = self.app.config.max_subscriptions;
+        if unique.is_empty() {
+            return Err(ServiceError::Invalid("name at least one channel".into()));
+        }
+        if unique.len() > limit {
+            return Err(ServiceError::Invalid(format!("too many channels (limit {limit})")));
+        }
+        for c in &unique {
+            crate::core::names::validate_channel(Some(c))
+                .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+            self.authorize(c).await?;
+        }
+        Ok(Authorized(unique))
+    }
+
+    /// Subscribes an authorized group as one stream, resuming from `from` when given (see
+    /// [`super::stream::subscribe`]). A session holds at most one group.
+    pub async fn subscribe_group(
+        &mut self,
+        group: &Authorized,
+        from: Option<Cursor>,
+        reply: impl Fn(&str, &Joined, Option<bool>) -> Outbound,
+        marker: impl Fn(Cursor) -> Option<Outbound>,
+    ) -> Result<(), ServiceError> {
+        if !self.channels.is_empty() {
+            return Err(ServiceError::Invalid("this session is already subscribed".into()));
+        }
+        self.channels.extend(group.channels().iter().cloned());
+        super::stream::subscribe(&self.app, &self.handle, group, from, reply, marker).await
+    }
+
+    /// One long-poll of an authorized group on this (stream) session, whose queue the poll
+    /// reads (see [`super::poll`]).
+    pub async fn poll(
+        &mut self,
+        group: &Authorized,
+        queue: &mut SessionQueue,
+        cursor: Option<Cursor>,
+        wait: Duration,
+        limit: usize,
+    ) -> Result<super::poll::Polled, ServiceError> {
+        if !self.channels.is_empty() {
+            return Err(ServiceError::Invalid("this session is already subscribed".into()));
+        }
+        self.channels.extend(group.channels().iter().cloned());
+        super::poll::poll(&self.app, &self.handle, queue, group, cursor, wait, limit).await
     }
 
     /// Ends the subscription to `channel` (and its presence).

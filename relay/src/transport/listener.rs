@@ -56,6 +56,18 @@ impl SocketPlace {
     }
 }
 
+/// Ends the socket a request came on: its connection is dropped, whatever it was doing. For
+/// streams whose client stopped reading: hyper then stops polling the response body, so the
+/// stream cannot end itself.
+#[derive(Clone)]
+pub struct ConnectionAbort(CancellationToken);
+
+impl ConnectionAbort {
+    pub fn abort(&self) {
+        self.0.cancel();
+    }
+}
+
 /// The address a request came from (the socket's peer).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub std::net::SocketAddr);
@@ -86,8 +98,11 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, router: Router, shutdow
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let held = place.clone();
+        let abort = CancellationToken::new();
+        let aborter = ConnectionAbort(abort.clone());
         let service = tower::service_fn(move |mut req: Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(held.clone());
+            req.extensions_mut().insert(aborter.clone());
             req.extensions_mut().insert(ClientAddr(peer));
             router.clone().oneshot(req.map(axum::body::Body::new))
         });
@@ -96,8 +111,11 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, router: Router, shutdow
         let connection = graceful.watch(connection.into_owned());
         tokio::spawn(async move {
             let _place = place;
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            tokio::select! {
+                ended = connection => if let Err(e) = ended {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                },
+                _ = abort.cancelled() => tracing::debug!("connection aborted"),
             }
         });
     }

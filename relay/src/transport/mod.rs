@@ -1,6 +1,6 @@
 //! Transports: how frames reach clients. Each is a file (or a folder for HTTP routes) that
 //! knows sockets and HTTP but no wire protocol: [`ws`] runs a WebSocket for any
-//! [`crate::protocol::Protocol`]; [`http`] has publishing, history, health and metrics;
+//! [`crate::protocol::Protocol`]; [`sse`] streams Server-Sent Events; [`poll`] answers long-polls; [`presence`] tracks presence for streams; [`http`] has publishing, history, health and metrics;
 //! [`admin`] is the admin console at `/admin` (off unless configured). Authentication is an
 //! axum extractor ([`auth::Authenticated`]) and every refusal one [`error::ApiError`].
 //!
@@ -19,19 +19,32 @@ pub mod auth;
 pub mod error;
 pub mod http;
 pub mod listener;
+pub mod poll;
+pub mod presence;
+pub mod sse;
 pub mod ws;
 
 /// The relay's router.
 pub fn router(app: Arc<App>) -> Router {
     let limits = http::limits::start(&app);
-    Router::new()
-        .route("/v1/socket", get(ws::v1))
+    // What browser pages call from their own origin (see `http::cors`).
+    let browser_api = Router::new()
+        .route("/v1/sse", get(sse::handler))
+        .route("/v1/poll", get(poll::handler))
         .route("/v1/publish", post(http::publish::handler))
         .route("/v1/channels/{channel}/history", get(http::history::handler))
+        .route("/v1/presence/track", post(presence::track))
+        .route("/v1/presence/untrack", post(presence::untrack))
+        .route("/v1/presence/heartbeat", post(presence::heartbeat))
+        .layer(axum::middleware::from_fn(http::cors::cors));
+    Router::new()
+        .route("/v1/socket", get(ws::v1))
+        .merge(browser_api)
         .route("/healthz", get(http::health::healthz))
         .route("/readyz", get(http::health::readyz))
         .route("/metrics", get(http::metrics::handler))
         .layer(axum::Extension(limits))
+        .layer(axum::Extension(Arc::new(presence::Streams::default())))
         .with_state(app.clone())
         .merge(admin::router(app))
 }

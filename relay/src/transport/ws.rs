@@ -41,7 +41,7 @@ pub async fn v1(
     place: Option<Extension<SocketPlace>>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    upgrade(app, identity, place.map(|p| p.0), ws, V1)
+    upgrade(app, identity, place.map(|p| p.0), ws, V1::default())
 }
 
 /// Upgrades an authenticated request to a WebSocket speaking `protocol`; the socket keeps its

@@ -145,6 +145,35 @@ pub fn fields<'a>(m: &'a Message, cursor: Option<&'a str>, replayed: bool) -> Me
     }
 }
 
+#[derive(Serialize)]
+struct HintFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    channel: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cursor: Option<&'a str>,
+    event: &'a str,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    replayed: bool,
+}
+
+/// The `hint` frame of `m` for a hint subscription: `{"type":"hint","channel","id","cursor",
+/// "event"}`, never the payload (the client pulls it, after its cursor, when it wants it).
+pub fn hint_of(m: &Message, replayed: bool) -> String {
+    let cursor = m.cursor.map(|c| c.to_string());
+    let h = HintFrame {
+        kind: "hint",
+        channel: &m.channel,
+        id: m.id.as_deref(),
+        cursor: cursor.as_deref(),
+        event: &m.event,
+        replayed,
+    };
+    serde_json::to_string(&h).expect("hint serialises")
+}
+
 /// The `message` frame of `m` (`replayed: true` for resume replays).
 pub fn message_of(m: &Message, replayed: bool) -> String {
     let cursor = m.cursor.map(|c| c.to_string());
@@ -215,6 +244,25 @@ mod tests {
     fn dropped_names_channel_and_count() {
         let v: Value = serde_json::from_str(&dropped("c", 3)).unwrap();
         assert_eq!(v, json!({"type":"dropped","channel":"c","count":3}));
+    }
+
+    #[test]
+    fn a_hint_names_the_message_but_never_carries_its_payload() {
+        let m = Message {
+            channel: "c".into(),
+            id: Some("u".into()),
+            cursor: Some("00000000000000100000000000000002".parse().unwrap()),
+            event: "e".into(),
+            payload: r#"{"secret":1}"#.into(),
+            sender: crate::core::event::Sender { kind: "system".into(), id: None },
+            created_at: Some("t".into()),
+        };
+        let v: Value = serde_json::from_str(&hint_of(&m, false)).unwrap();
+        assert_eq!(
+            v,
+            json!({"type":"hint","channel":"c","id":"u","cursor":"00000000000000100000000000000002","event":"e"})
+        );
+        assert_eq!(serde_json::from_str::<Value>(&hint_of(&m, true)).unwrap()["replayed"], true);
     }
 
     #[test]

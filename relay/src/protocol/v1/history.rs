@@ -76,6 +76,44 @@ pub fn history_body(messages: &[Box<RawValue>], more: bool) -> String {
     serde_json::to_string(&Body { messages, more }).expect("history body serialises")
 }
 
+/// The objects of `messages` for a hint poll: `{channel, id, cursor, event}`, never the payload.
+pub fn hint_entries(messages: &[Message]) -> Vec<Box<RawValue>> {
+    #[derive(Serialize)]
+    struct Hint<'a> {
+        channel: &'a str,
+        id: Option<&'a str>,
+        cursor: Option<String>,
+        event: &'a str,
+    }
+    messages
+        .iter()
+        .map(|m| {
+            let h = Hint {
+                channel: &m.channel,
+                id: m.id.as_deref(),
+                cursor: m.cursor.map(|c| c.to_string()),
+                event: &m.event,
+            };
+            serde_json::value::to_raw_value(&h).expect("hint entry serialises")
+        })
+        .collect()
+}
+
+/// The long-poll body: `{"messages":[..],"cursor":..}` with `"more":true` when more follow at
+/// once, or `{"reset":true,"messages":[],"cursor":..}` when the cursor could not be honoured.
+pub fn poll_body(messages: &[Box<RawValue>], cursor: &str, more: bool, reset: bool) -> String {
+    #[derive(Serialize)]
+    struct Body<'a> {
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        reset: bool,
+        messages: &'a [Box<RawValue>],
+        cursor: &'a str,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        more: bool,
+    }
+    serde_json::to_string(&Body { reset, messages, cursor, more }).expect("poll body serialises")
+}
+
 /// `{"type":"reset","channel":..,"cursor":..}`
 pub fn reset(channel: &str, cursor: Option<&str>) -> String {
     serde_json::json!({"type": "reset", "channel": channel, "cursor": cursor}).to_string()

@@ -2,14 +2,18 @@
 //! ([`parse`], [`frames`], [`presence`], [`history`]) and the [`V1`] driver.
 
 pub mod frames;
+pub mod hinted;
 pub mod history;
 pub mod parse;
 pub mod presence;
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::Value;
 
 use self::frames as f;
+use self::hinted::HintedChannels;
 use self::parse::{parse_client_frame, Request};
 use super::{slot, Encoder, Protocol, WireFrame};
 use crate::core::error::close;
@@ -20,13 +24,26 @@ use crate::service::publish::Outgoing;
 use crate::service::session::{CloseRequest, Session};
 use crate::service::ServiceError;
 
-/// Protocol v1 on one connection (it keeps no state of its own).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct V1;
+/// Protocol v1 on one connection: its only state is which channels are hint subscriptions.
+#[derive(Debug, Default, Clone)]
+pub struct V1 {
+    hinted: Arc<HintedChannels>,
+}
 
-/// The v1 encoding of queue items.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct V1Encoder;
+/// The v1 encoding of queue items (messages of hint subscriptions as `hint` frames).
+#[derive(Debug, Default, Clone)]
+pub struct V1Encoder {
+    hinted: Arc<HintedChannels>,
+}
+
+/// The v1 `hint` frame of a shared event (cached per event, see [`slot::V1_HINT`]); presence
+/// events are never hints.
+pub fn hint_frame(event: &Event) -> WireFrame {
+    match event {
+        Event::Message(m) => WireFrame::text(f::hint_of(m, false)),
+        Event::Presence(_) => event_frame(event),
+    }
+}
 
 /// The v1 frame of a shared event (cached per event, see [`slot::V1`]).
 pub fn event_frame(event: &Event) -> WireFrame {
@@ -39,7 +56,13 @@ pub fn event_frame(event: &Event) -> WireFrame {
 impl Encoder for V1Encoder {
     fn encode(&self, item: Outbound) -> Option<WireFrame> {
         Some(match item {
+            Outbound::Event(e) if self.hinted.contains(e.event.channel()) => {
+                e.frame(slot::V1_HINT, hint_frame)
+            }
             Outbound::Event(e) => e.frame(slot::V1, event_frame),
+            Outbound::Replayed(m) if self.hinted.contains(&m.channel) => {
+                WireFrame::text(f::hint_of(&m, true))
+            }
             Outbound::Replayed(m) => WireFrame::text(f::message_of(&m, true)),
             Outbound::Reset { channel, cursor } => {
                 WireFrame::text(history::reset(&channel, cursor.map(|c| c.to_string()).as_deref()))
@@ -68,7 +91,7 @@ impl Protocol for V1 {
     type Encoder = V1Encoder;
 
     fn encoder(&self) -> V1Encoder {
-        V1Encoder
+        V1Encoder { hinted: self.hinted.clone() }
     }
 
     async fn on_text(&mut self, session: &mut Session, text: &str) {
@@ -80,7 +103,7 @@ impl Protocol for V1 {
             }
         };
         let r = frame.reference.as_ref();
-        let result = handle(session, r, frame.request).await;
+        let result = handle(session, &self.hinted, r, frame.request).await;
         if let Err(e) = result {
             session.send(error_reply(r, &e));
         }
@@ -92,27 +115,40 @@ impl Protocol for V1 {
 }
 
 /// Runs one request; successful replies are queued here, errors by the caller.
-async fn handle(session: &mut Session, r: Option<&Value>, request: Request) -> Result<(), ServiceError> {
+async fn handle(
+    session: &mut Session,
+    hinted: &HintedChannels,
+    r: Option<&Value>,
+    request: Request,
+) -> Result<(), ServiceError> {
     match request {
         Request::Ping => {
             session.send(text(f::pong(r)));
         }
-        Request::Subscribe { channel, resume_cursor } => {
+        Request::Subscribe { channel, resume_cursor, hint } => {
             let resume = resume_cursor
                 .as_deref()
                 .map(str::parse::<Cursor>)
                 .transpose()
                 .map_err(|e| ServiceError::Invalid(format!("'resume.cursor': {e}")))?;
             let name = channel.clone();
-            session
+            // Marked before subscribing, so the channel's first frame is already a hint.
+            let was = hinted.contains(&channel);
+            hinted.set(&channel, hint);
+            let subscribed = session
                 .subscribe(channel, resume, |s| {
                     let cursor = s.position.map(|c| c.to_string());
                     text(presence::subscribe_reply(r, &name, cursor.as_deref(), s.recovered, &s.members))
                 })
-                .await?;
+                .await;
+            if subscribed.is_err() {
+                hinted.set(&name, was && session.is_subscribed(&name));
+            }
+            subscribed?;
         }
         Request::Unsubscribe { channel } => {
             session.unsubscribe(&channel).await?;
+            hinted.set(&channel, false);
             session.send(text(f::reply_ok(r, Some(&channel), None)));
         }
         Request::Publish { channel, event, payload, persist } => {

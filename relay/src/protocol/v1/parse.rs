@@ -15,7 +15,7 @@ pub struct ClientFrame {
 /// The requests of protocol v1.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
-    Subscribe { channel: String, resume_cursor: Option<String> },
+    Subscribe { channel: String, resume_cursor: Option<String>, hint: bool },
     Unsubscribe { channel: String },
     Publish { channel: String, event: String, payload: Value, persist: bool },
     Track { channel: String, state: Value },
@@ -79,7 +79,12 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, ProtocolError> {
                 },
                 Some(_) => return Err(invalid(r, "'resume' must be an object")),
             };
-            Request::Subscribe { channel: channel()?, resume_cursor }
+            let hint = match obj.get("hint") {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(b)) => *b,
+                Some(_) => return Err(invalid(r, "'hint' must be a boolean")),
+            };
+            Request::Subscribe { channel: channel()?, resume_cursor, hint }
         }
         "unsubscribe" => Request::Unsubscribe { channel: channel()? },
         "publish" => {
@@ -134,7 +139,7 @@ mod tests {
         assert_eq!(f.reference, Some(json!(1)));
         assert_eq!(
             f.request,
-            Request::Subscribe { channel: "order:42".into(), resume_cursor: Some("abc".into()) }
+            Request::Subscribe { channel: "order:42".into(), resume_cursor: Some("abc".into()), hint: false }
         );
     }
 

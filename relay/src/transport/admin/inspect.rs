@@ -198,7 +198,7 @@ pub async fn socket(
 ) -> Result<Response, AdminError> {
     let identity = identity(&c.app, &q.role, &q.claims, Some(who.expires))?;
     tracing::info!(who = %who.name, role = %identity.role, claims = %identity.claims, "admin: inspector socket");
-    Ok(upgrade(c.app.clone(), identity, place.map(|p| p.0), ws, V1))
+    Ok(upgrade(c.app.clone(), identity, place.map(|p| p.0), ws, V1::default()))
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! metrics. Each handler takes its identity from [`super::auth::Authenticated`] and answers
 //! refusals with [`super::error::ApiError`].
 
+pub mod cors;
 pub mod health;
 pub mod history;
 pub mod limits;
