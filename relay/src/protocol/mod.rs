@@ -15,6 +15,7 @@ use crate::service::session::{CloseRequest, Session};
 
 pub use crate::core::frame::WireFrame;
 
+pub mod phoenix;
 pub mod v1;
 
 /// Slots of the per-event encode cache ([`crate::core::frame::ENCODINGS`]): one per wire

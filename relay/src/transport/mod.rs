@@ -26,6 +26,8 @@ pub fn router(app: Arc<App>) -> Router {
     let limits = http::limits::start(&app);
     Router::new()
         .route("/v1/socket", get(ws::v1))
+        .route("/realtime/v1/websocket", get(ws::phoenix))
+        .route("/socket/websocket", get(ws::phoenix))
         .route("/v1/publish", post(http::publish::handler))
         .route("/v1/channels/{channel}/history", get(http::history::handler))
         .route("/healthz", get(http::health::healthz))

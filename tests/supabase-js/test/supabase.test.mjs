@@ -1,0 +1,187 @@
+// The unmodified @supabase/supabase-js (pinned in package.json) against a real relay and
+// Postgres with the realtime extension (the stack of the TypeScript SDK's tests), over both
+// serializers: vsn 1.0.0 (JSON objects) and 2.0.0 (JSON arrays + binary broadcasts, the
+// client's default).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createClient } from '@supabase/supabase-js';
+import WebSocket from 'ws';
+import { startStack, mintToken, waitFor, sleep } from '../../../clients/typescript/test/stack.mjs';
+
+let stack;
+// The project's "anon key": a JWT with role anon, signed with the relay's secret.
+let anonKey;
+const clients = [];
+
+before(async () => {
+  stack = await startStack();
+  anonKey = mintToken({ role: 'anon' });
+});
+
+after(async () => {
+  for (const c of clients) await c.removeAllChannels();
+  await stack?.stop();
+});
+
+/**
+ * A supabase-js client of user `sub` (anonymous without one) speaking `vsn`. As Supabase's docs
+ * say for Realtime Authorization, `await realtime.setAuth()` before subscribing, so the first
+ * join already carries the user's token (else it joins with the anon key's identity).
+ */
+async function client(vsn, sub) {
+  const token = sub ? stack.token(sub) : anonKey;
+  const c = createClient(stack.httpUrl, anonKey, {
+    accessToken: async () => token,
+    realtime: { transport: WebSocket, vsn, heartbeatIntervalMs: 5000 },
+  });
+  clients.push(c);
+  await c.realtime.setAuth();
+  return c;
+}
+
+/** Subscribes `channel`; resolves with the status and error the callback saw first. */
+function subscribe(channel) {
+  return new Promise((resolve) => {
+    channel.subscribe((status, err) => {
+      if (status === 'SUBSCRIBED' || status === 'CHANNEL_ERROR' || status === 'TIMED_OUT') resolve({ status, err });
+    });
+  });
+}
+
+for (const vsn of ['1.0.0', '2.0.0']) {
+  test(`broadcast between two clients with ack, order and self (vsn ${vsn})`, async () => {
+    const room = `chat:room-${vsn}`;
+    const alice = await client(vsn, 'alice');
+    const bob = await client(vsn, 'bob');
+    const seenByBob = [];
+    const seenByAlice = [];
+    const a = alice.channel(room, { config: { broadcast: { ack: true, self: false } } });
+    a.on('broadcast', { event: 'msg' }, (m) => seenByAlice.push(m.payload));
+    const b = bob.channel(room, { config: { broadcast: { self: true } } });
+    b.on('broadcast', { event: 'msg' }, (m) => seenByBob.push(m.payload));
+    assert.equal((await subscribe(a)).status, 'SUBSCRIBED');
+    assert.equal((await subscribe(b)).status, 'SUBSCRIBED');
+    for (let n = 0; n < 5; n++) {
+      assert.equal(await a.send({ type: 'broadcast', event: 'msg', payload: { n, text: 'hé 👋' } }), 'ok');
+    }
+    await waitFor(() => seenByBob.length >= 5, 'bob receives alice\'s 5 broadcasts');
+    assert.deepEqual(seenByBob, [0, 1, 2, 3, 4].map((n) => ({ n, text: 'hé 👋' })), 'in order, intact');
+    // self: true echoes bob's own broadcast to bob; alice (self: false) hears it, not hers.
+    await b.send({ type: 'broadcast', event: 'msg', payload: { from: 'bob' } });
+    await waitFor(() => seenByBob.length === 6 && seenByAlice.length === 1, 'bob\'s echo and alice\'s copy');
+    assert.deepEqual(seenByBob[5], { from: 'bob' });
+    assert.deepEqual(seenByAlice, [{ from: 'bob' }], 'alice never hears her own broadcasts');
+  });
+
+  test(`realtime.publish from SQL reaches supabase-js as a broadcast (vsn ${vsn})`, async () => {
+    const room = `chat:sql-${vsn}`;
+    const c = await client(vsn);
+    const got = [];
+    const ch = c.channel(room).on('broadcast', { event: 'status_changed' }, (m) => got.push(m));
+    assert.equal((await subscribe(ch)).status, 'SUBSCRIBED');
+    stack.sql(`SELECT realtime.publish('${room}', 'status_changed', '{"status":"shipped"}')`);
+    await waitFor(() => got.length === 1, 'the SQL publish');
+    assert.equal(got[0].event, 'status_changed');
+    assert.deepEqual(got[0].payload, { status: 'shipped' });
+  });
+
+  test(`channels are checked by RLS: own private channel allowed, another's refused (vsn ${vsn})`, async () => {
+    const alice = await client(vsn, 'alice');
+    const own = alice.channel('user:alice', { config: { private: true } });
+    assert.equal((await subscribe(own)).status, 'SUBSCRIBED');
+    const other = alice.channel('user:bob', { config: { private: true } });
+    const { status, err } = await subscribe(other);
+    assert.equal(status, 'CHANNEL_ERROR');
+    assert.match(String(err?.message ?? err), /user:bob/, 'the reason names the channel');
+    const missing = alice.channel('no-such-channel');
+    const r = await subscribe(missing);
+    assert.equal(r.status, 'CHANNEL_ERROR');
+    // The refusals leave the connection and its other channel working.
+    const got = [];
+    own.on('broadcast', { event: 'ping' }, (m) => got.push(m.payload));
+    stack.sql(`SELECT realtime.publish('user:alice', 'ping', '{"ok":1}')`);
+    await waitFor(() => got.length === 1, 'a message on the allowed channel after the refusals');
+  });
+
+  test(`presence sync, join and leave (vsn ${vsn})`, async () => {
+    const room = `chat:presence-${vsn}`;
+    const alice = await client(vsn, 'alice');
+    const bob = await client(vsn, 'bob');
+    const joins = [];
+    const leaves = [];
+    const b = bob.channel(room, { config: { presence: { key: 'bob' } } });
+    b.on('presence', { event: 'sync' }, () => {});
+    b.on('presence', { event: 'join' }, ({ key, newPresences }) => joins.push([key, newPresences]));
+    b.on('presence', { event: 'leave' }, ({ key }) => leaves.push(key));
+    assert.equal((await subscribe(b)).status, 'SUBSCRIBED');
+    const a = alice.channel(room);
+    assert.equal((await subscribe(a)).status, 'SUBSCRIBED');
+    assert.equal(await a.track({ name: 'Alice' }), 'ok');
+    await waitFor(() => b.presenceState().alice, 'alice in bob\'s presence state');
+    assert.equal(b.presenceState().alice[0].name, 'Alice');
+    assert.equal(joins[0][0], 'alice');
+    // A client joining later gets the current members in presence_state (its sync).
+    const carol = await client(vsn, 'carol');
+    const c = carol.channel(room);
+    c.on('presence', { event: 'sync' }, () => {});
+    assert.equal((await subscribe(c)).status, 'SUBSCRIBED');
+    await waitFor(() => c.presenceState().alice, 'alice in the late joiner\'s state');
+    assert.equal(await a.untrack(), 'ok');
+    await waitFor(() => leaves.includes('alice') && !b.presenceState().alice, 'alice leaves');
+  });
+}
+
+/** A raw socket to the relay's Supabase endpoint; resolves open or with the refusal. */
+function raw(query) {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${stack.relayPort}/realtime/v1/websocket?${query}`);
+    const frames = [];
+    ws.on('message', (d, isBinary) => frames.push(isBinary ? d : JSON.parse(d.toString())));
+    ws.on('open', () => resolve({ ws, frames }));
+    ws.on('unexpected-response', (_req, res) => {
+      let body = '';
+      res.on('data', (c) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode, body: JSON.parse(body) }));
+    });
+  });
+}
+
+test('handshake refusals are HTTP errors with a JSON body', async () => {
+  const bad = await raw('apikey=not-a-jwt&vsn=2.0.0');
+  assert.equal(bad.status, 401);
+  assert.equal(bad.body.error.code, 'REALTIME_UNAUTHORIZED');
+  const badVsn = await raw(`apikey=${anonKey}&vsn=9.9.9`);
+  assert.equal(badVsn.status, 400);
+  assert.match(badVsn.body.error.message, /unsupported serializer vsn/);
+});
+
+test('malformed frames get Phoenix error replies; the connection and its channels go on', async () => {
+  const { ws, frames } = await raw(`apikey=${anonKey}&vsn=2.0.0`);
+  ws.send(JSON.stringify(['1', '1', 'realtime:chat:raw', 'phx_join', { config: {} }]));
+  await waitFor(() => frames.find((f) => f[1] === '1'), 'the join reply');
+  assert.deepEqual(frames.find((f) => f[1] === '1'), ['1', '1', 'realtime:chat:raw', 'phx_reply', { status: 'ok', response: { postgres_changes: [] } }]);
+  ws.send('not json');
+  ws.send(JSON.stringify(['1', '2', 'realtime:chat:raw', 'dance', {}]));
+  ws.send(Buffer.from([3, 0, 1, 3, 1, 0, 7, 0x33, 0x61, 0x62, 0x63, 0x65])); // unknown payload encoding 7
+  ws.send(JSON.stringify(['1', '4', 'realtime:chat:raw', 'phx_join', { config: { postgres_changes: [{ event: '*', schema: 'public', table: 'nope' }] } }]));
+  ws.send(JSON.stringify([null, '5', 'phoenix', 'heartbeat', {}]));
+  await waitFor(() => frames.find((f) => f[1] === '5'), 'the heartbeat reply');
+  const errors = frames.filter((f) => f[3] === 'phx_reply' && f[4].status === 'error').map((f) => f[4].response.reason);
+  assert.equal(errors.length, 4, JSON.stringify(frames));
+  assert.match(errors[0], /not JSON/);
+  assert.match(errors[1], /unknown event 'dance'/);
+  assert.match(errors[2], /encoding 7/);
+  assert.match(errors[3], /postgres_changes/);
+  assert.deepEqual(frames.find((f) => f[1] === '5'), [null, '5', 'phoenix', 'phx_reply', { status: 'ok', response: {} }]);
+  // The channel joined before the bad frames still receives its messages (a kind 4 frame).
+  stack.sql(`SELECT realtime.publish('chat:raw', 'after', '{"n":1}')`);
+  await waitFor(() => frames.find((f) => Buffer.isBuffer(f)), 'a binary broadcast');
+  const b = frames.find((f) => Buffer.isBuffer(f));
+  assert.equal(b[0], 4, 'kind 4 user_broadcast');
+  const topicLen = b[1], eventLen = b[2], metaLen = b[3];
+  assert.equal(b[4], 1, 'JSON payload encoding');
+  assert.equal(b.subarray(5, 5 + topicLen).toString(), 'realtime:chat:raw');
+  assert.equal(b.subarray(5 + topicLen, 5 + topicLen + eventLen).toString(), 'after');
+  assert.deepEqual(JSON.parse(b.subarray(5 + topicLen + eventLen + metaLen).toString()), { n: 1 });
+  ws.close();
+});
