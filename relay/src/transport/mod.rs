@@ -29,6 +29,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/realtime/v1/websocket", get(ws::phoenix))
         .route("/socket/websocket", get(ws::phoenix))
         .route("/v1/publish", post(http::publish::handler))
+        .route("/realtime/v1/api/broadcast", post(http::supabase::batch))
+        .route("/realtime/v1/api/broadcast/{topic}/events/{event}", post(http::supabase::one))
         .route("/v1/channels/{channel}/history", get(http::history::handler))
         .route("/healthz", get(http::health::healthz))
         .route("/readyz", get(http::health::readyz))

@@ -131,6 +131,25 @@ for (const vsn of ['1.0.0', '2.0.0']) {
   });
 }
 
+test('REST broadcast: send() before subscribing and httpSend() reach subscribers; refusals are errors', async () => {
+  const room = 'chat:rest';
+  const listener = await client('2.0.0');
+  const got = [];
+  const ch = listener.channel(room).on('broadcast', { event: '*' }, (m) => got.push([m.event, m.payload]));
+  assert.equal((await subscribe(ch)).status, 'SUBSCRIBED');
+  const sender = await client('2.0.0', 'dave');
+  // A channel not subscribed: supabase-js falls back to POST /realtime/v1/api/broadcast.
+  const viaBatch = sender.channel(room);
+  assert.equal(await viaBatch.send({ type: 'broadcast', event: 'batch', payload: { n: 1 } }), 'ok');
+  assert.deepEqual(await viaBatch.httpSend('single', { n: 2 }), { success: true });
+  await waitFor(() => got.length === 2, 'both REST broadcasts');
+  assert.deepEqual(got, [['batch', { n: 1 }], ['single', { n: 2 }]]);
+  // Anonymous callers may not publish to chat:% (only authenticated users may): refused by RLS.
+  const anon = (await client('2.0.0')).channel(room);
+  await assert.rejects(anon.httpSend('nope', { n: 3 }), /anon/);
+  assert.equal(await anon.send({ type: 'broadcast', event: 'nope', payload: {} }), 'error');
+});
+
 /** A raw socket to the relay's Supabase endpoint; resolves open or with the refusal. */
 function raw(query) {
   return new Promise((resolve) => {
