@@ -16,6 +16,14 @@ const clients = [];
 before(async () => {
   stack = await startStack();
   anonKey = mintToken({ role: 'anon' });
+  // A table whose changes supabase-js subscribers may see when authenticated (docs/supabase.md).
+  stack.sql(`
+    CREATE TABLE public.todos (id int PRIMARY KEY, owner text NOT NULL, title text);
+    SELECT realtime.watch_table('public.todos', 'changes:public.todos');
+    INSERT INTO realtime.channels (pattern) VALUES ('changes:public.todos');
+    CREATE POLICY todos_changes ON realtime.channels FOR SELECT TO authenticated
+      USING (pattern = 'changes:public.todos');
+  `);
 });
 
 after(async () => {
@@ -103,6 +111,38 @@ for (const vsn of ['1.0.0', '2.0.0']) {
     await waitFor(() => got.length === 1, 'a message on the allowed channel after the refusals');
   });
 
+  test(`postgres_changes INSERT/UPDATE/DELETE, with a filter (vsn ${vsn})`, async () => {
+    const base = vsn === '1.0.0' ? 100 : 200;
+    const alice = await client(vsn, 'alice');
+    const all = [];
+    const mine = [];
+    const deletes = [];
+    const ch = alice
+      .channel(`todos-${vsn}`)
+      .on('postgres_changes', { event: '*', schema: 'public', table: 'todos' }, (p) => all.push(p))
+      .on('postgres_changes', { event: 'INSERT', schema: 'public', table: 'todos', filter: 'owner=eq.alice' }, (p) => mine.push(p))
+      .on('postgres_changes', { event: 'DELETE', schema: 'public', table: 'todos', filter: `id=eq.${base + 2}` }, (p) => deletes.push(p));
+    assert.equal((await subscribe(ch)).status, 'SUBSCRIBED', 'the join reply echoed the three bindings in order');
+    stack.sql(`INSERT INTO todos VALUES (${base + 1}, 'alice', 'a'), (${base + 2}, 'bob', 'b');
+      UPDATE todos SET title = 'a2' WHERE id = ${base + 1}; DELETE FROM todos WHERE id = ${base + 2};`);
+    await waitFor(() => all.length === 4 && deletes.length === 1, 'four changes');
+    assert.deepEqual(all.map((p) => [p.eventType, p.schema, p.table]), [
+      ['INSERT', 'public', 'todos'], ['INSERT', 'public', 'todos'], ['UPDATE', 'public', 'todos'], ['DELETE', 'public', 'todos'],
+    ]);
+    assert.deepEqual(all[0].new, { id: base + 1, owner: 'alice', title: 'a' });
+    assert.deepEqual([all[2].old.title, all[2].new.title], ['a', 'a2']);
+    assert.deepEqual(all[3].old, { id: base + 2, owner: 'bob', title: 'b' });
+    assert.ok(all[0].commit_timestamp, 'commit_timestamp is set');
+    assert.deepEqual(mine.map((p) => p.new.id), [base + 1], 'the eq filter kept only alice\'s insert');
+    assert.deepEqual(deletes.map((p) => p.old.id), [base + 2]);
+    // Anonymous clients have no policy on the change channel: the join is refused.
+    const anon = await client(vsn);
+    const refused = anon.channel(`todos-anon-${vsn}`).on('postgres_changes', { event: '*', schema: 'public', table: 'todos' }, () => {});
+    const r = await subscribe(refused);
+    assert.equal(r.status, 'CHANNEL_ERROR');
+    assert.match(String(r.err?.message), /changes:public\.todos/);
+  });
+
   test(`presence sync, join and leave (vsn ${vsn})`, async () => {
     const room = `chat:presence-${vsn}`;
     const alice = await client(vsn, 'alice');
@@ -182,7 +222,7 @@ test('malformed frames get Phoenix error replies; the connection and its channel
   ws.send('not json');
   ws.send(JSON.stringify(['1', '2', 'realtime:chat:raw', 'dance', {}]));
   ws.send(Buffer.from([3, 0, 1, 3, 1, 0, 7, 0x33, 0x61, 0x62, 0x63, 0x65])); // unknown payload encoding 7
-  ws.send(JSON.stringify(['1', '4', 'realtime:chat:raw', 'phx_join', { config: { postgres_changes: [{ event: '*', schema: 'public', table: 'nope' }] } }]));
+  ws.send(JSON.stringify(['1', '4', 'realtime:chat:raw', 'phx_join', { config: { postgres_changes: [{ event: '*', schema: 'public', table: 'todos', filter: 'id=like.1' }] } }]));
   ws.send(JSON.stringify([null, '5', 'phoenix', 'heartbeat', {}]));
   await waitFor(() => frames.find((f) => f[1] === '5'), 'the heartbeat reply');
   const errors = frames.filter((f) => f[3] === 'phx_reply' && f[4].status === 'error').map((f) => f[4].response.reason);
@@ -190,7 +230,7 @@ test('malformed frames get Phoenix error replies; the connection and its channel
   assert.match(errors[0], /not JSON/);
   assert.match(errors[1], /unknown event 'dance'/);
   assert.match(errors[2], /encoding 7/);
-  assert.match(errors[3], /postgres_changes/);
+  assert.match(errors[3], /filter 'id=like.1' is not column=op.value/);
   assert.deepEqual(frames.find((f) => f[1] === '5'), [null, '5', 'phoenix', 'phx_reply', { status: 'ok', response: {} }]);
   // The channel joined before the bad frames still receives its messages (a kind 4 frame).
   stack.sql(`SELECT realtime.publish('chat:raw', 'after', '{"n":1}')`);

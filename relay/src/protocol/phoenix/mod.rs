@@ -7,10 +7,15 @@
 //! `persist`), so they reach every subscriber on every relay, and every message of a channel
 //! (`realtime.publish` from SQL included) reaches Supabase clients as a `broadcast`.
 //!
+//! `postgres_changes` bindings subscribe the connection to the table's change channel
+//! (`changes:<schema>.<table>`, see [`changes`]) under the same check; each change is matched
+//! against this connection's bindings and sent to the topic that bound it.
+//!
 //! Per-connection state shared by the driver and its encoder ([`Topics`]): each joined
-//! topic's options, and the fingerprints of this connection's own broadcasts on topics that
+//! topic's options, its `postgres_changes` bindings, and the fingerprints of this connection's own broadcasts on topics that
 //! asked not to hear them (`broadcast.self: false`), so the writer drops their echo.
 
+pub mod changes;
 pub mod codec;
 pub mod join;
 pub mod presence;
@@ -49,6 +54,10 @@ struct Topics {
     joined: HashMap<String, Joined>,
     /// (channel, event, sender, canonical payload) of own broadcasts not to echo.
     echoes: VecDeque<(String, String, Option<String>, String)>,
+    /// By change channel: the topic channel that bound it, and its bindings.
+    changes: HashMap<String, (String, Vec<changes::Binding>)>,
+    /// The id of the last binding made.
+    next_id: u64,
 }
 
 type Shared = Arc<Mutex<Topics>>;
@@ -122,6 +131,21 @@ impl PhoenixEncoder {
         found.map(|i| t.echoes.remove(i)).is_some()
     }
 
+    /// For a message of a change channel this connection bound: the `postgres_changes` frame
+    /// of the bindings it matches (`Some(None)`: none does). None for other channels.
+    fn change_frame(&self, m: &Message) -> Option<Option<WireFrame>> {
+        let t = lock(&self.topics);
+        let (topic, bindings) = t.changes.get(&m.channel)?;
+        let Some(change) = changes::Change::parse(&m.payload) else { return Some(None) };
+        let ids: Vec<u64> = bindings.iter().filter(|b| change.matches(b)).map(|b| b.id).collect();
+        if ids.is_empty() {
+            return Some(None);
+        }
+        let payload = change.payload(&ids, m.created_at.as_deref());
+        let text = codec::message(self.vsn, None, None, &topic_of(topic), "postgres_changes", &payload);
+        Some(Some(WireFrame::text(text)))
+    }
+
     fn joined(&self, channel: &str) -> Option<Joined> {
         lock(&self.topics).joined.get(channel).copied()
     }
@@ -136,6 +160,11 @@ impl Encoder for PhoenixEncoder {
         };
         match item {
             Outbound::Event(e) => {
+                if let Event::Message(m) = &e.event {
+                    if let Some(frame) = self.change_frame(m) {
+                        return frame;
+                    }
+                }
                 match &e.event {
                     Event::Message(m) if self.is_own_echo(m) => return None,
                     Event::Presence(p) if !self.joined(&p.channel).is_some_and(|j| j.presence) => {
@@ -160,6 +189,22 @@ impl Encoder for PhoenixEncoder {
                         &presence::state(&members),
                     ))
                 })
+            }
+            Outbound::Unsubscribed { channel, message, .. }
+                if lock(&self.topics).changes.contains_key(&channel) =>
+            {
+                // A table's changes were revoked: the topic hears why; its other parts go on.
+                let (topic, _) = lock(&self.topics).changes.remove(&channel).expect("checked");
+                let payload = serde_json::json!({"status": "error", "extension": "postgres_changes",
+                    "channel": topic, "message": message});
+                Some(WireFrame::text(codec::message(
+                    vsn,
+                    None,
+                    None,
+                    &topic_of(&topic),
+                    "system",
+                    &payload.to_string(),
+                )))
             }
             Outbound::Unsubscribed { channel, message, .. } => {
                 // The relay ended the subscription (access revoked, channel gone): the client
@@ -266,6 +311,7 @@ impl Phoenix {
             "phx_join" => self.join(session, to, channel, payload).await,
             "phx_leave" => {
                 lock(&self.topics).joined.remove(&channel);
+                self.unbind(session, &channel).await;
                 // Leaving a topic that is not joined is not an error in Phoenix.
                 let _ = session.unsubscribe(&channel).await;
                 session.send(self.ok(to, "{}"));
@@ -302,23 +348,31 @@ impl Phoenix {
         payload: &Value,
     ) -> Result<(), String> {
         let config = join::parse(payload)?;
-        if !config.postgres_changes.is_empty() {
-            return Err("postgres_changes is not supported by this relay yet".into());
-        }
         if let Some(token) = &config.access_token {
             self.authenticate(session, token).await.map_err(|e| e.to_string())?;
         }
+        let bindings = self.bind(session, &channel, &config.postgres_changes).await?;
         let joined = Joined { echo: config.echo, ack: config.ack, presence: config.presence };
         let before = lock(&self.topics).joined.insert(channel.clone(), joined);
         let mut members = None;
-        let reply = self.ok(to, r#"{"postgres_changes":[]}"#);
+        let response = serde_json::json!({ "postgres_changes": changes::reply_list(&bindings) }).to_string();
+        let reply = self.ok(to, &response);
         let result = session
             .subscribe(channel.clone(), None, |s| {
                 members = Some(s.members);
-                reply
+                reply.clone()
             })
             .await;
+        let result = match result {
+            // A topic that only carries table changes needs no channel row of its own.
+            Err(ServiceError::NotFound(_)) if !bindings.is_empty() => {
+                session.send(reply);
+                Ok(())
+            }
+            other => other,
+        };
         if let Err(e) = result {
+            self.unbind(session, &channel).await;
             let mut t = lock(&self.topics);
             match before {
                 Some(b) => t.joined.insert(channel, b),
@@ -340,6 +394,62 @@ impl Phoenix {
             )));
         }
         Ok(())
+    }
+
+    /// Subscribes the change channels of a join's bindings (each checked like a channel) and
+    /// records the bindings for the encoder. A table is bound by one topic per connection.
+    async fn bind(
+        &mut self,
+        session: &mut Session,
+        channel: &str,
+        list: &[Value],
+    ) -> Result<Vec<changes::Binding>, String> {
+        self.unbind(session, channel).await;
+        // Ids start at 1: supabase-js ignores a binding whose id is falsy (0).
+        let first = lock(&self.topics).next_id + 1;
+        let bindings = changes::parse_bindings(list, first)?;
+        lock(&self.topics).next_id += bindings.len() as u64;
+        let mut by_table: Vec<(String, Vec<changes::Binding>)> = vec![];
+        for b in &bindings {
+            let ch = changes::channel_of(&b.schema, &b.table);
+            match by_table.iter_mut().find(|(c, _)| *c == ch) {
+                Some((_, list)) => list.push(b.clone()),
+                None => by_table.push((ch, vec![b.clone()])),
+            }
+        }
+        for (i, (ch, list)) in by_table.iter().enumerate() {
+            let taken = lock(&self.topics).changes.get(ch).map(|(topic, _)| topic.clone());
+            let result = match taken {
+                Some(topic) => Err(format!("{TOPIC_PREFIX}{topic} already receives the changes of '{ch}' on this connection; bind a table on one topic")),
+                None => {
+                    let nothing = |_| Outbound::Dropped { channel: String::new(), count: 0 };
+                    session.subscribe(ch.clone(), None, nothing).await.map_err(|e| e.to_string())
+                }
+            };
+            if let Err(e) = result {
+                for (done, _) in &by_table[..i] {
+                    lock(&self.topics).changes.remove(done);
+                    let _ = session.unsubscribe(done).await;
+                }
+                return Err(e);
+            }
+            lock(&self.topics).changes.insert(ch.clone(), (channel.to_string(), list.clone()));
+        }
+        Ok(bindings)
+    }
+
+    /// Drops the bindings of topic `channel` and their change channels' subscriptions.
+    async fn unbind(&mut self, session: &mut Session, channel: &str) {
+        let bound: Vec<String> = {
+            let mut t = lock(&self.topics);
+            let bound =
+                t.changes.iter().filter(|(_, (topic, _))| topic == channel).map(|(c, _)| c.clone()).collect();
+            t.changes.retain(|_, (topic, _)| topic != channel);
+            bound
+        };
+        for ch in bound {
+            let _ = session.unsubscribe(&ch).await;
+        }
     }
 
     async fn broadcast(
