@@ -143,6 +143,23 @@ for (const vsn of ['1.0.0', '2.0.0']) {
     assert.match(String(r.err?.message), /changes:public\.todos/);
   });
 
+  test(`broadcast.replay sends stored messages since a time, at most limit, oldest first (vsn ${vsn})`, async () => {
+    stack.sql(`SELECT realtime.publish('user:alice', 'note', '{"n":0}')`);
+    await sleep(300);
+    const since = Date.now();
+    await sleep(300);
+    stack.sql(`SELECT realtime.publish('user:alice', 'note', json_build_object('n', n)::jsonb) FROM generate_series(1, 3) n`);
+    const alice = await client(vsn, 'alice');
+    const got = [];
+    const ch = alice.channel('user:alice', { config: { private: true, broadcast: { replay: { since, limit: 2 } } } });
+    ch.on('broadcast', { event: 'note' }, (m) => got.push(m));
+    assert.equal((await subscribe(ch)).status, 'SUBSCRIBED');
+    await waitFor(() => got.length >= 2, 'two replayed messages');
+    await sleep(200);
+    assert.deepEqual(got.map((m) => m.payload.n), [2, 3], 'the newest two since `since`, oldest first; n=0 is older');
+    assert.ok(got.every((m) => m.meta?.replayed === true && m.meta.id), JSON.stringify(got));
+  });
+
   test(`presence sync, join and leave (vsn ${vsn})`, async () => {
     const room = `chat:presence-${vsn}`;
     const alice = await client(vsn, 'alice');

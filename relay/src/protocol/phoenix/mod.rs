@@ -354,12 +354,13 @@ impl Phoenix {
         let bindings = self.bind(session, &channel, &config.postgres_changes).await?;
         let joined = Joined { echo: config.echo, ack: config.ack, presence: config.presence };
         let before = lock(&self.topics).joined.insert(channel.clone(), joined);
-        let mut members = None;
+        let (mut members, mut position) = (None, None);
         let response = serde_json::json!({ "postgres_changes": changes::reply_list(&bindings) }).to_string();
         let reply = self.ok(to, &response);
         let result = session
             .subscribe(channel.clone(), None, |s| {
                 members = Some(s.members);
+                position = s.position;
                 reply.clone()
             })
             .await;
@@ -392,6 +393,32 @@ impl Phoenix {
                 "presence_state",
                 &state,
             )));
+        }
+        if let (Some(replay), Some(position)) = (config.replay, position) {
+            self.replay(session, &channel, replay, position).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the stored messages `replay` asks for, oldest first: those before the
+    /// subscription's `position` (so none is also delivered live), from history.
+    async fn replay(
+        &mut self,
+        session: &mut Session,
+        channel: &str,
+        replay: join::Replay,
+        position: crate::core::Cursor,
+    ) -> Result<(), String> {
+        let since = join::rfc3339_of_millis(replay.since_ms);
+        let before = position.to_string();
+        let page =
+            session.history(channel, Some(replay.limit), Some(&before)).await.map_err(|e| e.to_string())?;
+        let wanted =
+            page.messages.into_iter().filter(|m| m.created_at.as_deref().is_some_and(|t| *t >= *since));
+        let mut wanted: Vec<_> = wanted.collect();
+        wanted.reverse();
+        for m in wanted {
+            session.send(Outbound::Replayed(m));
         }
         Ok(())
     }
