@@ -6,7 +6,10 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createClient } from '@supabase/supabase-js';
 import WebSocket from 'ws';
-import { startStack, mintToken, waitFor, sleep } from '../../../clients/typescript/test/stack.mjs';
+import { spawn } from 'node:child_process';
+import { openSync } from 'node:fs';
+import { join } from 'node:path';
+import { startStack, mintToken, waitFor, sleep, freePort, relayBin, JWT_SECRET } from '../../../clients/typescript/test/stack.mjs';
 
 let stack;
 // The project's "anon key": a JWT with role anon, signed with the relay's secret.
@@ -26,10 +29,26 @@ before(async () => {
   `);
 });
 
+let second;
+
 after(async () => {
   for (const c of clients) await c.removeAllChannels();
+  second?.kill('SIGKILL');
   await stack?.stop();
 });
+
+/** A second relay on the same database (its own port and relay id); resolves its URL. */
+async function secondRelay() {
+  const port = await freePort();
+  const log = openSync(join(stack.dir, 'relay2.log'), 'a');
+  const args = ['--database-url', stack.dbUrl, '--bind', `127.0.0.1:${port}`, '--jwt-secret', JWT_SECRET, '--relay-id', `${stack.relayId}_b`];
+  const env = { ...process.env, RUST_LOG: 'info' };
+  for (const v of ['DATABASE_URL', 'REALTIME_BIND', 'REALTIME_JWT_SECRET', 'REALTIME_RELAY_ID']) delete env[v];
+  second = spawn(relayBin(), args, { stdio: ['ignore', log, log], env });
+  const url = `http://127.0.0.1:${port}`;
+  await waitFor(async () => (await fetch(`${url}/readyz`).catch(() => null))?.status === 200, 'the second relay', 30_000);
+  return url;
+}
 
 /**
  * A supabase-js client of user `sub` (anonymous without one) speaking `vsn`. As Supabase's docs
@@ -42,6 +61,15 @@ async function client(vsn, sub) {
     accessToken: async () => token,
     realtime: { transport: WebSocket, vsn, heartbeatIntervalMs: 5000 },
   });
+  clients.push(c);
+  await c.realtime.setAuth();
+  return c;
+}
+
+/** Like `client`, for user `sub` on the relay at `url`. */
+async function clientAt(url, vsn, sub) {
+  const token = stack.token(sub);
+  const c = createClient(url, anonKey, { accessToken: async () => token, realtime: { transport: WebSocket, vsn } });
   clients.push(c);
   await c.realtime.setAuth();
   return c;
@@ -160,6 +188,22 @@ for (const vsn of ['1.0.0', '2.0.0']) {
     assert.ok(got.every((m) => m.meta?.replayed === true && m.meta.id), JSON.stringify(got));
   });
 
+  test(`a new token re-checks the channels: one no longer allowed is closed (vsn ${vsn})`, async () => {
+    const alice = await client(vsn, 'alice');
+    const statuses = [];
+    const own = alice.channel('user:alice', { config: { private: true } });
+    const lobby = alice.channel(`chat:lobby-${vsn}`);
+    const got = [];
+    lobby.on('broadcast', { event: 'hello' }, (m) => got.push(m.payload));
+    await new Promise((resolve) => own.subscribe((s) => { statuses.push(s); if (s === 'SUBSCRIBED') resolve(); }));
+    assert.equal((await subscribe(lobby)).status, 'SUBSCRIBED');
+    // The app signs in as another user: supabase-js sends the token on every joined channel.
+    await alice.realtime.setAuth(stack.token('mallory'));
+    await waitFor(() => statuses.includes('CLOSED'), 'user:alice closed for mallory');
+    stack.sql(`SELECT realtime.publish('chat:lobby-${vsn}', 'hello', '{"still":true}')`);
+    await waitFor(() => got.length === 1, 'the channel still allowed goes on');
+  });
+
   test(`presence sync, join and leave (vsn ${vsn})`, async () => {
     const room = `chat:presence-${vsn}`;
     const alice = await client(vsn, 'alice');
@@ -187,6 +231,25 @@ for (const vsn of ['1.0.0', '2.0.0']) {
     await waitFor(() => leaves.includes('alice') && !b.presenceState().alice, 'alice leaves');
   });
 }
+
+test('two relays: presence and client broadcasts cross between supabase-js clients on each', async () => {
+  const url = await secondRelay();
+  const room = 'chat:two-relays';
+  const alice = await clientAt(stack.httpUrl, '2.0.0', 'alice');
+  const bob = await clientAt(url, '1.0.0', 'bob');
+  const heard = [];
+  const b = bob.channel(room).on('presence', { event: 'sync' }, () => {});
+  b.on('broadcast', { event: 'hi' }, (m) => heard.push(m.payload));
+  assert.equal((await subscribe(b)).status, 'SUBSCRIBED');
+  const a = alice.channel(room);
+  assert.equal((await subscribe(a)).status, 'SUBSCRIBED');
+  assert.equal(await a.track({ on: 'relay-a' }), 'ok');
+  await waitFor(() => b.presenceState().alice?.[0]?.on === 'relay-a', 'alice (relay A) in bob\'s state (relay B)');
+  await a.send({ type: 'broadcast', event: 'hi', payload: { from: 'a' } });
+  await waitFor(() => heard.length === 1, 'alice\'s broadcast on the other relay');
+  assert.equal(await a.untrack(), 'ok');
+  await waitFor(() => !b.presenceState().alice, 'alice leaves on relay B');
+});
 
 test('REST broadcast: send() before subscribing and httpSend() reach subscribers; refusals are errors', async () => {
   const room = 'chat:rest';
@@ -260,4 +323,20 @@ test('malformed frames get Phoenix error replies; the connection and its channel
   assert.equal(b.subarray(5 + topicLen, 5 + topicLen + eventLen).toString(), 'after');
   assert.deepEqual(JSON.parse(b.subarray(5 + topicLen + eventLen + metaLen).toString()), { n: 1 });
   ws.close();
+});
+
+// Last: it restarts the relay every other test uses.
+test('after a relay restart supabase-js reconnects and rejoins on its own', async () => {
+  const c = await client('2.0.0', 'alice');
+  const got = [];
+  const ch = c.channel('chat:restart').on('broadcast', { event: 'after' }, (m) => got.push(m.payload));
+  assert.equal((await subscribe(ch)).status, 'SUBSCRIBED');
+  await stack.killRelay();
+  await stack.startRelay();
+  // Publish until the rejoined channel hears one (the client backs off 1 s, 2 s, 5 s, ...).
+  await waitFor(() => {
+    stack.sql(`SELECT realtime.publish('chat:restart', 'after', '{"back":true}')`);
+    return got.length > 0;
+  }, 'a message after the restart', 40_000);
+  assert.deepEqual(got[0], { back: true });
 });
