@@ -2,7 +2,8 @@
 # `make test-js`: installs the TypeScript SDK's locked dependencies (npm ci), builds it (tsc) and
 # runs its tests with the node test runner: the SDK and React hooks against a real relay and
 # Postgres, and the demo page in headless Chromium. Then the unmodified @supabase/supabase-js
-# (tests/supabase-js, its own lockfile) against the relay's Supabase endpoint, on the same stack. Needs the relay built and the extension
+# (tests/supabase-js, its own lockfile) against the relay's Supabase endpoint, in Node and in
+# headless Chromium. Needs the relay built and the extension
 # installed where $PG_BIN points (the Makefile sees to both).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -25,5 +26,5 @@ node --test --test-concurrency=1 test/*.test.mjs
 log "npm ci (tests/supabase-js)"
 cd ../../tests/supabase-js
 npm ci --no-audit --no-fund --loglevel=error
-log "unmodified @supabase/supabase-js against the relay (node --test)"
+log "unmodified @supabase/supabase-js against the relay, Node and Chromium (node --test)"
 node --test --test-concurrency=1 test/*.test.mjs
