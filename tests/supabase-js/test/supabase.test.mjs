@@ -26,6 +26,10 @@ before(async () => {
     INSERT INTO realtime.channels (pattern) VALUES ('changes:public.todos');
     CREATE POLICY todos_changes ON realtime.channels FOR SELECT TO authenticated
       USING (pattern = 'changes:public.todos');
+    -- A policy written the Supabase way, with realtime.topic().
+    INSERT INTO realtime.channels (pattern) VALUES ('team:%');
+    CREATE POLICY own_team ON realtime.channels FOR SELECT TO authenticated
+      USING (pattern = 'team:%' AND realtime.topic() = 'team:' || realtime.user_id());
   `);
 });
 
@@ -119,6 +123,12 @@ for (const vsn of ['1.0.0', '2.0.0']) {
     await waitFor(() => got.length === 1, 'the SQL publish');
     assert.equal(got[0].event, 'status_changed');
     assert.deepEqual(got[0].payload, { status: 'shipped' });
+    // Supabase's realtime.send(payload, event, topic, private) publishes the same way.
+    stack.sql(`SELECT realtime.send('{"status":"delivered"}', 'status_changed', '${room}', true)`);
+    await waitFor(() => got.length === 2, 'the realtime.send');
+    assert.deepEqual(got[1].payload, { status: 'delivered' });
+    // Unlike Supabase's, a failing send raises (here: an empty event name).
+    assert.throws(() => stack.sql(`SELECT realtime.send('{}', '', '${room}', true)`), /event/);
   });
 
   test(`channels are checked by RLS: own private channel allowed, another's refused (vsn ${vsn})`, async () => {
@@ -129,6 +139,8 @@ for (const vsn of ['1.0.0', '2.0.0']) {
     const { status, err } = await subscribe(other);
     assert.equal(status, 'CHANNEL_ERROR');
     assert.match(String(err?.message ?? err), /user:bob/, 'the reason names the channel');
+    assert.equal((await subscribe(alice.channel('team:alice', { config: { private: true } }))).status, 'SUBSCRIBED');
+    assert.equal((await subscribe(alice.channel('team:bob', { config: { private: true } }))).status, 'CHANNEL_ERROR');
     const missing = alice.channel('no-such-channel');
     const r = await subscribe(missing);
     assert.equal(r.status, 'CHANNEL_ERROR');
