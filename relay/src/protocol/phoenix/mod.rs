@@ -19,6 +19,8 @@ pub mod changes;
 pub mod codec;
 pub mod join;
 pub mod presence;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
