@@ -157,11 +157,13 @@ for (const vsn of ['1.0.0', '2.0.0']) {
     const all = [];
     const mine = [];
     const deletes = [];
+    const system = [];
     const ch = alice
       .channel(`todos-${vsn}`)
       .on('postgres_changes', { event: '*', schema: 'public', table: 'todos' }, (p) => all.push(p))
       .on('postgres_changes', { event: 'INSERT', schema: 'public', table: 'todos', filter: 'owner=eq.alice' }, (p) => mine.push(p))
-      .on('postgres_changes', { event: 'DELETE', schema: 'public', table: 'todos', filter: `id=eq.${base + 2}` }, (p) => deletes.push(p));
+      .on('postgres_changes', { event: 'DELETE', schema: 'public', table: 'todos', filter: `id=eq.${base + 2}` }, (p) => deletes.push(p))
+      .on('system', {}, (p) => system.push(p));
     assert.equal((await subscribe(ch)).status, 'SUBSCRIBED', 'the join reply echoed the three bindings in order');
     stack.sql(`INSERT INTO todos VALUES (${base + 1}, 'alice', 'a'), (${base + 2}, 'bob', 'b');
       UPDATE todos SET title = 'a2' WHERE id = ${base + 1}; DELETE FROM todos WHERE id = ${base + 2};`);
@@ -175,6 +177,7 @@ for (const vsn of ['1.0.0', '2.0.0']) {
     assert.ok(all[0].commit_timestamp, 'commit_timestamp is set');
     assert.deepEqual(mine.map((p) => p.new.id), [base + 1], 'the eq filter kept only alice\'s insert');
     assert.deepEqual(deletes.map((p) => p.old.id), [base + 2]);
+    assert.deepEqual(system.map((p) => [p.status, p.message, p.extension]), [['ok', 'Subscribed to PostgreSQL', 'postgres_changes']]);
     // Anonymous clients have no policy on the change channel: the join is refused.
     const anon = await client(vsn);
     const refused = anon.channel(`todos-anon-${vsn}`).on('postgres_changes', { event: '*', schema: 'public', table: 'todos' }, () => {});

@@ -396,6 +396,13 @@ impl Phoenix {
                 &state,
             )));
         }
+        if !bindings.is_empty() {
+            // As Supabase does once the bindings are live (apps listen with `.on('system', ..)`).
+            let payload = serde_json::json!({"status": "ok", "message": "Subscribed to PostgreSQL",
+                "extension": "postgres_changes", "channel": channel});
+            let text = codec::message(self.vsn, None, None, to.topic, "system", &payload.to_string());
+            session.send(Self::text(text));
+        }
         if let (Some(replay), Some(position)) = (config.replay, position) {
             self.replay(session, &channel, replay, position).await?;
         }
