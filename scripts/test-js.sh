@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `make test-js`: installs the TypeScript SDK's locked dependencies (npm ci), builds it (tsc) and
 # runs its tests with the node test runner: the SDK and React hooks against a real relay and
-# Postgres, and the demo page in headless Chromium. Needs the relay built and the extension
+# Postgres, and the demo page in headless Chromium. Then the unmodified @supabase/supabase-js
+# (tests/supabase-js, its own lockfile) against the relay's Supabase endpoint, in Node and in
+# headless Chromium. Needs the relay built and the extension
 # installed where $PG_BIN points (the Makefile sees to both).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -19,4 +21,10 @@ npm run --silent build
 log "type checks of typed channels (tsc --noEmit)"
 npm run --silent typecheck
 log "SDK, React and browser tests (node --test)"
+node --test --test-concurrency=1 test/*.test.mjs
+
+log "npm ci (tests/supabase-js)"
+cd ../../tests/supabase-js
+npm ci --no-audit --no-fund --loglevel=error
+log "unmodified @supabase/supabase-js against the relay, Node and Chromium (node --test)"
 node --test --test-concurrency=1 test/*.test.mjs

@@ -17,6 +17,7 @@ GRANT INSERT ON realtime.messages TO PUBLIC;
 
 GRANT EXECUTE ON FUNCTION
     realtime.channel_name(),
+    realtime.topic(),
     realtime.claims(),
     realtime.user_id(),
     realtime.role(),
@@ -31,6 +32,7 @@ TO PUBLIC;
 
 REVOKE EXECUTE ON FUNCTION
     realtime.publish(text, text, jsonb),
+    realtime.send(jsonb, text, text, boolean),
     realtime.broadcast(text, text, jsonb),
     realtime.cleanup_messages(integer),
     realtime.match_channel_invoker(text),

@@ -598,3 +598,29 @@ CREATE TRIGGER channels_recheck_subscriptions
     FOR EACH STATEMENT EXECUTE FUNCTION realtime.signal_channels_changed();
 ALTER TABLE realtime.channels ENABLE ALWAYS TRIGGER channels_recheck_subscriptions;
 REVOKE EXECUTE ON FUNCTION realtime.signal_channels_changed() FROM PUBLIC;
+
+-- ---- Supabase names: realtime.topic() and realtime.send() (sql/api.sql) ----
+
+CREATE FUNCTION realtime.topic() RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT NULLIF(pg_catalog.current_setting('realtime.channel_name', true), '')
+$$;
+COMMENT ON FUNCTION realtime.topic() IS
+    'Supabase''s name for realtime.channel_name(): the channel being checked; NULL when unset';
+
+CREATE FUNCTION realtime.send(payload jsonb, event text, topic text, private boolean DEFAULT true)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- Every channel is checked by RLS here, so `private` changes nothing. Unlike Supabase's,
+    -- errors are raised, not swallowed: a failed send aborts the caller's transaction.
+    PERFORM realtime.publish(topic, event, payload);
+END;
+$$;
+COMMENT ON FUNCTION realtime.send(jsonb, text, text, boolean) IS
+    'Supabase''s realtime.send(): realtime.publish(topic, event, payload), raising its errors';
+GRANT EXECUTE ON FUNCTION realtime.topic() TO PUBLIC;
+REVOKE EXECUTE ON FUNCTION realtime.send(jsonb, text, text, boolean) FROM PUBLIC;

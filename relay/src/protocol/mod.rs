@@ -15,6 +15,7 @@ use crate::service::session::{CloseRequest, Session};
 
 pub use crate::core::frame::WireFrame;
 
+pub mod phoenix;
 pub mod sse;
 pub mod v1;
 

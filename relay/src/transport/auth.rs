@@ -2,6 +2,9 @@
 //! (`Authorization: Bearer <jwt>`, else `?token=<jwt>`, else none: `anon` when allowed) and
 //! yields the caller's [`Identity`]; a refusal is an [`ApiError`] (401 with a JSON body).
 //!
+//! [`ApiKey`] is the same for Supabase clients, which send their key as `?apikey=<jwt>` or in
+//! an `apikey` / `x-api-key` header (an `Authorization: Bearer` header still wins).
+//!
 //! A header or parameter that is present but empty or malformed is refused with a reason, never
 //! taken as anonymous: an unset shell variable in `-H "Authorization: Bearer $TOKEN"` should
 //! read as "the token is empty", not as a permission error about role `anon`.
@@ -85,6 +88,55 @@ impl FromRequestParts<Arc<App>> for Authenticated {
     }
 }
 
+/// The identity of a Supabase client's request, and the token it came from.
+#[derive(Debug, Clone)]
+pub struct ApiKey(pub Identity, pub Option<String>);
+
+#[derive(Deserialize)]
+struct ApiKeyParam {
+    apikey: Option<String>,
+}
+
+/// A Supabase client's token: `Authorization: Bearer`, else the `apikey` or `x-api-key`
+/// header, else `?apikey=`.
+pub fn api_key_from<'a>(
+    headers: &'a HeaderMap,
+    query_key: Option<&'a str>,
+) -> Result<Option<&'a str>, AuthError> {
+    if headers.contains_key(header::AUTHORIZATION) {
+        return token_from(headers, None);
+    }
+    for name in ["apikey", "x-api-key"] {
+        if let Some(value) = headers.get(name) {
+            let key = value
+                .to_str()
+                .map_err(|_| malformed(&format!("the {name} header is not plain ASCII text")))?;
+            if key.trim().is_empty() {
+                return Err(malformed(&format!("the {name} header is empty")));
+            }
+            return Ok(Some(key.trim()));
+        }
+    }
+    match query_key {
+        Some(k) if k.trim().is_empty() => {
+            Err(malformed("the apikey parameter is empty (is the variable that should hold the key set?)"))
+        }
+        other => Ok(other),
+    }
+}
+
+impl FromRequestParts<Arc<App>> for ApiKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        let query = Query::<ApiKeyParam>::try_from_uri(&parts.uri).ok();
+        let query_key = query.as_ref().and_then(|q| q.0.apikey.as_deref());
+        let token = api_key_from(&parts.headers, query_key)?;
+        let identity = app.auth.authenticate(token)?;
+        Ok(ApiKey(identity, token.map(str::to_string)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use axum::http::HeaderValue;
@@ -129,5 +181,23 @@ mod tests {
         assert!(query.starts_with("the token parameter is empty"), "{query}");
         // an empty header is refused even when a query token is present
         assert!(token_from(&with_header(b"Bearer"), Some("abc")).is_err());
+    }
+
+    #[test]
+    fn supabase_keys_come_from_bearer_then_headers_then_the_query() {
+        let mut h = with_header(b"Bearer abc");
+        h.insert("apikey", HeaderValue::from_static("key"));
+        assert_eq!(api_key_from(&h, Some("q")).unwrap(), Some("abc"));
+        let mut h = HeaderMap::new();
+        h.insert("x-api-key", HeaderValue::from_static("x"));
+        assert_eq!(api_key_from(&h, Some("q")).unwrap(), Some("x"));
+        h.insert("apikey", HeaderValue::from_static("k"));
+        assert_eq!(api_key_from(&h, Some("q")).unwrap(), Some("k"));
+        assert_eq!(api_key_from(&HeaderMap::new(), Some("q")).unwrap(), Some("q"));
+        assert_eq!(api_key_from(&HeaderMap::new(), None).unwrap(), None);
+        assert!(refusal(api_key_from(&HeaderMap::new(), Some(" "))).contains("apikey parameter is empty"));
+        let mut h = HeaderMap::new();
+        h.insert("apikey", HeaderValue::from_static(""));
+        assert!(refusal(api_key_from(&h, None)).contains("apikey header is empty"));
     }
 }

@@ -32,6 +32,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/sse", get(sse::handler))
         .route("/v1/poll", get(poll::handler))
         .route("/v1/publish", post(http::publish::handler))
+        .route("/realtime/v1/api/broadcast", post(http::supabase::batch))
+        .route("/realtime/v1/api/broadcast/{topic}/events/{event}", post(http::supabase::one))
         .route("/v1/channels/{channel}/history", get(http::history::handler))
         .route("/v1/presence/track", post(presence::track))
         .route("/v1/presence/untrack", post(presence::untrack))
@@ -39,6 +41,8 @@ pub fn router(app: Arc<App>) -> Router {
         .layer(axum::middleware::from_fn(http::cors::cors));
     Router::new()
         .route("/v1/socket", get(ws::v1))
+        .route("/realtime/v1/websocket", get(ws::phoenix))
+        .route("/socket/websocket", get(ws::phoenix))
         .merge(browser_api)
         .route("/healthz", get(http::health::healthz))
         .route("/readyz", get(http::health::readyz))

@@ -13,18 +13,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use axum::extract::{State, WebSocketUpgrade};
-use axum::response::Response;
+use axum::extract::{Query, State, WebSocketUpgrade};
+use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::oneshot;
 
-use super::auth::Authenticated;
+use super::auth::{ApiKey, Authenticated};
+use super::error::ApiError;
 use super::listener::SocketPlace;
 use crate::app::App;
 use crate::core::error::close;
 use crate::core::Identity;
 use crate::hub::SessionQueue;
+use crate::protocol::phoenix::codec::Vsn;
+use crate::protocol::phoenix::Phoenix;
 use crate::protocol::v1::V1;
 use crate::protocol::{Encoder, Protocol, WireFrame};
 use crate::service::session::{CloseRequest, Session};
@@ -42,6 +45,26 @@ pub async fn v1(
     ws: WebSocketUpgrade,
 ) -> Response {
     upgrade(app, identity, place.map(|p| p.0), ws, V1::default())
+}
+
+#[derive(serde::Deserialize)]
+pub struct PhoenixParams {
+    vsn: Option<String>,
+}
+
+/// `GET /realtime/v1/websocket` and `/socket/websocket`: Supabase Realtime's protocol
+/// (`?vsn=1.0.0|2.0.0`, key in `?apikey=` or a header; see [`ApiKey`]).
+pub async fn phoenix(
+    State(app): State<Arc<App>>,
+    ApiKey(identity, token): ApiKey,
+    Query(params): Query<PhoenixParams>,
+    place: Option<Extension<SocketPlace>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    match Vsn::parse(params.vsn.as_deref()) {
+        Ok(vsn) => upgrade(app, identity, place.map(|p| p.0), ws, Phoenix::new(vsn, token)),
+        Err(e) => ApiError::invalid(e).into_response(),
+    }
 }
 
 /// Upgrades an authenticated request to a WebSocket speaking `protocol`; the socket keeps its
