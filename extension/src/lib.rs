@@ -34,6 +34,8 @@ extension_sql_file!(
         api::validate::validate_event,
         api::publish::publish,
         api::cache::invalidate_publish_cache,
+        api::seal::seal_message,
+        api::seal::generate_relay_key,
     ]
 );
 
