@@ -711,7 +711,10 @@ LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM realtime.emit_message(true, 'realtime:channels', '');
+    -- With no relay key left nothing can be sealed; the scheduled re-check still runs.
+    IF EXISTS (SELECT 1 FROM realtime.relay_keys) THEN
+        PERFORM realtime.emit_message(true, 'realtime:channels', '');
+    END IF;
     RETURN NULL;
 END;
 $$;

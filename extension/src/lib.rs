@@ -77,6 +77,9 @@ mod pg_tests_webhooks;
 #[cfg(any(test, feature = "pg_test"))]
 mod pg_tests_admin;
 
+#[cfg(any(test, feature = "pg_test"))]
+mod pg_tests_seal;
+
 /// Required by `cargo pgrx test`; must be visible at the crate root.
 #[cfg(test)]
 pub mod pg_test {
