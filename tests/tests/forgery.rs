@@ -8,11 +8,13 @@
 //! kind: it arrives first (the forgeries before it were dropped, not delayed), and
 //! `realtime_replication_forged_messages_total{prefix}` counts the forgeries. Key rotation:
 //! a new key seals at once, and a deleted key stops verifying as soon as its DELETE commits.
+//! A relay login that may not read the keys is not ready and names the missing grant.
 
 use std::time::Duration;
 
 use realtime_e2e::{
-    allow_everyone, create_channel, exec, pg_error_text, scrape_metric, Cluster, Connect, Relay, Ws,
+    allow_everyone, create_channel, exec, http_get, pg_error_text, scrape_metric, Cluster, Connect, Relay,
+    RelayOptions, Ws,
 };
 use serde_json::{json, Value};
 use tokio_postgres::{Client, NoTls};
@@ -195,4 +197,37 @@ async fn a_new_key_seals_at_once_and_a_deleted_key_stops_verifying() {
     let err =
         db.execute("SELECT realtime.broadcast('private:alice', 'e', '{}')", &[]).await.expect_err("no key");
     assert!(pg_error_text(&err).contains("relay_keys is empty"), "{}", pg_error_text(&err));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_login_that_may_not_read_the_keys_is_not_ready_and_says_which_grant() {
+    let cluster = Cluster::start().await;
+    cluster.setup_db().await;
+    let db = cluster.client().await;
+    // Every right `realtime-relay check` asks for, except SELECT on realtime.relay_keys.
+    exec(
+        &db,
+        "CREATE ROLE relay_login LOGIN REPLICATION; \
+         GRANT anon, authenticated, service_role TO relay_login; \
+         GRANT SELECT, INSERT ON realtime.messages TO relay_login; \
+         GRANT INSERT ON realtime.commits TO relay_login; \
+         GRANT SELECT, INSERT, UPDATE, DELETE ON realtime.presence, realtime.relays TO relay_login; \
+         GRANT EXECUTE ON FUNCTION realtime.publish(text, text, jsonb), \
+             realtime.claim_webhook_deliveries(integer, double precision, text, text[]), \
+             realtime.finish_webhook_deliveries(bigint[], integer[], text[], integer[], text[], double precision[]), \
+             realtime.webhook_queue_depth(), realtime.add_ws_audience(text[], integer[]) TO relay_login;",
+    )
+    .await;
+    let url = format!("postgres://relay_login@127.0.0.1:{}/postgres", cluster.port());
+    let relay = Relay::start(&cluster, RelayOptions { database_url: Some(url), ..Default::default() }).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !relay.log().contains("GRANT SELECT ON realtime.relay_keys TO <login>") {
+        assert!(tokio::time::Instant::now() < deadline, "no hint about the grant:\n{}", relay.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, _) = http_get(relay.port(), "/readyz").await.expect("GET /readyz");
+    assert_ne!(status, 200, "a relay that cannot verify messages is not ready");
+    // With the grant, it streams (the session is retried with backoff).
+    exec(&db, "GRANT SELECT ON realtime.relay_keys TO relay_login").await;
+    relay.wait_ready().await;
 }
