@@ -111,10 +111,78 @@ CREATE TRIGGER config_invalidate_publish_cache
 ALTER TABLE realtime.config ENABLE ALWAYS TRIGGER config_invalidate_publish_cache;
 
 ------------------------------------------------------------------------------------------------
+-- Sealed logical messages (issue 17): relays deliver a `realtime:` logical message only when
+-- its body carries a seal (HMAC-SHA256, crates/realtime-core/src/seal.rs) made with a key of
+-- realtime.relay_keys, so a login that calls pg_logical_emit_message() itself cannot forge a
+-- broadcast, a presence op or a re-check signal. The table gets no grants: the owner and the
+-- relay's login read it (GRANT SELECT ON realtime.relay_keys TO <relay login> when it does not
+-- own the extension). Rotation: INSERT INTO realtime.relay_keys DEFAULT VALUES, then (once
+-- relays have refreshed, within a minute) DELETE the old row; a deleted key stops verifying.
+
+CREATE TABLE realtime.relay_keys (
+    id         bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    key        bytea       NOT NULL DEFAULT realtime.generate_relay_key()
+                           CHECK (pg_catalog.octet_length(key) >= 32),
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE realtime.relay_keys IS
+    'realtime: keys that seal logical messages for relays; the newest seals, every row verifies';
+
+INSERT INTO realtime.relay_keys DEFAULT VALUES;
+
+-- emit_message: pg_logical_emit_message with the body sealed by the newest key. SECURITY
+-- INVOKER: a caller who may not read realtime.relay_keys gets "permission denied for table
+-- relay_keys". broadcast and signal_channels_changed (SECURITY DEFINER) and the relay's own
+-- writes emit through it.
+CREATE FUNCTION realtime.emit_message(transactional boolean, prefix text, content text)
+RETURNS pg_lsn
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_id  bigint;
+    v_key bytea;
+BEGIN
+    SELECT k.id, k.key INTO v_id, v_key FROM realtime.relay_keys k ORDER BY k.id DESC LIMIT 1;
+    IF v_id IS NULL THEN
+        RAISE EXCEPTION 'realtime: realtime.relay_keys is empty; relays would drop this message'
+              USING ERRCODE = 'object_not_in_prerequisite_state',
+                    HINT = 'Add a key: INSERT INTO realtime.relay_keys DEFAULT VALUES;';
+    END IF;
+    RETURN pg_catalog.pg_logical_emit_message(
+        transactional, prefix, realtime.seal_message(v_key, v_id, prefix, content));
+END;
+$$;
+COMMENT ON FUNCTION realtime.emit_message(boolean, text, text) IS
+    'pg_logical_emit_message with the body sealed for relays (needs SELECT on realtime.relay_keys)';
+
+-- Key changes reach relays in commit order: a sealed realtime:keys message makes every relay
+-- read the keys again at once, so a deleted key stops verifying right after its DELETE commits.
+-- SECURITY DEFINER, like signal_channels_changed; nothing is emitted once no key is left.
+CREATE FUNCTION realtime.signal_keys_changed() RETURNS trigger
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM realtime.relay_keys) THEN
+        PERFORM realtime.emit_message(true, 'realtime:keys', '');
+    END IF;
+    RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION realtime.signal_keys_changed() IS
+    'Trigger: tells relays (a realtime:keys logical message) to read realtime.relay_keys again';
+
+CREATE TRIGGER relay_keys_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON realtime.relay_keys
+    FOR EACH STATEMENT EXECUTE FUNCTION realtime.signal_keys_changed();
+ALTER TABLE realtime.relay_keys ENABLE ALWAYS TRIGGER relay_keys_changed;
+
+------------------------------------------------------------------------------------------------
 -- Permission re-checks: every change to realtime.channels emits an empty transactional logical
 -- message (prefix realtime:channels) at commit; each relay that decodes it checks the permission
 -- of its open subscriptions again at once, so a disabled or deleted row ends its subscriptions.
--- SECURITY DEFINER: whoever may change channels needs no right to emit messages. ENABLE ALWAYS,
+-- SECURITY DEFINER: whoever may change channels needs no right to read the relay keys. ENABLE ALWAYS,
 -- like the triggers above.
 
 CREATE FUNCTION realtime.signal_channels_changed() RETURNS trigger
@@ -122,7 +190,10 @@ LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM pg_catalog.pg_logical_emit_message(true, 'realtime:channels', '');
+    -- With no relay key left nothing can be sealed; the scheduled re-check still runs.
+    IF EXISTS (SELECT 1 FROM realtime.relay_keys) THEN
+        PERFORM realtime.emit_message(true, 'realtime:channels', '');
+    END IF;
     RETURN NULL;
 END;
 $$;
@@ -179,7 +250,7 @@ BEGIN
         RETURN;
     END IF;
 
-    PERFORM pg_catalog.pg_logical_emit_message(
+    PERFORM realtime.emit_message(
         true,
         'realtime:broadcast',
         pg_catalog.jsonb_build_object('channel', channel, 'event', event, 'payload', payload)::text

@@ -38,6 +38,7 @@ REVOKE EXECUTE ON FUNCTION
     realtime.match_channel_invoker(text),
     realtime.invalidate_publish_cache(),
     realtime.signal_channels_changed(),
+    realtime.signal_keys_changed(),
     realtime.broadcast_changes(),
     realtime.watch_table(regclass, text, text[], text, boolean, text[]),
     realtime.unwatch_table(regclass),
@@ -76,3 +77,9 @@ GRANT EXECUTE ON FUNCTION
     realtime.retry_webhook_delivery(bigint),
     realtime.discard_webhook_delivery(bigint)
 TO realtime_admin;
+
+-- Relay keys (sql/api.sql): realtime.relay_keys gets no grants (the owner and the relay's login
+-- read it; GRANT SELECT ON realtime.relay_keys TO <relay login> when it does not own the
+-- extension). realtime.emit_message and realtime.seal_message keep PUBLIC's EXECUTE: without
+-- SELECT on the keys, emit_message fails with "permission denied for table relay_keys", and
+-- seal_message only seals with a key its caller already has.

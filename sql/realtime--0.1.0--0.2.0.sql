@@ -34,6 +34,7 @@
 -- webhook deliveries), the admin console's role, log and policies (sql/admin.sql). The relay's
 -- new metrics and the docs need nothing from the extension; the same C symbols are exported.
 -- Changes to realtime.channels signal relays to re-check subscriptions (sql/api.sql).
+-- realtime: logical messages are sealed with a key of realtime.relay_keys (issue 17).
 
 -- ---- presence (from sql/presence.sql) ----
 
@@ -579,6 +580,130 @@ GRANT EXECUTE ON FUNCTION
     realtime.discard_webhook_delivery(bigint)
 TO realtime_admin;
 
+-- ---- sealed logical messages (sql/api.sql, extension/src/api/seal.rs; issue 17) ----
+-- Relays deliver only realtime: messages sealed with a key of realtime.relay_keys; broadcast
+-- and the channels trigger emit through realtime.emit_message from now on.
+
+CREATE  FUNCTION realtime."generate_relay_key"() RETURNS bytea /* Vec < u8 > */
+STRICT VOLATILE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'generate_relay_key_wrapper';
+
+CREATE  FUNCTION realtime."seal_message"(
+	"key" bytea, /* & [u8] */
+	"key_id" bigint, /* i64 */
+	"prefix" TEXT, /* & str */
+	"content" TEXT /* & str */
+) RETURNS TEXT /* String */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'seal_message_wrapper';
+
+CREATE TABLE realtime.relay_keys (
+    id         bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    key        bytea       NOT NULL DEFAULT realtime.generate_relay_key()
+                           CHECK (pg_catalog.octet_length(key) >= 32),
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE realtime.relay_keys IS
+    'realtime: keys that seal logical messages for relays; the newest seals, every row verifies';
+
+INSERT INTO realtime.relay_keys DEFAULT VALUES;
+
+-- emit_message: pg_logical_emit_message with the body sealed by the newest key. SECURITY
+-- INVOKER: a caller who may not read realtime.relay_keys gets "permission denied for table
+-- relay_keys". broadcast and signal_channels_changed (SECURITY DEFINER) and the relay's own
+-- writes emit through it.
+CREATE FUNCTION realtime.emit_message(transactional boolean, prefix text, content text)
+RETURNS pg_lsn
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_id  bigint;
+    v_key bytea;
+BEGIN
+    SELECT k.id, k.key INTO v_id, v_key FROM realtime.relay_keys k ORDER BY k.id DESC LIMIT 1;
+    IF v_id IS NULL THEN
+        RAISE EXCEPTION 'realtime: realtime.relay_keys is empty; relays would drop this message'
+              USING ERRCODE = 'object_not_in_prerequisite_state',
+                    HINT = 'Add a key: INSERT INTO realtime.relay_keys DEFAULT VALUES;';
+    END IF;
+    RETURN pg_catalog.pg_logical_emit_message(
+        transactional, prefix, realtime.seal_message(v_key, v_id, prefix, content));
+END;
+$$;
+COMMENT ON FUNCTION realtime.emit_message(boolean, text, text) IS
+    'pg_logical_emit_message with the body sealed for relays (needs SELECT on realtime.relay_keys)';
+
+-- Key changes reach relays in commit order: a sealed realtime:keys message makes every relay
+-- read the keys again at once, so a deleted key stops verifying right after its DELETE commits.
+-- SECURITY DEFINER, like signal_channels_changed; nothing is emitted once no key is left.
+CREATE FUNCTION realtime.signal_keys_changed() RETURNS trigger
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM realtime.relay_keys) THEN
+        PERFORM realtime.emit_message(true, 'realtime:keys', '');
+    END IF;
+    RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION realtime.signal_keys_changed() IS
+    'Trigger: tells relays (a realtime:keys logical message) to read realtime.relay_keys again';
+
+CREATE TRIGGER relay_keys_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON realtime.relay_keys
+    FOR EACH STATEMENT EXECUTE FUNCTION realtime.signal_keys_changed();
+ALTER TABLE realtime.relay_keys ENABLE ALWAYS TRIGGER relay_keys_changed;
+
+CREATE OR REPLACE FUNCTION realtime.broadcast(channel text, event text, payload jsonb DEFAULT '{}')
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_variable
+DECLARE
+    v_limit   integer;
+    v_size    integer;
+    v_chan_id bigint;
+BEGIN
+    channel := realtime.validate_channel(channel);
+    event := realtime.validate_event(event);
+    payload := COALESCE(payload, '{}'::jsonb);
+    v_chan_id := realtime.match_channel_invoker(channel);
+
+    SELECT cfg.max_payload_bytes INTO v_limit FROM realtime.config cfg;
+
+    v_size := pg_catalog.octet_length(payload::text);
+    IF v_size > v_limit THEN
+        RAISE EXCEPTION 'realtime: payload is % bytes, over the limit of % bytes (realtime.config.max_payload_bytes)',
+                        v_size, v_limit
+              USING ERRCODE = 'program_limit_exceeded',
+                    HINT = 'Send a smaller payload, or raise realtime.config.max_payload_bytes.';
+    END IF;
+
+    IF v_chan_id IS NULL THEN
+        IF COALESCE(pg_catalog.current_setting('realtime.strict_publish', true), 'off')
+           IN ('on', 'true', 'yes', '1') THEN
+            RAISE EXCEPTION 'realtime: no enabled channel matches ''%''', channel
+                  USING ERRCODE = 'undefined_object',
+                        HINT = 'Add a realtime.channels row whose pattern matches it, or enable the matching one.';
+        END IF;
+        RAISE WARNING 'realtime: no enabled channel matches ''%''; broadcast not sent', channel
+              USING HINT = 'Add a realtime.channels row whose pattern matches it, or enable the matching one.';
+        RETURN;
+    END IF;
+
+    PERFORM realtime.emit_message(
+        true,
+        'realtime:broadcast',
+        pg_catalog.jsonb_build_object('channel', channel, 'event', event, 'payload', payload)::text
+    );
+END;
+$$;
+
 -- ---- permission re-checks after changes to realtime.channels (sql/api.sql) ----
 
 CREATE FUNCTION realtime.signal_channels_changed() RETURNS trigger
@@ -586,7 +711,10 @@ LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM pg_catalog.pg_logical_emit_message(true, 'realtime:channels', '');
+    -- With no relay key left nothing can be sealed; the scheduled re-check still runs.
+    IF EXISTS (SELECT 1 FROM realtime.relay_keys) THEN
+        PERFORM realtime.emit_message(true, 'realtime:channels', '');
+    END IF;
     RETURN NULL;
 END;
 $$;
@@ -598,6 +726,7 @@ CREATE TRIGGER channels_recheck_subscriptions
     FOR EACH STATEMENT EXECUTE FUNCTION realtime.signal_channels_changed();
 ALTER TABLE realtime.channels ENABLE ALWAYS TRIGGER channels_recheck_subscriptions;
 REVOKE EXECUTE ON FUNCTION realtime.signal_channels_changed() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION realtime.signal_keys_changed() FROM PUBLIC;
 
 -- ---- Supabase names: realtime.topic() and realtime.send() (sql/api.sql) ----
 

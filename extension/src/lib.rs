@@ -34,6 +34,8 @@ extension_sql_file!(
         api::validate::validate_event,
         api::publish::publish,
         api::cache::invalidate_publish_cache,
+        api::seal::seal_message,
+        api::seal::generate_relay_key,
     ]
 );
 
@@ -74,6 +76,9 @@ mod pg_tests_webhooks;
 
 #[cfg(any(test, feature = "pg_test"))]
 mod pg_tests_admin;
+
+#[cfg(any(test, feature = "pg_test"))]
+mod pg_tests_seal;
 
 /// Required by `cargo pgrx test`; must be visible at the crate root.
 #[cfg(test)]

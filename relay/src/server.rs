@@ -17,7 +17,7 @@ use crate::core::Cursor;
 use crate::hub::{Budget, Hub};
 use crate::metrics::{as_f64, Metrics, MetricsError};
 use crate::pg::audience::AudienceHandle;
-use crate::pg::replication::{self, ReplicationConfig, ReplicationStatus};
+use crate::pg::replication::{self, ReplicationConfig, ReplicationStatus, FORGED_LABELS};
 use crate::service::presence::task as presence_task;
 use crate::webhook::Webhooks;
 
@@ -253,6 +253,18 @@ fn pull_metrics(app: &Arc<App>) -> Result<(), MetricsError> {
         "Rows or logical messages that could not be decoded and were skipped.",
         read(|a| as_f64(a.replication.decode_errors.load(Ordering::Relaxed))),
     )?;
+    for label in FORGED_LABELS {
+        let weak = Arc::downgrade(app);
+        let forged: crate::metrics::Reader =
+            Arc::new(move || weak.upgrade().map_or(0.0, |a| as_f64(a.replication.forged_messages(label))));
+        m.pull_labeled_counter(
+            "replication_forged_messages_total",
+            "realtime: logical messages dropped because their seal is missing or does not verify \
+             (not emitted by realtime.emit_message).",
+            ("prefix", label),
+            forged,
+        )?;
+    }
     m.pull_counter(
         "replication_large_transactions_total",
         "Transactions over --max-txn-bytes: their stored messages were read back from the log.",

@@ -48,7 +48,19 @@ CREATE TABLE realtime.commits (
     committed_at timestamptz DEFAULT now()
 );
 CREATE PUBLICATION realtime_messages FOR TABLE realtime.messages WITH (publish = 'insert');
+CREATE TABLE realtime.relay_keys (id bigint PRIMARY KEY, key bytea NOT NULL);
+INSERT INTO realtime.relay_keys VALUES (1, '\x0707070707070707070707070707070707070707070707070707070707070707');
 "#;
+
+/// The stand-in schema's key (id 1): logical messages are sealed with it, as
+/// `realtime.emit_message` would, since the relay drops unsealed ones.
+const KEY: [u8; 32] = [7; 32];
+
+/// `body` sealed for `prefix`, as an SQL string literal.
+fn sealed(prefix: &str, body: &str) -> String {
+    let s = realtime_core::seal::seal(1, &KEY, prefix, body).expect("seal");
+    format!("'{}'", s.replace('\'', "''"))
+}
 
 const SLOT: &str = "realtime_live_test";
 
@@ -154,15 +166,19 @@ async fn replication_delivers_commits_in_order_once_across_restart() {
     assert_eq!(events(&stored(&mut rx, &mut all, 1, 10).await), ["after-rollback"]);
 
     // 3. A 100 KB payload arrives intact, with ephemeral messages of the same tx in WAL order.
-    c1.batch_execute(
+    //    An unsealed broadcast in the same transaction is dropped.
+    c1.batch_execute(&format!(
         "BEGIN;
+         SELECT pg_logical_emit_message(true, 'realtime:broadcast', {});
          SELECT pg_logical_emit_message(true, 'realtime:broadcast',
-             '{\"channel\":\"room\",\"event\":\"typing\",\"payload\":{\"who\":\"ada\"}}');
-         SELECT pg_logical_emit_message(true, 'realtime:unknown', 'ignored');
+             '{{\"channel\":\"room\",\"event\":\"forged\"}}');
+         SELECT pg_logical_emit_message(true, 'realtime:unknown', {});
          INSERT INTO realtime.messages (channel, event, payload)
              VALUES ('big', 'big', jsonb_build_object('blob', repeat('x', 102400)));
          COMMIT",
-    )
+        sealed("realtime:broadcast", r#"{"channel":"room","event":"typing","payload":{"who":"ada"}}"#),
+        sealed("realtime:unknown", "ignored"),
+    ))
     .await
     .unwrap();
     let big = stored(&mut rx, &mut all, 1, 10).await;
@@ -170,14 +186,15 @@ async fn replication_delivers_commits_in_order_once_across_restart() {
     assert_eq!(batch.events.len(), 2, "{batch:?}");
     assert!(matches!(&batch.events[0], LogEvent::Ephemeral(e)
         if e.channel == "room" && e.event == "typing" && e.payload == r#"{"who":"ada"}"#));
+    assert_eq!(status.forged_messages("broadcast"), 1, "the unsealed broadcast is counted");
     let v: serde_json::Value = serde_json::from_str(&big[0].payload).unwrap();
     assert_eq!(v["blob"].as_str().unwrap().len(), 102400);
 
     // 4. A non-transactional broadcast arrives on its own.
-    c1.batch_execute(
-        "SELECT pg_logical_emit_message(false, 'realtime:broadcast',
-             '{\"channel\":\"room\",\"event\":\"now\",\"payload\":1}')",
-    )
+    c1.batch_execute(&format!(
+        "SELECT pg_logical_emit_message(false, 'realtime:broadcast', {})",
+        sealed("realtime:broadcast", r#"{"channel":"room","event":"now","payload":1}"#),
+    ))
     .await
     .unwrap();
     let b = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap();

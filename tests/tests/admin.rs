@@ -287,6 +287,7 @@ async fn check_fails_when_the_login_is_not_a_member_of_realtime_admin_and_the_co
          GRANT SELECT, INSERT ON realtime.messages TO relay_login; \
          GRANT INSERT ON realtime.commits TO relay_login; \
          GRANT SELECT, INSERT, UPDATE, DELETE ON realtime.presence, realtime.relays TO relay_login; \
+         GRANT SELECT ON realtime.relay_keys TO relay_login; \
          GRANT EXECUTE ON FUNCTION realtime.publish(text, text, jsonb), \
              realtime.claim_webhook_deliveries(integer, double precision, text, text[]), \
              realtime.finish_webhook_deliveries(bigint[], integer[], text[], integer[], text[], double precision[]), \

@@ -119,6 +119,7 @@ async fn check_as_a_login_without_presence_table_rights_fails_with_the_grant() {
          GRANT USAGE ON SCHEMA realtime TO relay_login; \
          GRANT SELECT, INSERT ON realtime.messages TO relay_login; \
          GRANT INSERT ON realtime.commits TO relay_login; \
+         GRANT SELECT ON realtime.relay_keys TO relay_login; \
          GRANT EXECUTE ON FUNCTION realtime.publish(text, text, jsonb), \
              realtime.claim_webhook_deliveries(integer, double precision, text, text[]), \
              realtime.finish_webhook_deliveries(bigint[], integer[], text[], integer[], text[], double precision[]), \
@@ -153,6 +154,14 @@ async fn check_as_a_login_without_presence_table_rights_fails_with_the_grant() {
     let (code, out) = run_check_as(&url, &[]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.lines().any(|l| l.starts_with("ok   grants:")), "{out}");
+
+    // The relay keys: without SELECT the relay can neither verify nor seal logical messages.
+    db.batch_execute("REVOKE SELECT ON realtime.relay_keys FROM relay_login").await.expect("revoke");
+    let (code, out) = run_check_as(&url, &[]);
+    assert_eq!(code, Some(1), "{out}");
+    let fails = fail_lines(&out);
+    assert_eq!(fails.len(), 1, "only the grants line fails:\n{out}");
+    assert!(fails[0].contains("GRANT SELECT ON realtime.relay_keys TO \"relay_login\";"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -148,7 +148,8 @@ fn released_scripts_are_unchanged() {
 /// (`pg_get_functiondef`, which includes language, volatility, parallel safety, strictness,
 /// security definer, SET clauses, cost, and `prosrc` / `probin` with the C symbol), their ACLs and
 /// comments, types, the schema's ACL, publications with their options and tables, and the rows of
-/// the extension's tables (columns of time, xid and LSN types left out).
+/// the extension's tables (columns of time, xid and LSN types left out; `bytea` columns, such as
+/// the random relay keys, by length only).
 async fn snapshot(c: &Client) -> Vec<String> {
     const QUERIES: &[&str] = &[
         // the extension row, its config tables and member objects
@@ -255,7 +256,9 @@ async fn table_rows(c: &Client) -> Vec<String> {
     let tables = c
         .query(
             "SELECT c.oid::regclass::text,
-                    coalesce(string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum)
+                    coalesce(string_agg(CASE WHEN a.atttypid = 'bytea'::regtype
+                                             THEN format('octet_length(%1$I) AS %1$I', a.attname)
+                                             ELSE quote_ident(a.attname) END, ', ' ORDER BY a.attnum)
                              FILTER (WHERE a.atttypid NOT IN ('timestamptz'::regtype, 'timestamp'::regtype,
                                                               'xid8'::regtype, 'pg_lsn'::regtype)), '')
                FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped

@@ -4,13 +4,14 @@
 //! ([`cache`]) and the `jsonb` payload kept a Postgres datum. The rest of the SQL API
 //! (`broadcast`, the claim helpers, `can_subscribe`, `cleanup_messages`) is hand-written
 //! SQL/PL/pgSQL in `sql/api.sql`. The other Rust functions here are the pieces that need the pure
-//! logic of [`realtime_core::names`], and the trigger `broadcast_changes` ([`changes`]), which needs
-//! fmgr-level access to the changed rows.
+//! logic of [`realtime_core::names`] or [`realtime_core::seal`] ([`seal`]), and the trigger
+//! `broadcast_changes` ([`changes`]), which needs fmgr-level access to the changed rows.
 
 pub mod cache;
 pub mod changes;
 pub mod channels;
 pub mod publish;
+pub mod seal;
 pub mod validate;
 
 use pgrx::pg_sys::errcodes::PgSqlErrorCode;

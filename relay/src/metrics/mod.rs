@@ -17,7 +17,9 @@
 //! `slow_consumer_frames_dropped_total`, `catch_ups_total`, `slow_consumer_closes_total`;
 //! `replication_streaming` (0/1), `replication_reconnects_total`, `replication_last_commit_lsn`,
 //! `replication_acked_lsn`, `replication_lag_bytes`, `replication_decode_errors_total`,
-//! `replication_large_transactions_total`, `replication_large_transaction_ephemeral_dropped_total`;
+//! `replication_large_transactions_total`, `replication_large_transaction_ephemeral_dropped_total`,
+//! `replication_forged_messages_total{prefix="broadcast|presence|channels|keys|other"}` (`realtime:`
+//! logical messages dropped because their seal is missing or does not verify);
 //! `subscribe_checks_total{outcome="allowed|denied|not_found|error"}`,
 //! `permission_rechecks_total{outcome="allowed|denied|not_found|error"}` (one per subscription
 //! re-checked), `subscriptions_revoked_total{reason="denied|not_found|unverified"}`,
@@ -371,6 +373,19 @@ impl Metrics {
     /// Registers a counter read from `read` at every scrape (the value must only grow).
     pub fn pull_counter(&self, name: &str, help: &str, read: Reader) -> Result<(), MetricsError> {
         self.registry.register(Box::new(Pulled::counter(name, help, read)?))?;
+        Ok(())
+    }
+
+    /// Registers a counter of one `label` value read from `read` at every scrape; register one
+    /// per value under the same name.
+    pub fn pull_labeled_counter(
+        &self,
+        name: &str,
+        help: &str,
+        label: (&str, &str),
+        read: Reader,
+    ) -> Result<(), MetricsError> {
+        self.registry.register(Box::new(Pulled::labeled_counter(name, help, label, read)?))?;
         Ok(())
     }
 

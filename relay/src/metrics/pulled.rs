@@ -31,8 +31,30 @@ impl Pulled {
         Self::new(name, help, MetricType::COUNTER, read)
     }
 
+    /// A counter of one value of a label: several with the same name and label and different
+    /// values make one series family (the registry merges them when gathered).
+    pub fn labeled_counter(
+        name: &str,
+        help: &str,
+        (label, value): (&str, &str),
+        read: Reader,
+    ) -> prometheus::Result<Self> {
+        let labels = HashMap::from([(label.to_string(), value.to_string())]);
+        Self::with_labels(name, help, MetricType::COUNTER, labels, read)
+    }
+
     fn new(name: &str, help: &str, kind: MetricType, read: Reader) -> prometheus::Result<Self> {
-        let desc = Desc::new(name.to_string(), help.to_string(), Vec::new(), HashMap::new())?;
+        Self::with_labels(name, help, kind, HashMap::new(), read)
+    }
+
+    fn with_labels(
+        name: &str,
+        help: &str,
+        kind: MetricType,
+        labels: HashMap<String, String>,
+        read: Reader,
+    ) -> prometheus::Result<Self> {
+        let desc = Desc::new(name.to_string(), help.to_string(), Vec::new(), labels)?;
         Ok(Self { desc, kind, read })
     }
 }
@@ -44,7 +66,7 @@ impl Collector for Pulled {
 
     fn collect(&self) -> Vec<MetricFamily> {
         let value = (self.read)();
-        let metric = match self.kind {
+        let mut metric = match self.kind {
             MetricType::COUNTER => {
                 let mut c = Counter::default();
                 c.set_value(value);
@@ -58,6 +80,7 @@ impl Collector for Pulled {
                 Metric::from_gauge(g)
             }
         };
+        metric.set_label(self.desc.const_label_pairs.clone());
         let mut family = MetricFamily::default();
         family.set_name(self.desc.fq_name.clone());
         family.set_help(self.desc.help.clone());

@@ -3,6 +3,8 @@
 //! * `realtime.presence` (UNLOGGED): one row per tracking connection; every write happens in
 //!   the same transaction as a transactional `realtime:presence` logical message carrying the
 //!   op, so every relay decodes the ops in commit order (the table is only read at start-up).
+//!   Ops are emitted with `realtime.emit_message`, which seals them with the relay keys
+//!   (relays drop unsealed ones, which any login could emit).
 //! * `realtime.relays` (UNLOGGED): one row per live relay, with its heartbeat.
 //!
 //! [`Presence`] is the relay's handle: sessions queue writes to one writer task, which batches
@@ -112,17 +114,17 @@ impl Presence {
     }
 }
 
-/// `WITH w AS (upsert) SELECT pg_logical_emit_message(true, prefix, op)`: the row and its op
+/// `WITH w AS (upsert) SELECT realtime.emit_message(true, prefix, op)`: the row and its op
 /// commit together.
 const TRACK_SQL: &str = "WITH w AS (\
     INSERT INTO realtime.presence (channel, conn_id, presence_id, relay_id, user_id, state, updated_at) \
     VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, clock_timestamp()) \
     ON CONFLICT (channel, conn_id) DO UPDATE SET presence_id = excluded.presence_id, \
     user_id = excluded.user_id, state = excluded.state, updated_at = excluded.updated_at) \
-    SELECT pg_logical_emit_message(true, $7, $8)";
+    SELECT realtime.emit_message(true, $7, $8)";
 const UNTRACK_SQL: &str = "WITH w AS (\
     DELETE FROM realtime.presence WHERE conn_id = $1 AND channel = ANY($2)) \
-    SELECT pg_logical_emit_message(true, $3, $4)";
+    SELECT realtime.emit_message(true, $3, $4)";
 
 /// The writer task: batches queued writes into transactions, in queue order.
 pub async fn writer(pool: Pool, presence: Arc<Presence>, shutdown: CancellationToken) {
@@ -270,7 +272,7 @@ pub async fn register(pool: &Pool, relay: &str, epoch: &str, cleanup: bool) -> R
     if cleanup {
         left = tx.execute("DELETE FROM realtime.presence WHERE relay_id = $1", &[&relay]).await?;
         let op = PresenceOp::Reap { relay: relay.to_string() }.to_json();
-        tx.execute("SELECT pg_logical_emit_message(true, $1, $2)", &[&PRESENCE_PREFIX, &op]).await?;
+        tx.execute("SELECT realtime.emit_message(true, $1, $2)", &[&PRESENCE_PREFIX, &op]).await?;
     }
     tx.execute(
         "INSERT INTO realtime.relays (relay_id, epoch, started_at, heartbeat_at) VALUES ($1, $2, now(), now()) \
@@ -311,7 +313,7 @@ pub async fn reap(pool: &Pool, me: &str, timeout: Duration) -> Result<Vec<String
     for relay in &dead {
         tx.execute("DELETE FROM realtime.presence WHERE relay_id = $1", &[relay]).await?;
         let op = PresenceOp::Reap { relay: relay.clone() }.to_json();
-        tx.execute("SELECT pg_logical_emit_message(true, $1, $2)", &[&PRESENCE_PREFIX, &op]).await?;
+        tx.execute("SELECT realtime.emit_message(true, $1, $2)", &[&PRESENCE_PREFIX, &op]).await?;
     }
     tx.commit().await?;
     Ok(dead)
@@ -323,7 +325,7 @@ pub async fn emit_marker(pool: &Pool, relay: &str, nonce: &str) -> Result<(), Pg
     let op = PresenceOp::Sync { relay: relay.to_string(), nonce: nonce.to_string() }.to_json();
     pool.get()
         .await?
-        .execute("SELECT pg_logical_emit_message(false, $1, $2)", &[&PRESENCE_PREFIX, &op])
+        .execute("SELECT realtime.emit_message(false, $1, $2)", &[&PRESENCE_PREFIX, &op])
         .await?;
     Ok(())
 }
@@ -358,7 +360,7 @@ pub async fn retire(pool: &Pool, relay: &str) -> Result<(), PgError> {
     let tx = client.transaction().await?;
     tx.execute("DELETE FROM realtime.presence WHERE relay_id = $1", &[&relay]).await?;
     let op = PresenceOp::Reap { relay: relay.to_string() }.to_json();
-    tx.execute("SELECT pg_logical_emit_message(true, $1, $2)", &[&PRESENCE_PREFIX, &op]).await?;
+    tx.execute("SELECT realtime.emit_message(true, $1, $2)", &[&PRESENCE_PREFIX, &op]).await?;
     tx.execute("DELETE FROM realtime.relays WHERE relay_id = $1", &[&relay]).await?;
     tx.commit().await?;
     Ok(())

@@ -6,7 +6,8 @@
 //!   `wh_audience_count` (`realtime.channel_webhook_count`, which the client's role may call), so
 //!   the `enqueue_webhooks` trigger queues its webhooks in the same transaction.
 //! * An ephemeral client publish passes the same check (the insert is rolled back) and is
-//!   emitted as a transactional `realtime:broadcast` logical message that every relay decodes.
+//!   emitted as a transactional `realtime:broadcast` logical message that every relay decodes,
+//!   sealed by `realtime.emit_message` as the relay's login (relays drop unsealed ones).
 //! * A trusted service (the `service_role` token) publishes with `realtime.publish()` as the
 //!   relay's own login: a system message, same path as SQL and triggers.
 
@@ -164,7 +165,7 @@ pub async fn emit_ephemeral(
     let body = serde_json::json!({"channel": m.channel, "event": m.event, "payload": m.payload, "sender_id": sender_id});
     let client = pool.get().await?;
     let stmt =
-        client.prepare_cached("SELECT pg_logical_emit_message(true, 'realtime:broadcast', $1::text)").await?;
+        client.prepare_cached("SELECT realtime.emit_message(true, 'realtime:broadcast', $1::text)").await?;
     client.execute(&stmt, &[&body.to_string()]).await?;
     Ok(())
 }

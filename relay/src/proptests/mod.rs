@@ -1,7 +1,8 @@
 //! Property tests of the decoders that take bytes from the network or the database: client
 //! frames, cursors, tokens, the HTTP routes' query parameters, the database connection string,
-//! and the replication stream (pgoutput messages and the bodies of logical messages). Generated and
-//! mutated input must never panic and must get a clear, bounded error.
+//! the replication stream (pgoutput messages and the bodies of logical messages) and the seals
+//! of logical messages. Generated and mutated input must never panic and must get a clear,
+//! bounded error.
 //!
 //! Case counts come from `PROPTEST_CASES` (proptest's default, 256, in `make test`);
 //! `make fuzz` runs every test whose name contains `proptest` with many more.
@@ -11,6 +12,7 @@ mod cursor;
 mod frames;
 mod pgoutput;
 mod query;
+mod seal;
 mod tokens;
 
 use proptest::prelude::*;

@@ -153,7 +153,15 @@ fn every_metrics_series_is_in_the_operations_guide() {
         read_optional("docs/presence.md")
     );
     let mut series: Vec<&str> = Vec::new();
-    for opener in ["gauge(", "counter(", "counter_vec(", "latency(", "pull_gauge(", "pull_counter("] {
+    for opener in [
+        "gauge(",
+        "counter(",
+        "counter_vec(",
+        "latency(",
+        "pull_gauge(",
+        "pull_counter(",
+        "pull_labeled_counter(",
+    ] {
         series.extend(literals_after(&code, opener));
     }
     assert!(series.len() >= 25, "parsed only {series:?} from the metrics registry");

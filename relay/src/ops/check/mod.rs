@@ -75,6 +75,9 @@ pub struct Grants {
     /// SELECT, INSERT, UPDATE and DELETE on both presence tables (`realtime.presence`,
     /// `realtime.relays`), which the relay writes directly.
     pub presence_tables: Option<bool>,
+    /// SELECT on `realtime.relay_keys`: the relay verifies sealed logical messages, and its
+    /// presence and ephemeral writes seal them (`realtime.emit_message`).
+    pub select_relay_keys: Option<bool>,
 }
 
 /// What the catalog says, read by [`gather`].
@@ -354,13 +357,14 @@ fn grants(f: &Facts) -> Item {
             "SELECT, INSERT, UPDATE and DELETE on realtime.presence and realtime.relays",
             "GRANT SELECT, INSERT, UPDATE, DELETE ON realtime.presence, realtime.relays",
         ),
+        (g.select_relay_keys, "SELECT on realtime.relay_keys", "GRANT SELECT ON realtime.relay_keys"),
     ];
     let missing: Vec<_> = wanted.iter().filter(|(has, _, _)| *has != Some(true)).collect();
     if missing.is_empty() {
         return Item::ok(
             NAME,
             format!(
-                "login '{login}' may SELECT/INSERT realtime.messages, INSERT realtime.commits, EXECUTE realtime.publish and the webhook queue functions, and write the presence tables"
+                "login '{login}' may SELECT/INSERT realtime.messages, INSERT realtime.commits, EXECUTE realtime.publish and the webhook queue functions, write the presence tables and read the relay keys"
             ),
         );
     }
@@ -473,7 +477,9 @@ pub async fn gather(client: &tokio_postgres::Client, config: &Config) -> Result<
                     CASE WHEN to_regclass('realtime.presence') IS NOT NULL AND to_regclass('realtime.relays') IS NOT NULL \
                     THEN (SELECT bool_and(has_table_privilege(t, p)) \
                           FROM unnest(ARRAY['realtime.presence', 'realtime.relays']) AS t, \
-                               unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']) AS p) END",
+                               unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']) AS p) END, \
+                    CASE WHEN to_regclass('realtime.relay_keys') IS NOT NULL \
+                    THEN has_table_privilege('realtime.relay_keys', 'SELECT') END",
             &[],
         )
         .await?;
@@ -484,6 +490,7 @@ pub async fn gather(client: &tokio_postgres::Client, config: &Config) -> Result<
         execute_publish: g.get(3),
         execute_webhooks: g.get(4),
         presence_tables: g.get(5),
+        select_relay_keys: g.get(6),
     };
     Ok(facts)
 }

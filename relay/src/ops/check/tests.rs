@@ -34,6 +34,7 @@ fn good() -> Facts {
             execute_publish: Some(true),
             execute_webhooks: Some(true),
             presence_tables: Some(true),
+            select_relay_keys: Some(true),
         },
     }
 }
@@ -242,5 +243,17 @@ fn missing_presence_table_rights_fail_with_the_grant() {
     assert_eq!(g.status, Status::Fail, "{g}");
     assert!(g.detail.contains("realtime.presence and realtime.relays"), "{g}");
     assert!(g.fix.as_deref().unwrap_or("").contains("ON realtime.presence, realtime.relays"), "{g}");
+    assert!(!passed(&items));
+}
+
+#[test]
+fn missing_select_on_the_relay_keys_fails_with_the_grant() {
+    let mut f = good();
+    f.grants.select_relay_keys = Some(false);
+    let items = evaluate(&f, &jwt());
+    let g = item(&items, "grants");
+    assert_eq!(g.status, Status::Fail, "{g}");
+    assert!(g.detail.contains("SELECT on realtime.relay_keys"), "{g}");
+    assert!(g.fix.as_deref().unwrap_or("").contains("GRANT SELECT ON realtime.relay_keys TO"), "{g}");
     assert!(!passed(&items));
 }

@@ -55,6 +55,13 @@ pub enum ReplicationError {
     /// from the last acknowledged commit and the writer keeps the unwritten positions.
     #[error("commit positions cannot be written; released the replication session")]
     PositionsStalled,
+    #[error(
+        "realtime.relay_keys cannot be read: {} (the relay's login needs SELECT on it: \
+         GRANT SELECT ON realtime.relay_keys TO <login>; an extension older than 0.2.0 needs \
+         ALTER EXTENSION realtime UPDATE)",
+        describe_pg_error(.0)
+    )]
+    Keys(tokio_postgres::Error),
     #[error("replication stream ended")]
     StreamEnded,
     #[error("the receiver of replication batches was dropped")]

@@ -16,8 +16,25 @@ pub const BROADCAST_PREFIX: &str = "realtime:broadcast";
 pub const PRESENCE_PREFIX: &str = "realtime:presence";
 /// Prefix of the (empty) logical message `realtime.channels`' trigger emits on every change.
 pub const CHANNELS_PREFIX: &str = "realtime:channels";
+/// Prefix of the (empty) logical message `realtime.relay_keys`' trigger emits on every change:
+/// the relay reads the keys again (see `keys.rs`).
+pub const KEYS_PREFIX: &str = "realtime:keys";
 /// Prefix shared by every logical message meant for the relay.
 pub const REALTIME_PREFIX: &str = "realtime:";
+/// Label values of `realtime_replication_forged_messages_total{prefix}`.
+pub const FORGED_LABELS: [&str; 5] = ["broadcast", "presence", "channels", "keys", "other"];
+
+/// The metric label of a `realtime:` prefix: one of [`FORGED_LABELS`] (`other` for any prefix
+/// the relay does not handle, so a forger cannot make up new series).
+pub fn prefix_label(prefix: &str) -> &'static str {
+    match prefix {
+        BROADCAST_PREFIX => FORGED_LABELS[0],
+        PRESENCE_PREFIX => FORGED_LABELS[1],
+        CHANNELS_PREFIX => FORGED_LABELS[2],
+        KEYS_PREFIX => FORGED_LABELS[3],
+        _ => FORGED_LABELS[4],
+    }
+}
 
 /// A row or logical message that cannot be turned into an event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

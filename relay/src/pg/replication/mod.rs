@@ -26,6 +26,10 @@
 //!   until `shutdown`. Only an unusable configuration (bad URL, slot or publication name) is
 //!   returned as an error. A row that cannot be decoded is logged and skipped (counted in
 //!   [`ReplicationStatus::decode_errors`]) rather than wedging the stream forever.
+//! * **Sealed messages.** A `realtime:` logical message is handled only when its body carries a
+//!   seal made with a key of `realtime.relay_keys` ([`keys`]); any other is dropped, counted per
+//!   prefix ([`ReplicationStatus::forged_messages`]) and logged (at most one warning per
+//!   [`FORGED_WARN_EVERY`]). Keys that cannot be read end the session (the slot replays).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -44,6 +48,7 @@ use crate::core::format_pg_lsn;
 
 mod conn;
 pub(crate) mod events;
+mod keys;
 pub mod pgoutput;
 mod txn;
 
@@ -51,9 +56,10 @@ use super::jitter;
 use conn::{ensure_slot, stream_config, validate_names};
 pub use conn::{ReplicationConfig, ReplicationError};
 pub use events::{
-    pg_timestamptz_to_rfc3339, EventError, BROADCAST_PREFIX, CHANNELS_PREFIX, PRESENCE_PREFIX,
-    REALTIME_PREFIX,
+    pg_timestamptz_to_rfc3339, prefix_label, EventError, BROADCAST_PREFIX, CHANNELS_PREFIX, FORGED_LABELS,
+    KEYS_PREFIX, PRESENCE_PREFIX, REALTIME_PREFIX,
 };
+use keys::KeyRing;
 use txn::{AckQueue, Assembler, CommitOutcome};
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -61,6 +67,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How long an acknowledgement may wait on a failing position writer before the session is
 /// released (see [`ReplicationError::PositionsStalled`]).
 const ACK_STALL_LIMIT: Duration = Duration::from_secs(1);
+/// At most one warning about dropped (unsealed or wrongly sealed) messages per this interval.
+pub const FORGED_WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// Shared, lock-free view of the stream for health checks and metrics.
 #[derive(Debug, Default)]
@@ -95,6 +103,9 @@ pub struct ReplicationStatus {
     pub large_txns: AtomicU64,
     /// Ephemeral messages dropped from such transactions (past `--max-txn-bytes` themselves).
     pub large_txn_ephemeral_dropped: AtomicU64,
+    /// `realtime:` logical messages dropped because their seal is missing or does not verify,
+    /// by [`FORGED_LABELS`] index.
+    forged: [AtomicU64; FORGED_LABELS.len()],
 }
 
 impl ReplicationStatus {
@@ -114,6 +125,12 @@ impl ReplicationStatus {
     pub fn lag_bytes(&self) -> u64 {
         let end = self.server_wal_end.load(Ordering::Relaxed);
         end.saturating_sub(self.handled_lsn.load(Ordering::Relaxed))
+    }
+
+    /// Dropped unsealed or wrongly sealed messages whose prefix has `label` (one of
+    /// [`FORGED_LABELS`]; 0 for any other label).
+    pub fn forged_messages(&self, label: &str) -> u64 {
+        FORGED_LABELS.iter().position(|l| *l == label).map_or(0, |i| self.forged[i].load(Ordering::Relaxed))
     }
 
     pub fn reconnects(&self) -> u64 {
@@ -185,6 +202,9 @@ pub async fn run(
         ack_wait: None,
         backoff: BACKOFF_START,
         attempt: 0,
+        keys: KeyRing::default(),
+        forged_warned: None,
+        forged_unwarned: 0,
     };
     let result = loop {
         let res = st.session().await;
@@ -232,6 +252,11 @@ struct Stream {
     ack_wait: Option<(tokio::time::Instant, u64)>,
     backoff: Duration,
     attempt: u32,
+    keys: KeyRing,
+    /// When the last warning about dropped messages was logged, and how many were dropped
+    /// since without one.
+    forged_warned: Option<tokio::time::Instant>,
+    forged_unwarned: u64,
 }
 
 impl Stream {
@@ -241,6 +266,11 @@ impl Stream {
             r = ensure_slot(&self.db, &self.cfg.slot) => r?,
             _ = self.shutdown.cancelled() => return Ok(()),
         };
+        tokio::select! {
+            r = self.keys.load(&self.db) => r.map_err(ReplicationError::Keys)?,
+            _ = self.shutdown.cancelled() => return Ok(()),
+        }
+        debug!(keys = self.keys.len(), "relay keys loaded");
         // The stream is encrypted when the slot's connection was (same sslmode, same server).
         let bridge = match encrypted {
             true => Some(crate::pg::tls_bridge::bridge(&self.db).await.map_err(ReplicationError::Tls)?),
@@ -265,6 +295,7 @@ impl Stream {
         let mut durable = self.positions.durable_watch();
         let mut writer_alive = true;
         let mut stall_check = tokio::time::interval(ACK_STALL_LIMIT / 2);
+        let mut key_refresh = tokio::time::interval(keys::REFRESH_EVERY / 4);
         self.ack_wait = None;
         self.apply_acks(&client);
         loop {
@@ -282,6 +313,14 @@ impl Stream {
                     if stalled {
                         client.abort();
                         return Err(ReplicationError::PositionsStalled);
+                    }
+                    Step::Continue
+                }
+                _ = key_refresh.tick() => {
+                    if self.keys.is_stale() {
+                        if let Err(e) = self.keys.load(&self.db).await {
+                            warn!(error = %e, "relay keys could not be read again; keeping the loaded ones");
+                        }
                     }
                     Step::Continue
                 }
@@ -396,6 +435,20 @@ impl Stream {
         Ok(Step::Continue)
     }
 
+    /// Counts a dropped message and warns, at most once per [`FORGED_WARN_EVERY`].
+    fn forged(&mut self, prefix: &str, why: &keys::Forged) {
+        let label = prefix_label(prefix);
+        let i = FORGED_LABELS.iter().position(|l| *l == label).unwrap_or(FORGED_LABELS.len() - 1);
+        self.status.forged[i].fetch_add(1, Ordering::Relaxed);
+        self.forged_unwarned += 1;
+        if self.forged_warned.is_none_or(|t| t.elapsed() >= FORGED_WARN_EVERY) {
+            warn!(prefix, reason = %why, dropped = self.forged_unwarned,
+                "realtime logical message without a valid seal dropped (not emitted by realtime.emit_message)");
+            self.forged_warned = Some(tokio::time::Instant::now());
+            self.forged_unwarned = 0;
+        }
+    }
+
     fn decode_error(&self, e: &DecodeError) {
         self.status.decode_errors.fetch_add(1, Ordering::Relaxed);
         error!(error = %e, "undecodable pgoutput message skipped");
@@ -408,6 +461,18 @@ impl Stream {
         prefix: &str,
         content: &[u8],
     ) -> Result<Step, ReplicationError> {
+        if !prefix.starts_with(REALTIME_PREFIX) {
+            trace!(prefix, "foreign logical message ignored");
+            return Ok(Step::Continue);
+        }
+        let content =
+            match self.keys.open(&self.db, prefix, lsn, content).await.map_err(ReplicationError::Keys)? {
+                Ok(content) => content,
+                Err(why) => {
+                    self.forged(prefix, &why);
+                    return Ok(Step::Continue);
+                }
+            };
         let event = match prefix {
             BROADCAST_PREFIX => {
                 events::ephemeral_from_body(content).map(LogEvent::Ephemeral).map_err(|e| e.to_string())
@@ -418,12 +483,14 @@ impl Stream {
                 self.status.channels_changed.notify_one();
                 return Ok(Step::Continue);
             }
-            _ if prefix.starts_with(REALTIME_PREFIX) => {
-                debug!(prefix, "logical message with unknown realtime prefix ignored");
+            KEYS_PREFIX => {
+                // realtime.relay_keys changed (and committed): a deleted key stops verifying now.
+                self.keys.load(&self.db).await.map_err(ReplicationError::Keys)?;
+                debug!(keys = self.keys.len(), "relay keys changed; read again");
                 return Ok(Step::Continue);
             }
             _ => {
-                trace!(prefix, "foreign logical message ignored");
+                debug!(prefix, "logical message with unknown realtime prefix ignored");
                 return Ok(Step::Continue);
             }
         };
