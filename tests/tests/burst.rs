@@ -129,7 +129,7 @@ async fn ephemeral_messages_a_lagging_subscriber_misses_are_reported_never_silen
         let frame = match tokio::time::timeout(Duration::from_secs(60), ws.next()).await {
             Ok(Some(Ok(Message::Text(t)))) => t,
             Ok(Some(Ok(_))) => continue,
-            other => panic!("socket ended: {other:?}"),
+            other => panic!("socket ended: {other:?} (stored {stored}, typing {typing}, dropped {dropped}, ended {ended})"),
         };
         let v: Value = serde_json::from_str(&frame).unwrap();
         match (v["type"].as_str(), v["event"].as_str()) {
