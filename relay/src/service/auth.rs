@@ -9,7 +9,7 @@ use super::ServiceError;
 use crate::app::App;
 use crate::core::{AuthError, ErrorCode, Identity};
 use crate::hub::Outbound;
-use crate::pg::authz::{check_subscribe, Access};
+use crate::pg::authz::{check_many, Access};
 
 /// Verifies `token` and, if valid, makes it the connection's identity and re-checks each of
 /// `channels`. Returns the `unsubscribed` items to queue, after removing those channels from
@@ -28,16 +28,24 @@ pub async fn reauthenticate(
     let mut revoked = Vec::new();
     let mut sorted: Vec<String> = channels.iter().cloned().collect();
     sorted.sort();
-    for channel in sorted {
-        let (code, message) = match check_subscribe(&app.pool, identity, &channel).await {
-            Ok(Access::Allowed) => continue,
-            Ok(Access::Denied) => (ErrorCode::Unauthorized, "access revoked"),
-            Ok(Access::NotFound) => (ErrorCode::NotFound, "no enabled channel matches any more"),
-            Err(e) => {
-                // Postgres unreachable: keep the subscription rather than drop it on a guess.
-                tracing::warn!(%channel, error = %e, "could not re-check subscription after auth");
-                continue;
-            }
+    if sorted.is_empty() {
+        return Ok(revoked);
+    }
+    // One statement for every channel (as the scheduled re-checks do).
+    let answers = match check_many(&app.pool, identity, &sorted).await {
+        Ok(answers) => answers,
+        Err(e) => {
+            // Postgres unreachable: keep the subscriptions rather than drop them on a guess (the
+            // scheduled re-check ends them if this goes on).
+            tracing::warn!(error = %e, "could not re-check subscriptions after auth");
+            return Ok(revoked);
+        }
+    };
+    for (channel, access) in answers {
+        let (code, message) = match access {
+            Access::Allowed => continue,
+            Access::Denied => (ErrorCode::Unauthorized, "access revoked"),
+            Access::NotFound => (ErrorCode::NotFound, "no enabled channel matches any more"),
         };
         app.hub.unsubscribe(&channel, session_id);
         channels.remove(&channel);

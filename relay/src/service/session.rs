@@ -75,9 +75,8 @@ impl Session {
     }
 
     /// A session for a stream ([`super::stream`]): its queue keeps dispatch order across
-    /// channels ([`SessionHandle::keep_order`]) and nothing catches up a subscription that falls
-    /// behind: the transport ends the stream at the first refusal ([`SessionHandle::next_lagging`])
-    /// and the client resumes from the log.
+    /// channels ([`SessionHandle::keep_order`]), and no per-channel catch-up task runs: when it
+    /// falls behind, the transport catches the whole group up ([`super::stream::catch_up`]).
     pub fn open_stream(app: Arc<App>, identity: Identity) -> (Session, SessionQueue) {
         let (handle, queue) = session_queue(app.hub.next_session_id(), app.queue_limits());
         handle.keep_order();
@@ -218,9 +217,8 @@ impl Session {
 
     /// Subscribe permission for `channel` (counted in the subscribe-check metrics).
     async fn authorize(&self, channel: &str) -> Result<(), ServiceError> {
-        let channel = channel.to_string();
         let started = std::time::Instant::now();
-        let checked = check_subscribe(&self.app.pool, &self.identity, &channel).await;
+        let checked = check_subscribe(&self.app.pool, &self.identity, channel).await;
         let outcome = match &checked {
             Ok(Access::Allowed) => CheckOutcome::Allowed,
             Ok(Access::Denied) => CheckOutcome::Denied,
@@ -235,10 +233,10 @@ impl Session {
                 return Err(ServiceError::Denied(hints::subscribe_denied(
                     &who.role,
                     who.user_id.as_deref(),
-                    &channel,
+                    channel,
                 )));
             }
-            Ok(Access::NotFound) => return Err(ServiceError::NotFound(hints::channel_not_found(&channel))),
+            Ok(Access::NotFound) => return Err(ServiceError::NotFound(hints::channel_not_found(channel))),
             Err(e) => {
                 tracing::warn!(%channel, error = %e, "subscribe check failed");
                 return Err(ServiceError::Internal(e.client_message()));
