@@ -612,7 +612,7 @@ INSERT INTO realtime.relay_keys DEFAULT VALUES;
 
 -- emit_message: pg_logical_emit_message with the body sealed by the newest key. SECURITY
 -- INVOKER: a caller who may not read realtime.relay_keys gets "permission denied for table
--- relay_keys". broadcast and signal_channels_changed (SECURITY DEFINER) and the relay's own
+-- relay_keys". broadcast and signal_relays (SECURITY DEFINER) and the relay's own
 -- writes emit through it.
 CREATE FUNCTION realtime.emit_message(transactional boolean, prefix text, content text)
 RETURNS pg_lsn
@@ -636,26 +636,29 @@ $$;
 COMMENT ON FUNCTION realtime.emit_message(boolean, text, text) IS
     'pg_logical_emit_message with the body sealed for relays (needs SELECT on realtime.relay_keys)';
 
--- Key changes reach relays in commit order: a sealed realtime:keys message makes every relay
--- read the keys again at once, so a deleted key stops verifying right after its DELETE commits.
--- SECURITY DEFINER, like signal_channels_changed; nothing is emitted once no key is left.
-CREATE FUNCTION realtime.signal_keys_changed() RETURNS trigger
+-- Signals to relays, in commit order: a statement trigger emits an empty sealed logical message
+-- whose prefix is the trigger's argument. `realtime:keys` (on relay_keys) makes every relay read
+-- the keys again at once, so a deleted key stops verifying right after its DELETE commits;
+-- `realtime:channels` (on channels, below) makes it re-check open subscriptions. SECURITY
+-- DEFINER: whoever may change those tables needs no right to read the keys. Nothing is emitted
+-- once no key is left (nothing could be sealed; the scheduled re-check still runs).
+CREATE FUNCTION realtime.signal_relays() RETURNS trigger
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF EXISTS (SELECT 1 FROM realtime.relay_keys) THEN
-        PERFORM realtime.emit_message(true, 'realtime:keys', '');
+        PERFORM realtime.emit_message(true, TG_ARGV[0], '');
     END IF;
     RETURN NULL;
 END;
 $$;
-COMMENT ON FUNCTION realtime.signal_keys_changed() IS
-    'Trigger: tells relays (a realtime:keys logical message) to read realtime.relay_keys again';
+COMMENT ON FUNCTION realtime.signal_relays() IS
+    'Trigger: tells relays, by an empty sealed logical message with prefix TG_ARGV[0], that the table changed';
 
 CREATE TRIGGER relay_keys_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON realtime.relay_keys
-    FOR EACH STATEMENT EXECUTE FUNCTION realtime.signal_keys_changed();
+    FOR EACH STATEMENT EXECUTE FUNCTION realtime.signal_relays('realtime:keys');
 ALTER TABLE realtime.relay_keys ENABLE ALWAYS TRIGGER relay_keys_changed;
 
 CREATE OR REPLACE FUNCTION realtime.broadcast(channel text, event text, payload jsonb DEFAULT '{}')
@@ -706,27 +709,11 @@ $$;
 
 -- ---- permission re-checks after changes to realtime.channels (sql/api.sql) ----
 
-CREATE FUNCTION realtime.signal_channels_changed() RETURNS trigger
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    -- With no relay key left nothing can be sealed; the scheduled re-check still runs.
-    IF EXISTS (SELECT 1 FROM realtime.relay_keys) THEN
-        PERFORM realtime.emit_message(true, 'realtime:channels', '');
-    END IF;
-    RETURN NULL;
-END;
-$$;
-COMMENT ON FUNCTION realtime.signal_channels_changed() IS
-    'Trigger: tells relays (a realtime:channels logical message) to re-check subscriptions';
-
 CREATE TRIGGER channels_recheck_subscriptions
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON realtime.channels
-    FOR EACH STATEMENT EXECUTE FUNCTION realtime.signal_channels_changed();
+    FOR EACH STATEMENT EXECUTE FUNCTION realtime.signal_relays('realtime:channels');
 ALTER TABLE realtime.channels ENABLE ALWAYS TRIGGER channels_recheck_subscriptions;
-REVOKE EXECUTE ON FUNCTION realtime.signal_channels_changed() FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION realtime.signal_keys_changed() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION realtime.signal_relays() FROM PUBLIC;
 
 -- ---- Supabase names: realtime.topic() and realtime.send() (sql/api.sql) ----
 

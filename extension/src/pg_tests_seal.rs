@@ -22,7 +22,7 @@ mod tests {
         );
         assert_eq!(
             one::<bool>(
-                "SELECT has_function_privilege('rt_seal_anon', 'realtime.signal_keys_changed()', 'EXECUTE')"
+                "SELECT has_function_privilege('rt_seal_anon', 'realtime.signal_relays()', 'EXECUTE')"
             ),
             Some(false)
         );
