@@ -124,7 +124,8 @@ fn group(subs: Vec<(String, SessionHandle)>) -> Vec<Group> {
     groups.into_values().collect()
 }
 
-fn outcome(verdict: Option<Access>) -> CheckOutcome {
+/// The metrics label of a permission check's answer (None: the check failed).
+pub(super) fn outcome(verdict: Option<Access>) -> CheckOutcome {
     match verdict {
         Some(Access::Allowed) => CheckOutcome::Allowed,
         Some(Access::Denied) => CheckOutcome::Denied,

@@ -23,7 +23,7 @@ use crate::core::frame::WireFrame;
 use crate::core::presence::Member;
 use crate::core::{hints, Cursor, Identity};
 use crate::hub::{session_queue, Joined, Outbound, SessionHandle, SessionQueue};
-use crate::metrics::{CheckOutcome, Kind, PublishOutcome};
+use crate::metrics::{Kind, PublishOutcome};
 use crate::pg::authz::{check_subscribe, Access};
 use crate::pg::history::Page;
 
@@ -219,12 +219,7 @@ impl Session {
     async fn authorize(&self, channel: &str) -> Result<(), ServiceError> {
         let started = std::time::Instant::now();
         let checked = check_subscribe(&self.app.pool, &self.identity, channel).await;
-        let outcome = match &checked {
-            Ok(Access::Allowed) => CheckOutcome::Allowed,
-            Ok(Access::Denied) => CheckOutcome::Denied,
-            Ok(Access::NotFound) => CheckOutcome::NotFound,
-            Err(_) => CheckOutcome::Error,
-        };
+        let outcome = super::recheck::outcome(checked.as_ref().ok().copied());
         self.app.metrics.subscribe_checked(outcome, started.elapsed());
         match checked {
             Ok(Access::Allowed) => {}
