@@ -49,7 +49,7 @@ lint: deps
 	cargo clippy -p realtime --features "pg15 pg_test" --all-targets -- -D warnings
 
 test-unit: deps
-	cargo test -p realtime-core -p realtime-relay
+	cargo test -p realtime-core -p realtime-relay -p realtime-loadgen
 
 test-ext: deps
 	scripts/test-extension.sh
