@@ -11,7 +11,7 @@
 # once per subscriber under its role and claims) costs the same database.
 #
 #   bench/supabase/run.sh           (a) 5 interleaved rounds per step, (b) 3 rounds of 20 s; appends to bench/RESULTS.md
-#   bench/supabase/run.sh --smoke   (a) 1 round, one short step per shape; (b) 100 subscribers, 50 rows/s, 3 s (< 2 min)
+#   bench/supabase/run.sh --smoke   (a) 1 round, one short step per shape; (b) 100 subscribers, 50 rows/s, 3 s (~35 s)
 #
 # (a) is bench/fanout's shape and ladder (bench/loadgen/ladder.sh): shared (one channel ×
 # BENCH_SHARED_SUBS) and peruser (BENCH_USER_CHANNELS channels × 2, 10 messages per publish

@@ -5,7 +5,7 @@
 # ≥ 0.8x WebSocket deliveries/s with p99 < 50 ms; ≤ 16 KB per idle SSE stream.
 #
 #   bench/transports/run.sh           5 interleaved rounds per step, idle steps to 5,000; appends to bench/RESULTS.md
-#   bench/transports/run.sh --smoke   1 round, 200 subscribers, one short step per shape, idle 200 and 500 (< 2 min)
+#   bench/transports/run.sh --smoke   1 round, 200 subscribers, one short step per shape, idle 200 and 500 (~40 s)
 #
 # Fan-out: each shape climbs a ladder of publish rates (bench/loadgen/ladder.sh: a target passes
 # a step when the median over its rounds has p99 < 50 ms send→recv and nothing missing, and
