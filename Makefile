@@ -17,7 +17,7 @@ export PG_BIN := $(patsubst %/,%,$(dir $(PG_CONFIG)))
 PGRX_SUDO := $(if $(filter 0,$(shell id -u)),,--sudo)
 
 .PHONY: run test deps build install-ext install-ext-release lint test-unit test-ext test-e2e test-js fmt fuzz bench bench-ingest bench-changes bench-latency bench-fanout bench-presence bench-webhooks
-.PHONY: bench-connections bench-subscribe bench-soak bench-relays bench-deps
+.PHONY: bench-connections bench-subscribe bench-soak bench-relays bench-deps bench-transports bench-supabase
 
 run: install-ext build
 	@scripts/run.sh
@@ -49,7 +49,7 @@ lint: deps
 	cargo clippy -p realtime --features "pg15 pg_test" --all-targets -- -D warnings
 
 test-unit: deps
-	cargo test -p realtime-core -p realtime-relay
+	cargo test -p realtime-core -p realtime-relay -p realtime-loadgen
 
 test-ext: deps
 	scripts/test-extension.sh
@@ -111,6 +111,12 @@ bench-soak: install-ext-release bench-deps
 bench-relays: install-ext-release bench-deps
 	bench/relays/run.sh
 
+bench-transports: install-ext-release bench-deps
+	bench/transports/run.sh
+
+bench-supabase: install-ext-release bench-deps
+	bench/supabase/run.sh
+
 # A short smoke run of every scenario (a few minutes in all), to keep the harness working
 # (needs node, and what bench-deps installs; figures from it mean nothing).
 bench: install-ext build bench-deps
@@ -124,3 +130,5 @@ bench: install-ext build bench-deps
 	bench/webhooks/run.sh --smoke
 	bench/soak/run.sh --smoke
 	bench/relays/run.sh --smoke
+	bench/transports/run.sh --smoke
+	bench/supabase/run.sh --smoke

@@ -9,8 +9,10 @@
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/lib.sh"
 
 # ---------------------------------------------------------------------------------------------
-# Servers under test. TARGET (realtime, ws, socketio, centrifuge) selects the one loadgen_run
-# drives: `realtime` is our relay (relay_start in bench/lib.sh); `ws` and `socketio` are the Node
+# Servers under test. TARGET (realtime, sse, phoenix, phoenix-v1, ws, socketio, centrifuge)
+# selects the one loadgen_run drives: `realtime` is our relay over protocol v1 (relay_start in
+# bench/lib.sh); `sse`, `phoenix` (Supabase's protocol, vsn 2.0.0) and `phoenix-v1` (vsn 1.0.0)
+# are the same relay process over its other transports and protocols; `ws` and `socketio` are the Node
 # peers in bench/peers/ and `centrifuge` the Go peer on the Centrifuge library
 # (bench/peers/centrifuge/), all relaying the same realtime.publish() commits through an AFTER
 # INSERT trigger that pg_notify()s each message id (InsForge's design; bench/peers/relay-core.mjs).
@@ -20,6 +22,14 @@
 TARGET=${TARGET:-realtime}
 PEER_PID=""
 PEER_NAME=""
+
+# Whether a target is served by our relay (any of its transports and protocols).
+relay_target() {
+    case "$1" in
+        realtime | sse | phoenix | phoenix-v1) return 0 ;;
+    esac
+    return 1
+}
 
 # Makes the peers of $TARGETS runnable: npm ci in bench/peers when its node_modules is missing
 # or older than the lock file (Node peers); the Centrifuge peer built into $WORK (Go, offline,
@@ -99,7 +109,7 @@ peer_stop() {
 use_target() {
     TARGET=$1
     case "$TARGET" in
-        realtime)
+        realtime | sse | phoenix | phoenix-v1)
             peer_stop
             sql "ALTER TABLE realtime.messages DISABLE TRIGGER bench_peers_notify" >/dev/null 2>&1 || true
             if ! relay_alive; then
@@ -117,7 +127,7 @@ use_target() {
             sql "ALTER TABLE realtime.messages ENABLE TRIGGER bench_peers_notify" >/dev/null
             peer_start "$TARGET"
             ;;
-        *) die "unknown target '$TARGET' (realtime, ws, socketio, centrifuge)" ;;
+        *) die "unknown target '$TARGET' (realtime, sse, phoenix, phoenix-v1, ws, socketio, centrifuge)" ;;
     esac
 }
 
@@ -130,6 +140,9 @@ target_url() {
     fi
     case "$TARGET" in
         realtime) echo "ws://127.0.0.1:$RELAY_PORT/v1/socket" ;;
+        sse) echo "http://127.0.0.1:$RELAY_PORT/v1/sse" ;;
+        phoenix) echo "ws://127.0.0.1:$RELAY_PORT/realtime/v1/websocket?vsn=2.0.0" ;;
+        phoenix-v1) echo "ws://127.0.0.1:$RELAY_PORT/realtime/v1/websocket?vsn=1.0.0" ;;
         ws) echo "ws://127.0.0.1:$PEER_PORT/v1/socket" ;;
         socketio) echo "ws://127.0.0.1:$PEER_PORT/socket.io/?EIO=4&transport=websocket" ;;
         centrifuge) echo "ws://127.0.0.1:$PEER_PORT/connection/websocket" ;;
@@ -139,7 +152,7 @@ target_url() {
 target_pid() {
     if [ -n "${TARGET_PIDS:-}" ]; then
         echo "$TARGET_PIDS"
-    elif [ "$TARGET" = realtime ]; then
+    elif relay_target "$TARGET"; then
         echo "$RELAY_PID"
     else
         echo "$PEER_PID"
@@ -161,7 +174,7 @@ LOADGEN_PROCS=${LOADGEN_PROCS:-1}
 loadgen_run() {
     local label=$1
     shift
-    if [ "$TARGET" = realtime ]; then relay_ensure "$label"; fi
+    if relay_target "$TARGET"; then relay_ensure "$label"; fi
     local cmd=(target/release/realtime-loadgen --target "$TARGET" --url "$(target_url)"
         --database-url "$DB_URL" --relay-pid "$(target_pid)" --label "$label" "$@")
     local out recorded

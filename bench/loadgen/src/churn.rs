@@ -49,7 +49,8 @@ impl Tally {
     }
 }
 
-fn mint(secret: &str, user: &str) -> Result<String, String> {
+/// An HS256 token for `user` (role `authenticated`, valid for a day).
+pub fn mint(secret: &str, user: &str) -> Result<String, String> {
     let exp = stats::now_us() / 1_000_000 + 24 * 3600;
     let claims = json!({"sub": user, "role": "authenticated", "exp": exp});
     jsonwebtoken::encode(

@@ -116,6 +116,7 @@ pub async fn run(args: Args) -> Result<(), String> {
         Pattern::PerUser => Arc::new(move |s| format!("bench:{}", s % channels)),
     };
     let plan = Arc::new(Plan {
+        call: publisher::Call::Publish,
         database_url: args.database_url.clone(),
         connections: args.publishers.max(1),
         rate: args.rate,

@@ -1,15 +1,18 @@
-//! `realtime-loadgen`: drives our relay, or a Node peer in `bench/peers/`, with one workload
-//! (WebSocket subscribers; open-loop publishing through `realtime.publish()` in Postgres) and
-//! measures it: send-to-receive latency in HDR histograms, deliveries/s, errors, the server's CPU
-//! seconds and peak RSS. Modes: `fanout` (src/fanout.rs), `idle` (src/idle.rs: connections and
-//! RSS per connection), `churn` (src/churn.rs: RLS-checked subscribes per second), `soak`
-//! (src/soak.rs: a long run with reconnects and resume, checked per connection) and `merge`
-//! (src/merge.rs: one report from the JSON lines of a group of processes, src/group.rs).
+//! `realtime-loadgen`: drives our relay, or a peer in `bench/peers/`, with one workload
+//! (WebSocket or SSE subscribers; open-loop publishing through `realtime.publish()` in Postgres)
+//! and measures it: send-to-receive latency in HDR histograms, deliveries/s, errors, the server's
+//! CPU seconds and peak RSS. Modes: `fanout` (src/fanout.rs), `idle` (src/idle.rs: connections
+//! and RSS per connection), `churn` (src/churn.rs: RLS-checked subscribes per second), `soak`
+//! (src/soak.rs: a long run with reconnects and resume, checked per connection), `changes`
+//! (src/changes.rs: Supabase `postgres_changes` under row-level security, checked per
+//! subscriber) and `merge` (src/merge.rs: one report from the JSON lines of a group of
+//! processes, src/group.rs).
 //! Connections are spread over source addresses 127.0.0.1..=127.0.0.K (`--source-ips`), so more
 //! than ~60k fit on loopback, and over the servers of `--url` (several relays). Protocol adapters
 //! per server: src/adapter/.
 
 mod adapter;
+mod changes;
 mod churn;
 mod fanout;
 mod group;
@@ -21,6 +24,7 @@ mod report;
 mod soak;
 mod soak_conn;
 mod soak_merge;
+mod sse_conn;
 mod stats;
 mod subscribers;
 
@@ -36,6 +40,7 @@ pub enum Mode {
     Idle,
     Churn,
     Soak,
+    Changes,
     Merge,
 }
 
@@ -58,7 +63,8 @@ pub struct Args {
     /// The server under test, for its protocol adapter.
     #[arg(long, value_enum, default_value_t = Proto::Realtime)]
     pub target: Proto,
-    /// Server WebSocket URL (Socket.IO peer: ws://HOST:PORT/socket.io/?EIO=4&transport=websocket);
+    /// Server WebSocket URL (Socket.IO peer: ws://HOST:PORT/socket.io/?EIO=4&transport=websocket;
+    /// SSE: http://HOST:PORT/v1/sse; Phoenix: ws://HOST:PORT/realtime/v1/websocket?vsn=2.0.0);
     /// several, comma-separated, for several relays: connection i goes to the (i mod n)th.
     #[arg(long, value_delimiter = ',', default_value = "ws://127.0.0.1:4000/v1/socket")]
     pub url: Vec<String>,
@@ -143,7 +149,8 @@ pub struct Args {
     /// `--mode idle`: seconds to wait after each step before reading the server's RSS.
     #[arg(long, default_value_t = 3.0)]
     pub settle: f64,
-    /// `--mode churn`: users (JWT subjects u0..u<users-1>); connection i is user i % users.
+    /// `--mode churn` and `changes`: users (JWT subjects u0..u<users-1>); connection i is user
+    /// i % users.
     #[arg(long, default_value_t = 1000)]
     pub users: u64,
     /// `--mode churn`: rooms each user is a member of (room r belongs to user r % users, so
@@ -154,7 +161,8 @@ pub struct Args {
     /// (0: never).
     #[arg(long, default_value_t = 0)]
     pub foreign_every: u64,
-    /// `--mode churn`: HS256 secret to mint the clients' tokens with (the relay's --jwt-secret).
+    /// `--mode churn` and `changes`: HS256 secret to mint the clients' tokens with (the relay's
+    /// --jwt-secret).
     #[arg(long, env = "REALTIME_JWT_SECRET", default_value = "")]
     pub jwt_secret: String,
     /// `--mode soak`: share of the connections that reconnect each second (each closes its
@@ -169,6 +177,10 @@ pub struct Args {
     /// `--mode merge`: files with one JSON line per group member (default: read stdin).
     #[arg(long, value_delimiter = ',')]
     pub inputs: Vec<std::path::PathBuf>,
+    /// `--mode changes`: the watched table rows are inserted into (`name` or `schema.name`;
+    /// columns owner text, s bigint, t bigint, pad text).
+    #[arg(long, default_value = "public.benchrows")]
+    pub table: String,
     /// A label copied into the JSON line.
     #[arg(long, default_value = "")]
     pub label: String,
@@ -176,6 +188,10 @@ pub struct Args {
 
 fn main() {
     let args = Args::parse();
+    if let Err(e) = check_target(&args) {
+        eprintln!("realtime-loadgen: {e}");
+        std::process::exit(2);
+    }
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if let Some(t) = args.threads {
         rt.worker_threads(t);
@@ -187,6 +203,7 @@ fn main() {
             Mode::Idle => idle::run(args).await,
             Mode::Churn => churn::run(args).await,
             Mode::Soak => soak::run(args).await,
+            Mode::Changes => changes::run(args).await,
             Mode::Merge => merge::run(args),
         }
     });
@@ -199,8 +216,25 @@ fn main() {
     }
 }
 
+/// Which targets a mode can drive: SSE streams only subscribe (fanout, idle); `changes` is
+/// Supabase's protocol.
+fn check_target(args: &Args) -> Result<(), String> {
+    let phoenix = matches!(args.target, Proto::Phoenix | Proto::PhoenixV1);
+    match args.mode {
+        Mode::Churn | Mode::Soak if args.target == Proto::Sse || phoenix => {
+            Err(format!("--mode {:?} does not drive --target {}", args.mode, args.target.name())
+                .to_lowercase())
+        }
+        Mode::Changes if !phoenix => Err("--mode changes needs --target phoenix or phoenix-v1".into()),
+        _ => Ok(()),
+    }
+}
+
 pub fn relay_socket_addr(url: &str) -> Result<SocketAddr, String> {
-    let rest = url.strip_prefix("ws://").ok_or("--url must start with ws://")?;
+    let rest = url
+        .strip_prefix("ws://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or("--url must start with ws:// (http:// for SSE)")?;
     let hostport = rest.split('/').next().unwrap_or(rest);
     let hostport = if hostport.contains(':') { hostport.to_string() } else { format!("{hostport}:80") };
     use std::net::ToSocketAddrs;

@@ -1,6 +1,8 @@
 //! Open-loop publishing: calls are started on a fixed schedule whatever earlier calls are doing
 //! (pipelined over a few tokio-postgres connections), each stamped with the wall-clock time
-//! taken just before the call is issued.
+//! taken just before the call is issued. A call is `realtime.publish()` of message `s` to its
+//! channel ([`Call::Publish`]), or an INSERT of row `s` for its owner into a watched table
+//! ([`Call::Insert`], the changes run).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,7 +16,48 @@ use crate::stats::{self, AckTimes, Events};
 /// Maps a message seq to its channel name.
 pub type ChannelOf = Arc<dyn Fn(u64) -> String + Send + Sync>;
 
+/// What one message of the schedule is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    /// `realtime.publish(<channel of s>, 'tick', {s, t, pad})`.
+    Publish,
+    /// `INSERT INTO <table> (owner, s, t, pad)`, owner = the "channel" of s. The table name is
+    /// checked by [`table_name`].
+    Insert(String),
+}
+
+/// A table name for [`Call::Insert`]: `name` or `schema.name`, lower-case letters,
+/// digits and `_` only (it is written into the statement).
+pub fn table_name(name: &str) -> Result<String, String> {
+    let ok = |p: &str| {
+        !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    };
+    let parts: Vec<&str> = name.split('.').collect();
+    if parts.len() <= 2 && parts.iter().copied().all(ok) {
+        Ok(name.to_string())
+    } else {
+        Err(format!("--table {name:?}: expected name or schema.name of [a-z0-9_]"))
+    }
+}
+
+impl Call {
+    fn sql(&self, batch: usize) -> String {
+        match (self, batch) {
+            (Call::Publish, 1) => ONE.to_string(),
+            (Call::Publish, _) => MANY.to_string(),
+            (Call::Insert(t), 1) => format!(
+                "INSERT INTO {t} (owner, s, t, pad) VALUES ($1::text, $4::bigint, $2::bigint, repeat('x', $3::int))"
+            ),
+            (Call::Insert(t), _) => format!(
+                "INSERT INTO {t} (owner, s, t, pad) SELECT u.c, u.s, $2::bigint, repeat('x', $3::int) \
+                 FROM unnest($1::text[], $4::bigint[]) AS u(c, s)"
+            ),
+        }
+    }
+}
+
 pub struct Plan {
+    pub call: Call,
     pub database_url: String,
     pub connections: usize,
     /// Messages per second.
@@ -71,7 +114,7 @@ pub async fn connect(plan: &Plan) -> Result<Vec<(Client, Statement)>, tokio_post
             }
         });
         client.batch_execute("SET realtime.strict_publish = on").await?;
-        let stmt = client.prepare(if plan.batch == 1 { ONE } else { MANY }).await?;
+        let stmt = client.prepare(&plan.call.sql(plan.batch)).await?;
         out.push((client, stmt));
     }
     Ok(out)
@@ -152,5 +195,24 @@ pub async fn run(
         call_us,
         max_lag_us,
         late_calls,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_statements_take_the_same_parameters_as_publish() {
+        let one = Call::Insert("public.benchrows".into()).sql(1);
+        assert!(
+            one.starts_with("INSERT INTO public.benchrows (owner, s, t, pad) VALUES ($1::text, $4::bigint")
+        );
+        assert!(Call::Insert("t".into()).sql(10).contains("unnest($1::text[], $4::bigint[])"));
+        assert_eq!(Call::Publish.sql(1), ONE);
+        assert_eq!(table_name("public.benchrows"), Ok("public.benchrows".into()));
+        for bad in ["", "a.b.c", "t; drop", "T", "a."] {
+            assert!(table_name(bad).is_err(), "{bad}");
+        }
     }
 }

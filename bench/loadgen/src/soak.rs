@@ -193,6 +193,7 @@ async fn run_in_group(
         Arc::new(move |s| format!("bench:{}", s % k))
     };
     let plan = Arc::new(Plan {
+        call: publisher::Call::Publish,
         database_url: args.database_url.clone(),
         connections: args.publishers.max(1),
         rate: args.rate,

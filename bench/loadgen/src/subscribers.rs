@@ -1,6 +1,7 @@
 //! The subscribe phase and the readers: one small task per WebSocket connection, each bound to a
 //! 127.0.0.x source address (round-robin) so more than ~60k connections fit on loopback. The
-//! server under test is spoken to through its [`Proto`] adapter.
+//! server under test is spoken to through its [`Proto`] adapter; SSE streams are handed to
+//! `src/sse_conn.rs`, which records their deliveries through [`on_piece`] too.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpSocket;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
@@ -87,6 +88,9 @@ pub async fn run_one(
     gate: Arc<Semaphore>,
     ready: mpsc::UnboundedSender<(usize, Ready)>,
 ) {
+    if target.proto == Proto::Sse {
+        return crate::sse_conn::run_one(i, channel, target, shared, gate, ready).await;
+    }
     let permit = gate.acquire_owned().await.expect("gate open");
     let setup = tokio::time::timeout(target.connect_timeout, async {
         let ep = target.endpoint(i);
@@ -117,13 +121,7 @@ pub async fn run_one(
 /// TCP connect to `addr` from source address 127.0.0.(1 + i % source_ips), the WebSocket
 /// handshake on `url`, and the adapter's opening exchange.
 pub async fn connect(i: usize, target: &Target, addr: SocketAddr, url: &str) -> Result<Ws, String> {
-    let source = Ipv4Addr::new(127, 0, 0, 1 + (i % usize::from(target.source_ips)) as u8);
-    let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {}", e.kind()))?;
-    // SO_REUSEADDR: this side's TIME_WAIT sockets then never keep a server from binding their port.
-    socket.set_reuseaddr(true).map_err(|e| format!("reuseaddr: {}", e.kind()))?;
-    socket.bind(SocketAddr::new(source.into(), 0)).map_err(|e| format!("bind: {}", e.kind()))?;
-    let stream = socket.connect(addr).await.map_err(|e| format!("connect: {}", e.kind()))?;
-    stream.set_nodelay(true).map_err(|e| format!("nodelay: {}", e.kind()))?;
+    let stream = tcp_connect(i, target, addr).await?;
     // tungstenite zero-fills its whole read buffer before every read (128 KiB by default):
     // frames here are a few hundred bytes, so a small buffer saves that memset per delivery
     // (larger frames still work: the buffer grows to the frame's length).
@@ -135,9 +133,47 @@ pub async fn connect(i: usize, target: &Target, addr: SocketAddr, url: &str) -> 
     Ok(ws)
 }
 
-/// Reads frames until the socket ends; every tick frame is one delivery.
+/// TCP connect to `addr` from source address 127.0.0.(1 + i % source_ips), no delay.
+pub async fn tcp_connect(i: usize, target: &Target, addr: SocketAddr) -> Result<TcpStream, String> {
+    let source = Ipv4Addr::new(127, 0, 0, 1 + (i % usize::from(target.source_ips)) as u8);
+    let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {}", e.kind()))?;
+    // SO_REUSEADDR: this side's TIME_WAIT sockets then never keep a server from binding their port.
+    socket.set_reuseaddr(true).map_err(|e| format!("reuseaddr: {}", e.kind()))?;
+    socket.bind(SocketAddr::new(source.into(), 0)).map_err(|e| format!("bind: {}", e.kind()))?;
+    let stream = socket.connect(addr).await.map_err(|e| format!("connect: {}", e.kind()))?;
+    stream.set_nodelay(true).map_err(|e| format!("nodelay: {}", e.kind()))?;
+    Ok(stream)
+}
+
+/// What a read loop waits for next: a frame, or the time to send a heartbeat.
+pub enum Step {
+    Frame(Option<Result<Message, tokio_tungstenite::tungstenite::Error>>),
+    Heartbeat,
+}
+
+/// Reads frames until the socket ends; every tick frame is one delivery. Sends the protocol's
+/// heartbeat on its schedule (Phoenix).
 async fn read_loop(mut ws: Ws, proto: Proto, shared: &Shared) {
-    while let Some(next) = ws.next().await {
+    let mut beat = proto
+        .heartbeat()
+        .map(|(every, frame)| (tokio::time::interval_at(tokio::time::Instant::now() + every, every), frame));
+    loop {
+        let step = match beat.as_mut() {
+            None => Step::Frame(ws.next().await),
+            Some((interval, _)) => tokio::select! {
+                next = ws.next() => Step::Frame(next),
+                _ = interval.tick() => Step::Heartbeat,
+            },
+        };
+        let next = match step {
+            Step::Heartbeat => {
+                let frame = beat.as_ref().map_or("", |b| b.1);
+                let _ = ws.send(Message::text(frame)).await;
+                continue;
+            }
+            Step::Frame(None) => break,
+            Step::Frame(Some(next)) => next,
+        };
         match next {
             Ok(Message::Text(t)) => {
                 if on_text(proto, t.as_str(), shared) {
@@ -150,7 +186,12 @@ async fn read_loop(mut ws: Ws, proto: Proto, shared: &Shared) {
                 }
                 return;
             }
-            Ok(Message::Binary(_)) => shared.events.add("binary frame"),
+            Ok(Message::Binary(b)) => match proto.decode_binary(&b) {
+                Incoming::Other => shared.events.add("binary frame"),
+                incoming => {
+                    on_incoming(proto, incoming, b.len(), shared);
+                }
+            },
             Ok(_) => {}
             Err(e) => {
                 if !shared.stopping.load(Ordering::Relaxed) {
@@ -175,8 +216,18 @@ fn on_text(proto: Proto, frame: &str, shared: &Shared) -> bool {
 }
 
 /// Records one message; true when it was a ping to answer.
-fn on_piece(proto: Proto, text: &str, shared: &Shared) -> bool {
-    match proto.decode(text) {
+pub fn on_piece(proto: Proto, text: &str, shared: &Shared) -> bool {
+    let incoming = proto.decode(text);
+    if let Incoming::Reply(_) | Incoming::Other = incoming {
+        shared.events.add(format!("frame {}", proto.frame_type(text)));
+        return false;
+    }
+    on_incoming(proto, incoming, text.len(), shared)
+}
+
+/// Records one decoded message of `len` bytes; true when it was a ping to answer.
+fn on_incoming(proto: Proto, incoming: Incoming, len: usize, shared: &Shared) -> bool {
+    match incoming {
         Incoming::Delivery(Kind::Tick { seq, sent_us }) => {
             let now = stats::now_us();
             if seq < shared.warmup_msgs {
@@ -186,7 +237,7 @@ fn on_piece(proto: Proto, text: &str, shared: &Shared) -> bool {
             let ack = shared.acks.get(seq);
             stats::with_local(|r| {
                 r.deliveries += 1;
-                r.bytes += text.len() as u64;
+                r.bytes += len as u64;
                 r.send_to_recv.saturating_record(now.saturating_sub(sent_us).max(1));
                 match ack {
                     Some(a) => r.ack_to_recv.saturating_record(now.saturating_sub(a).max(1)),
@@ -199,9 +250,8 @@ fn on_piece(proto: Proto, text: &str, shared: &Shared) -> bool {
         }
         Incoming::Delivery(_) => shared.events.add("foreign message"),
         Incoming::Ping => return true,
-        Incoming::Reply(_) | Incoming::Other => {
-            shared.events.add(format!("frame {}", proto.frame_type(text)))
-        }
+        Incoming::Ignored => {}
+        Incoming::Reply(_) | Incoming::Other => shared.events.add(format!("{} frame", proto.name())),
     }
     false
 }

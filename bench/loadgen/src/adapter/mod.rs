@@ -1,12 +1,16 @@
 //! Protocol adapters: how the load generator talks to each server under test, so one workload
-//! (same subscribers, same Postgres publishes, same payload) drives our relay and the Node peers
-//! in `bench/peers/`. Each adapter builds the subscribe/unsubscribe frames, performs the opening
-//! exchange after the WebSocket handshake, and decodes received frames into [`Incoming`]
-//! (one frame may hold several messages: [`Proto::pieces`]).
+//! (same subscribers, same Postgres publishes, same payload) drives our relay (over protocol v1,
+//! SSE or Supabase's Phoenix protocol) and the peers in `bench/peers/`. Each adapter builds the
+//! subscribe/unsubscribe frames, performs the opening exchange after the WebSocket handshake,
+//! and decodes received frames into [`Incoming`] (one frame may hold several messages:
+//! [`Proto::pieces`]). SSE is not a WebSocket: its streams are opened by `src/sse_conn.rs` with
+//! the sans-IO decoder of [`sse`], and each event's data is decoded as a v1 frame.
 
 pub mod centrifuge;
+pub mod phoenix;
 pub mod realtime;
 pub mod socketio;
+pub mod sse;
 
 use clap::ValueEnum;
 use futures_util::{SinkExt, StreamExt};
@@ -29,6 +33,13 @@ pub enum Proto {
     Socketio,
     /// The Go Centrifuge peer (`bench/peers/centrifuge/`): Centrifuge's JSON protocol.
     Centrifuge,
+    /// Our relay's Server-Sent Events, `GET /v1/sse?channel=C` (URL `http://HOST:PORT/v1/sse`).
+    Sse,
+    /// Our relay's Supabase-compatible Phoenix protocol, vsn 2.0.0 (supabase-js' default:
+    /// arrays and binary broadcasts); URL `ws://HOST:PORT/realtime/v1/websocket?vsn=2.0.0`.
+    Phoenix,
+    /// The same with vsn 1.0.0 (JSON objects); URL `...?vsn=1.0.0`.
+    PhoenixV1,
 }
 
 /// What a delivered message frame carries, as far as the load generator cares.
@@ -51,6 +62,8 @@ pub enum Incoming {
     Reply(Result<(), String>),
     /// A keep-alive the client must answer (Socket.IO ping `2`; answered with [`Proto::pong`]).
     Ping,
+    /// A frame expected and of no interest (a heartbeat's reply, a `system` message).
+    Ignored,
     /// Anything else.
     Other,
 }
@@ -62,6 +75,23 @@ impl Proto {
             Proto::Ws => "ws",
             Proto::Socketio => "socketio",
             Proto::Centrifuge => "centrifuge",
+            Proto::Sse => "sse",
+            Proto::Phoenix => "phoenix",
+            Proto::PhoenixV1 => "phoenix-v1",
+        }
+    }
+
+    /// Whether this is the Phoenix protocol in vsn 2.0.0 (arrays) rather than 1.0.0.
+    fn v2(self) -> bool {
+        self != Proto::PhoenixV1
+    }
+
+    /// A frame to send every so often so the server keeps the connection (Phoenix heartbeat).
+    pub fn heartbeat(self) -> Option<(std::time::Duration, &'static str)> {
+        match self {
+            Proto::Phoenix => Some((phoenix::HEARTBEAT_EVERY, phoenix::HEARTBEAT_V2)),
+            Proto::PhoenixV1 => Some((phoenix::HEARTBEAT_EVERY, phoenix::HEARTBEAT_V1)),
+            _ => None,
         }
     }
 
@@ -76,6 +106,10 @@ impl Proto {
             Proto::Realtime | Proto::Ws => realtime::subscribe(channel, reference),
             Proto::Socketio => socketio::subscribe(channel, reference),
             Proto::Centrifuge => centrifuge::subscribe(channel, reference),
+            Proto::Phoenix | Proto::PhoenixV1 => {
+                phoenix::join(self.v2(), channel, reference, serde_json::json!([]))
+            }
+            Proto::Sse => unreachable!("an SSE stream subscribes in its request (src/sse_conn.rs)"),
         }
     }
 
@@ -84,12 +118,14 @@ impl Proto {
             Proto::Realtime | Proto::Ws => realtime::unsubscribe(channel, reference),
             Proto::Socketio => socketio::unsubscribe(channel, reference),
             Proto::Centrifuge => centrifuge::unsubscribe(channel, reference),
+            Proto::Phoenix | Proto::PhoenixV1 => phoenix::leave(self.v2(), channel, reference),
+            Proto::Sse => unreachable!("an SSE stream cannot unsubscribe"),
         }
     }
 
     pub fn decode(self, text: &str) -> Incoming {
         match self {
-            Proto::Realtime | Proto::Ws => match realtime::classify(text) {
+            Proto::Realtime | Proto::Ws | Proto::Sse => match realtime::classify(text) {
                 Kind::Other => match realtime::subscribe_reply(text) {
                     Some(r) => Incoming::Reply(r),
                     None => Incoming::Other,
@@ -98,6 +134,15 @@ impl Proto {
             },
             Proto::Socketio => socketio::decode(text),
             Proto::Centrifuge => centrifuge::decode(text),
+            Proto::Phoenix | Proto::PhoenixV1 => phoenix::decode_text(text),
+        }
+    }
+
+    /// Decodes a binary frame (only Phoenix vsn 2.0.0 sends them: broadcasts).
+    pub fn decode_binary(self, data: &[u8]) -> Incoming {
+        match self {
+            Proto::Phoenix => phoenix::decode_binary(data),
+            _ => Incoming::Other,
         }
     }
 
@@ -105,7 +150,9 @@ impl Proto {
     /// are WebSocket pings, which tungstenite answers).
     pub fn pong(self) -> &'static str {
         match self {
-            Proto::Realtime | Proto::Ws | Proto::Centrifuge => r#"{"type":"ping"}"#,
+            Proto::Realtime | Proto::Ws | Proto::Centrifuge | Proto::Sse => r#"{"type":"ping"}"#,
+            Proto::Phoenix => phoenix::HEARTBEAT_V2,
+            Proto::PhoenixV1 => phoenix::HEARTBEAT_V1,
             Proto::Socketio => socketio::PONG,
         }
     }
@@ -113,7 +160,8 @@ impl Proto {
     /// A short name for an unexpected frame, for the error counters.
     pub fn frame_type(self, text: &str) -> String {
         match self {
-            Proto::Realtime | Proto::Ws => realtime::frame_type(text),
+            Proto::Realtime | Proto::Ws | Proto::Sse => realtime::frame_type(text),
+            Proto::Phoenix | Proto::PhoenixV1 => phoenix::frame_type(text),
             Proto::Socketio => format!("packet {}", text.chars().take(2).collect::<String>()),
             Proto::Centrifuge => centrifuge::frame_type(text),
         }
@@ -123,9 +171,10 @@ impl Proto {
     /// engine.io `open`, then the namespace `connect`; Centrifuge: `connect`). Nothing for v1.
     pub async fn open(self, ws: &mut Ws) -> Result<(), String> {
         match self {
-            Proto::Realtime | Proto::Ws => Ok(()),
+            Proto::Realtime | Proto::Ws | Proto::Phoenix | Proto::PhoenixV1 => Ok(()),
             Proto::Socketio => socketio::open(ws).await,
             Proto::Centrifuge => centrifuge::open(ws).await,
+            Proto::Sse => Err("an SSE stream is not a WebSocket".into()),
         }
     }
 }
@@ -171,7 +220,7 @@ pub async fn request(proto: Proto, ws: &mut Ws, frame: String) -> Result<(), Str
                     .send(Message::text(proto.pong()))
                     .await
                     .map_err(|e| format!("send: {}", short(&e.to_string())))?,
-                Incoming::Delivery(_) | Incoming::Other => {}
+                Incoming::Delivery(_) | Incoming::Ignored | Incoming::Other => {}
             }
         }
     }
@@ -200,6 +249,14 @@ pub fn short(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn target_names_are_the_command_line_values_the_scripts_pass() {
+        for p in Proto::value_variants() {
+            assert_eq!(Proto::from_str(p.name(), false), Ok(*p));
+        }
+        assert_eq!(Proto::PhoenixV1.name(), "phoenix-v1");
+    }
 
     #[test]
     fn centrifuge_frames_split_into_their_lines_and_others_stay_whole() {

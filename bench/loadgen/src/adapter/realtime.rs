@@ -27,7 +27,13 @@ pub fn classify(text: &str) -> Kind {
         return Kind::Other;
     }
     let Some(at) = text.find(r#""payload":{"#) else { return Kind::ForeignMessage };
-    let payload = &text[at + 11..];
+    tick_of_payload(&text[at + 11..])
+}
+
+/// The load generator's `s` and `t` at the start of a payload object's text (the object's
+/// opening brace may be left out), or [`Kind::ForeignMessage`]. Other protocols carrying the
+/// same payload (Phoenix broadcasts) read it with this too.
+pub fn tick_of_payload(payload: &str) -> Kind {
     let Some((seq, rest)) = number_after(payload, r#""s":"#) else { return Kind::ForeignMessage };
     let Some((sent_us, _)) = number_after(rest, r#""t":"#) else { return Kind::ForeignMessage };
     Kind::Tick { seq, sent_us }
