@@ -27,7 +27,8 @@ GRANT EXECUTE ON FUNCTION
     realtime.validate_channel(text),
     realtime.validate_event(text),
     realtime.channel_template_columns(text),
-    realtime.channel_webhook_count(bigint)
+    realtime.channel_webhook_count(bigint),
+    realtime.visible_rows(text, text, jsonb, jsonb, uuid[])
 TO PUBLIC;
 
 REVOKE EXECUTE ON FUNCTION

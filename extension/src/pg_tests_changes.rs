@@ -1,7 +1,8 @@
 //! In-database tests (`#[pg_test]`) of table change events: `realtime.broadcast_changes()`,
 //! `realtime.watch_table` / `unwatch_table`: payloads for each operation and many column types,
 //! channel templates, errors, excluded columns, event override, `persist = false`, TRUNCATE,
-//! privileges, and that a 10,000-row statement publishes 10,000 events.
+//! privileges, that a 10,000-row statement publishes 10,000 events, and `realtime.visible_rows`
+//! (the relay's per-subscriber row-level security of changes).
 //!
 //! Each test runs in its own rolled-back transaction and uses its own `cNN` table and channel
 //! names, so tests stay independent.
@@ -412,5 +413,57 @@ mod tests {
             ),
             10000
         );
+    }
+
+    /// A field of `realtime.visible_rows` for identity `who` (1-based), as text.
+    fn visible_field(table: &str, keys: &str, field: &str, who: i32) -> Option<String> {
+        let identities = r#"[["rt_c20_user", "{\"sub\": \"alice\"}"], ["rt_c20_user", "{\"sub\": \"bob\"}"], ["rt_c20_nobody", "{}"]]"#;
+        one::<String>(&format!(
+            "SELECT {field}::text FROM realtime.visible_rows('public', '{table}', $k${keys}$k$, $i${identities}$i$) \
+             WHERE who = {who}"
+        ))
+    }
+
+    #[pg_test]
+    fn visible_rows_tells_each_identity_its_access_and_the_rows_its_policies_show() {
+        run("CREATE ROLE rt_c20_user NOLOGIN");
+        run("CREATE ROLE rt_c20_nobody NOLOGIN");
+        run("CREATE TABLE public.c20_notes (id int PRIMARY KEY, owner text NOT NULL)");
+        run("ALTER TABLE public.c20_notes ENABLE ROW LEVEL SECURITY");
+        run("CREATE POLICY own ON public.c20_notes FOR SELECT TO rt_c20_user USING (owner = realtime.user_id())");
+        run("GRANT SELECT ON public.c20_notes TO rt_c20_user");
+        run("INSERT INTO public.c20_notes VALUES (1, 'alice'), (2, 'bob'), (3, 'alice')");
+        let user_before = one::<String>("SELECT current_user::text");
+        let keys = r#"[{"id": 1}, {"id": 2}, {"id": 3}, {"id": 4}]"#;
+        let f = |field: &str, who: i32| visible_field("c20_notes", keys, field, who);
+        assert_eq!(f("visible", 1).as_deref(), Some("{1,3}"), "alice sees her rows 1 and 3 (key positions)");
+        assert_eq!(f("visible", 2).as_deref(), Some("{2}"), "bob sees row 2; row 4 does not exist");
+        assert_eq!(f("row_security", 1).as_deref(), Some("true"));
+        assert_eq!(f("selectable", 3).as_deref(), Some("false"), "no SELECT grant");
+        assert_eq!(f("visible", 3), None, "rows not checked without the privilege");
+        assert_eq!(f("pk", 1).as_deref(), Some("{id}"));
+        assert_eq!(visible_field("c20_notes", "[]", "visible", 1), None, "no keys: access only");
+        assert_eq!(one::<String>("SELECT current_user::text"), user_before, "the caller's role is back");
+        assert!(one::<String>("SELECT current_setting('request.jwt.claims', true)")
+            .unwrap_or_default()
+            .is_empty());
+    }
+
+    #[pg_test]
+    fn visible_rows_refuses_unknown_tables_and_rls_without_a_primary_key() {
+        run("CREATE ROLE rt_c20_user NOLOGIN");
+        run("CREATE ROLE rt_c20_nobody NOLOGIN");
+        run("CREATE TABLE public.c21_keyless (owner text)");
+        run("ALTER TABLE public.c21_keyless ENABLE ROW LEVEL SECURITY");
+        run("GRANT SELECT ON public.c21_keyless TO rt_c20_user");
+        assert_eq!(visible_field("c21_keyless", "[]", "pk", 1), None, "no primary key");
+        assert_eq!(visible_field("c21_keyless", "[]", "row_security", 1).as_deref(), Some("true"));
+        let identities = r#"[["rt_c20_user", "{}"]]"#;
+        assert!(try_sql(&format!(
+            "SELECT * FROM realtime.visible_rows('public', 'c21_keyless', '[{{\"owner\": \"a\"}}]', $i${identities}$i$)"
+        ))
+        .starts_with("55000: realtime: public.c21_keyless has row-level security but no primary key"));
+        assert!(try_sql("SELECT * FROM realtime.visible_rows('public', 'c21_missing', '[]', '[]')")
+            .starts_with("42P01: realtime: table public.c21_missing does not exist"));
     }
 }

@@ -203,3 +203,26 @@ async fn unpersisted_changes_arrive_as_ephemeral_frames_without_cursor() {
         .get(0);
     assert_eq!(stored, 0, "nothing stored for persist => false");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_channels_are_read_only_through_postgres_changes_bindings() {
+    // `changes:<schema>.<table>` carries whole rows; Supabase `postgres_changes` bindings check
+    // each against the table's RLS (docs/supabase.md). A plain subscribe or a history read
+    // would hand every row to anyone allowed on the channel, so both are refused, even with
+    // the channel open to everyone.
+    let (cluster, relay) = start_stack().await;
+    let db = cluster.client().await;
+    open_channel(&db, "changes:public.notes").await;
+    create_channel(&db, "notes").await;
+    let mut ws =
+        Ws::connect(&relay.ws_url(), Connect::Bearer(relay.token(Some("alice"), "authenticated"))).await;
+    let refused = ws.subscribe("changes:public.notes").await;
+    assert_eq!(error_code(&refused), "REALTIME_INVALID_REQUEST");
+    assert!(
+        refused["error"]["message"].as_str().unwrap_or_default().contains("postgres_changes"),
+        "the refusal says how to read it: {refused}"
+    );
+    let history = ws.request(json!({"type": "history", "channel": "changes:public.notes"})).await;
+    assert_eq!(error_code(&history), "REALTIME_INVALID_REQUEST");
+    assert_eq!(ws.subscribe("notes").await["ok"], true, "other channels are unaffected");
+}

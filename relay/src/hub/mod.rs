@@ -20,6 +20,10 @@
 //! missed messages from the table, then [`Hub::activate`] moves the buffer into the session
 //! queue and switches it to direct delivery, atomically with respect to dispatch.
 //!
+//! Sessions bound to a table's changes with per-row visibility (Supabase `postgres_changes`
+//! under RLS) are not subscribers of its change channel: they are registered in [`gated`], and
+//! the table's one gate subscribes here and hands them what each may see.
+//!
 //! The hub position is the cursor up to which everything has been dispatched. After a commit
 //! it is [`Cursor::end_of_commit`] of that commit, so `history(before = position)` contains the
 //! commit's last message and everything newer arrives live.
@@ -35,6 +39,7 @@ use crate::metrics::{since_pg_timestamp, HubMetrics};
 use queue::Refused;
 
 pub mod acks;
+pub mod gated;
 pub mod group;
 pub mod presence;
 mod presence_sync;
@@ -154,6 +159,8 @@ pub struct Hub {
     pub metrics: HubMetrics,
     /// Presence: the view of every channel's members and its synchronisation.
     pub presence: PresenceHub,
+    /// Sessions that get a table's changes through a visibility check ([`gated`]).
+    pub gated: gated::Gated,
 }
 
 impl Hub {
@@ -164,6 +171,7 @@ impl Hub {
             next_session: AtomicU64::new(0),
             metrics,
             presence: PresenceHub::default(),
+            gated: gated::Gated::default(),
         }
     }
 

@@ -29,6 +29,13 @@
 //! Histograms (seconds, [`LATENCY_BUCKETS`]): `commit_to_send_seconds` (the transaction's
 //! commit timestamp on the primary to its frame queued to a subscriber, one observation per
 //! queued frame), `subscribe_check_seconds`, `webhook_attempt_duration_seconds`.
+//!
+//! Row-level security of table changes (Supabase `postgres_changes`, [`VisibilityMetrics`]):
+//! `visibility_checks_total{outcome="ok|error"}` (round trips of `realtime.visible_rows`, a
+//! binding's or a batch's), `visibility_identities_checked_total` (identities asked about over
+//! all of them), `visibility_rows_hidden_total` (a change an identity wanted and its policies
+//! hid, once per identity and change), `visibility_bindings_ended_total` (bindings ended: the
+//! check failed, SELECT revoked, or the subscriber fell behind), `visibility_check_seconds`.
 
 mod pulled;
 mod read;
@@ -189,11 +196,33 @@ pub struct WebhookMetrics {
     pub attempt_time: Histogram,
 }
 
+/// What the per-row visibility checks of table changes count.
+#[derive(Clone, Debug)]
+pub struct VisibilityMetrics {
+    pub checks_ok: IntCounter,
+    pub checks_failed: IntCounter,
+    pub identities: IntCounter,
+    pub rows_hidden: IntCounter,
+    pub bindings_ended: IntCounter,
+    pub check_time: Histogram,
+}
+
+impl VisibilityMetrics {
+    /// Counts one check of `identities` identities that took `took`.
+    pub fn checked(&self, ok: bool, identities: usize, took: Duration) {
+        self.check_time.observe(took.as_secs_f64());
+        self.identities.inc_by(identities as u64);
+        let outcome = if ok { &self.checks_ok } else { &self.checks_failed };
+        outcome.inc();
+    }
+}
+
 /// Every series of the relay, registered once in one registry.
 pub struct Metrics {
     registry: Registry,
     pub hub: HubMetrics,
     pub webhooks: WebhookMetrics,
+    pub visibility: VisibilityMetrics,
     subscribe_checks: IntCounterVec,
     pub subscribe_check_time: Histogram,
     publishes: IntCounterVec,
@@ -347,6 +376,36 @@ impl Metrics {
                 publishes.with_label_values(&[k.label(), o.label()]);
             }
         }
+        let visibility_checks = counter_vec(
+            &r,
+            "visibility_checks_total",
+            "Round trips of realtime.visible_rows (row-level security of table changes), by outcome.",
+            &["outcome"],
+        )?;
+        let visibility = VisibilityMetrics {
+            checks_ok: visibility_checks.with_label_values(&["ok"]),
+            checks_failed: visibility_checks.with_label_values(&["error"]),
+            identities: counter(
+                &r,
+                "visibility_identities_checked_total",
+                "Identities (role and claims) asked about by row visibility checks.",
+            )?,
+            rows_hidden: counter(
+                &r,
+                "visibility_rows_hidden_total",
+                "Table changes withheld from an identity by its row-level security policies (once per identity and change).",
+            )?,
+            bindings_ended: counter(
+                &r,
+                "visibility_bindings_ended_total",
+                "Table change bindings ended by the relay (check failed, SELECT revoked, subscriber fell behind).",
+            )?,
+            check_time: latency(
+                &r,
+                "visibility_check_seconds",
+                "Duration of row visibility checks of table changes in Postgres.",
+            )?,
+        };
         let subscribe_check_time = latency(
             &r,
             "subscribe_check_seconds",
@@ -356,6 +415,7 @@ impl Metrics {
             registry: r,
             hub,
             webhooks,
+            visibility,
             subscribe_checks,
             subscribe_check_time,
             publishes,

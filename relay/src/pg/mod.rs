@@ -1,8 +1,9 @@
 //! Everything that talks to Postgres: the connection string and TLS ([`db`], [`tls`],
 //! [`tls_postgres`], [`tls_bridge`]), the connection pool, permission checks run under the
-//! client's role and claims, history reads, publishes, presence and webhook queue writes, and
-//! the replication stream that follows the message log; the admin console's statements
-//! ([`admin`]). Depends on [`crate::core`] only.
+//! client's role and claims (channels: [`authz`]; rows of watched tables: [`visibility`]),
+//! history reads, publishes, presence and webhook queue writes, and the replication stream
+//! that follows the message log; the admin console's statements ([`admin`]). Depends on
+//! [`crate::core`] only.
 
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ pub mod slots;
 pub mod tls;
 pub mod tls_bridge;
 pub mod tls_postgres;
+pub mod visibility;
 pub mod webhooks;
 
 /// Errors of the Postgres layer.

@@ -48,6 +48,7 @@ pub async fn reauthenticate(
             Access::NotFound => (ErrorCode::NotFound, "no enabled channel matches any more"),
         };
         app.hub.unsubscribe(&channel, session_id);
+        app.hub.gated.unbind(&channel, session_id);
         channels.remove(&channel);
         revoked.push(Outbound::Unsubscribed { channel, code, message: message.to_string() });
     }

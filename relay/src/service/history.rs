@@ -23,6 +23,7 @@ pub const READ_WAIT: Duration = Duration::from_secs(5);
 
 /// Subscribe permission for `who` on `channel` (history and resume need it).
 pub async fn authorize(app: &App, who: &Identity, channel: &str) -> Result<(), ServiceError> {
+    super::visibility::refuse_direct(channel)?;
     match check_subscribe(&app.pool, who, channel).await? {
         Access::Allowed => Ok(()),
         Access::Denied => {

@@ -4,8 +4,9 @@
 //! format here. A connection's state is a [`session::Session`]; protocols (`crate::protocol`)
 //! turn frames into calls on it and its results into frames.
 //!
-//! Also here: the background presence task ([`presence::task`]) and the permission re-checks
-//! of open subscriptions ([`recheck`]).
+//! Also here: the background presence task ([`presence::task`]), the permission re-checks
+//! of open subscriptions ([`recheck`]) and the per-row visibility of table changes for
+//! Supabase `postgres_changes` ([`visibility`]).
 
 pub mod auth;
 pub mod error;
@@ -18,6 +19,7 @@ pub mod recheck;
 pub mod resume;
 pub mod session;
 pub mod stream;
+pub mod visibility;
 
 pub use error::ServiceError;
 pub use session::Session;

@@ -1,5 +1,5 @@
 //! Permission re-checks: access granted at subscribe time is not granted forever. Every open
-//! subscription is checked again every `--recheck-secs` and at once after a change to
+//! subscription (table change bindings included, [`crate::hub::gated`]) is checked again every `--recheck-secs` and at once after a change to
 //! `realtime.channels` (the replication stream tells: [`crate::pg::replication`]'s
 //! `channels_changed`). A subscription no longer allowed, or whose channel row is gone or
 //! disabled, ends: the hub stops delivering it, the client gets an `unsubscribed` item, and
@@ -63,7 +63,9 @@ pub async fn run(app: Arc<App>) {
 async fn round(app: &App, confirmed: &mut Confirmed) {
     let grace = app.config.recheck_interval * 2;
     let now = Instant::now();
-    let groups = group(app.hub.subscriptions());
+    let mut subscriptions = app.hub.subscriptions();
+    subscriptions.extend(app.hub.gated.subscriptions());
+    let groups = group(subscriptions);
     let mut seen = BTreeSet::new();
     let checks = futures_util::stream::iter(groups)
         .map(|g| async move {
@@ -137,7 +139,9 @@ pub(super) fn outcome(verdict: Option<Access>) -> CheckOutcome {
 /// Ends `handle`'s subscription to `channel`: nothing more is delivered, the client is told,
 /// the session forgets it. Nothing happens if the session left the channel meanwhile.
 fn revoke(app: &App, handle: &SessionHandle, channel: String, reason: Revoked) {
-    if !app.hub.unsubscribe(&channel, handle.id) {
+    let subscribed = app.hub.unsubscribe(&channel, handle.id);
+    let bound = app.hub.gated.unbind(&channel, handle.id);
+    if !subscribed && !bound {
         return;
     }
     app.metrics.revoked(reason);

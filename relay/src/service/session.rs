@@ -22,6 +22,7 @@ use crate::core::error::close;
 use crate::core::frame::WireFrame;
 use crate::core::presence::Member;
 use crate::core::{hints, Cursor, Identity};
+use crate::hub::gated::Wants;
 use crate::hub::{session_queue, Joined, Outbound, SessionHandle, SessionQueue};
 use crate::metrics::{Kind, PublishOutcome};
 use crate::pg::authz::{check_subscribe, Access};
@@ -193,6 +194,7 @@ impl Session {
                 "too many subscriptions on this connection (limit {limit})"
             )));
         }
+        super::visibility::refuse_direct(&channel)?;
         self.authorize(&channel).await?;
         let registered = match resume {
             Some(cursor) => {
@@ -212,6 +214,34 @@ impl Session {
         if registered {
             self.channels.insert(channel);
         }
+        Ok(())
+    }
+
+    /// Binds a table's changes (its change channel `channel`, which the caller names) through
+    /// the per-row visibility gate ([`super::visibility`]): the channel is checked like a
+    /// subscribe, then the table access of this session's identity; afterwards this session
+    /// gets each change its bindings `wants` that its identity may see, in commit order.
+    pub async fn subscribe_changes(
+        &mut self,
+        channel: String,
+        schema: &str,
+        table: &str,
+        wants: Wants,
+    ) -> Result<(), ServiceError> {
+        self.catch_up_revocations().await;
+        if self.channels.contains(&channel) {
+            return Err(ServiceError::Invalid(format!("already receiving the changes of '{channel}'")));
+        }
+        let limit = self.app.config.max_subscriptions;
+        if self.channels.len() >= limit {
+            return Err(ServiceError::Invalid(format!(
+                "too many subscriptions on this connection (limit {limit})"
+            )));
+        }
+        self.authorize(&channel).await?;
+        super::visibility::bind(&self.app, &self.handle, &self.identity, &channel, schema, table, wants)
+            .await?;
+        self.channels.insert(channel);
         Ok(())
     }
 
@@ -259,6 +289,7 @@ impl Session {
         for c in &unique {
             crate::core::names::validate_channel(Some(c))
                 .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+            super::visibility::refuse_direct(c)?;
             self.authorize(c).await?;
         }
         Ok(Authorized(unique))
@@ -304,6 +335,7 @@ impl Session {
             return Err(ServiceError::NotSubscribed(format!("not subscribed to '{channel}'")));
         }
         self.app.hub.unsubscribe(channel, self.handle.id);
+        self.app.hub.gated.unbind(channel, self.handle.id);
         self.tracking.forget(&self.app, channel).await;
         Ok(())
     }
@@ -399,6 +431,7 @@ impl Session {
         self.ended.cancel();
         for channel in self.channels.drain() {
             self.app.hub.unsubscribe(&channel, self.handle.id);
+            self.app.hub.gated.unbind(&channel, self.handle.id);
         }
         let app = self.app.clone();
         self.tracking.close(&app).await;

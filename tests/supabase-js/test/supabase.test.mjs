@@ -26,6 +26,34 @@ before(async () => {
     INSERT INTO realtime.channels (pattern) VALUES ('changes:public.todos');
     CREATE POLICY todos_changes ON realtime.channels FOR SELECT TO authenticated
       USING (pattern = 'changes:public.todos');
+    -- Subscribers' roles need SELECT on a table to receive its changes.
+    GRANT SELECT ON public.todos TO authenticated;
+    -- Tables under row-level security (docs/supabase.md#row-level-security-per-change): each
+    -- user sees the rows it owns. Their change channels are open to authenticated users; the
+    -- rows' policies decide per change.
+    INSERT INTO realtime.channels (pattern) VALUES ('changes:public.%');
+    CREATE POLICY table_changes ON realtime.channels FOR SELECT TO authenticated
+      USING (pattern = 'changes:public.%');
+    CREATE TABLE public.notes (id int PRIMARY KEY, owner text NOT NULL, body text);
+    ALTER TABLE public.notes ENABLE ROW LEVEL SECURITY;
+    CREATE POLICY own_notes ON public.notes FOR SELECT TO authenticated USING (owner = realtime.user_id());
+    GRANT SELECT ON public.notes TO authenticated;
+    SELECT realtime.watch_table('public.notes', 'changes:public.notes');
+    -- A policy that fails (division by zero) on rows whose body has 4 characters.
+    CREATE TABLE public.fragile (id int PRIMARY KEY, owner text NOT NULL, body text);
+    ALTER TABLE public.fragile ENABLE ROW LEVEL SECURITY;
+    CREATE POLICY fragile_rows ON public.fragile FOR SELECT TO authenticated
+      USING (owner = realtime.user_id() AND 1 / (length(body) - 4) IS NOT NULL);
+    GRANT SELECT ON public.fragile TO authenticated;
+    SELECT realtime.watch_table('public.fragile', 'changes:public.fragile');
+    -- No SELECT grant for anyone but the owner.
+    CREATE TABLE public.ungranted (id int PRIMARY KEY, owner text);
+    SELECT realtime.watch_table('public.ungranted', 'changes:public.ungranted');
+    -- Under RLS without a primary key: its rows cannot be checked.
+    CREATE TABLE public.keyless (owner text, body text);
+    ALTER TABLE public.keyless ENABLE ROW LEVEL SECURITY;
+    GRANT SELECT ON public.keyless TO authenticated;
+    SELECT realtime.watch_table('public.keyless', 'changes:public.keyless');
     -- A policy written the Supabase way, with realtime.topic().
     INSERT INTO realtime.channels (pattern) VALUES ('team:%');
     CREATE POLICY own_team ON realtime.channels FOR SELECT TO authenticated
@@ -186,6 +214,41 @@ for (const vsn of ['1.0.0', '2.0.0']) {
     assert.match(String(r.err?.message), /changes:public\.todos/);
   });
 
+  test(`postgres_changes under RLS: each user gets only the rows it may SELECT, deletes with the key only (vsn ${vsn})`, async () => {
+    const base = vsn === '1.0.0' ? 1000 : 2000;
+    const seen = { alice: [], bob: [] };
+    const sharedSeenByAlice = [];
+    for (const user of ['alice', 'bob']) {
+      const c = await client(vsn, user);
+      const ch = c.channel(`notes-${user}-${vsn}`)
+        .on('postgres_changes', { event: '*', schema: 'public', table: 'notes' }, (p) => seen[user].push(p));
+      if (user === 'alice') {
+        // Matches bob's row below: the filter never widens what the policy lets alice see.
+        ch.on('postgres_changes', { event: 'INSERT', schema: 'public', table: 'notes', filter: 'body=eq.shared' }, (p) => sharedSeenByAlice.push(p));
+      }
+      assert.equal((await subscribe(ch)).status, 'SUBSCRIBED');
+    }
+    const brief = (p) => [p.eventType, p.new?.id ?? p.old?.id];
+    // Rows are checked after each commit against the table, so each step commits on its own.
+    stack.sql(`INSERT INTO notes VALUES (${base + 1}, 'alice', 'a1'), (${base + 2}, 'bob', 'b1'), (${base + 3}, 'bob', 'shared')`);
+    await waitFor(() => seen.alice.length >= 1 && seen.bob.length >= 2, 'the inserts');
+    stack.sql(`UPDATE notes SET body = body || '!' WHERE id IN (${base + 1}, ${base + 2})`);
+    await waitFor(() => seen.alice.length >= 2 && seen.bob.length >= 3, 'the updates');
+    stack.sql(`DELETE FROM notes WHERE id IN (${base + 1}, ${base + 2})`);
+    await waitFor(() => seen.alice.length >= 4 && seen.bob.length >= 5, 'the deletes');
+    await sleep(300);
+    assert.deepEqual(seen.alice.map(brief), [['INSERT', base + 1], ['UPDATE', base + 1], ['DELETE', base + 1], ['DELETE', base + 2]]);
+    assert.deepEqual(seen.bob.map(brief), [['INSERT', base + 2], ['INSERT', base + 3], ['UPDATE', base + 2], ['DELETE', base + 1], ['DELETE', base + 2]]);
+    assert.deepEqual(sharedSeenByAlice, [], 'bob\'s row matched alice\'s filter but her policy hides it');
+    assert.deepEqual(seen.alice[0].new, { id: base + 1, owner: 'alice', body: 'a1' });
+    assert.deepEqual([seen.alice[1].new, seen.alice[1].old], [{ id: base + 1, owner: 'alice', body: 'a1!' }, { id: base + 1 }], 'under RLS the old row is the key only');
+    assert.deepEqual(seen.alice[3].old, { id: base + 2 }, 'a delete reaches everyone allowed on the table, with the key only');
+    const metrics = await (await fetch(`${stack.httpUrl}/metrics`)).text();
+    const sample = (name) => Number(metrics.split('\n').find((l) => l.startsWith(`${name} `))?.split(' ')[1]);
+    assert.ok(sample('realtime_visibility_rows_hidden_total') >= 3, metrics);
+    assert.ok(sample('realtime_visibility_checks_total{outcome="ok"}') >= 2, metrics);
+  });
+
   test(`broadcast.replay sends stored messages since a time, at most limit, oldest first (vsn ${vsn})`, async () => {
     stack.sql(`SELECT realtime.publish('user:alice', 'note', '{"n":0}')`);
     await sleep(300);
@@ -283,6 +346,44 @@ test('REST broadcast: send() before subscribing and httpSend() reach subscribers
   const anon = (await client('2.0.0')).channel(room);
   await assert.rejects(anon.httpSend('nope', { n: 3 }), /anon/);
   assert.equal(await anon.send({ type: 'broadcast', event: 'nope', payload: {} }), 'error');
+});
+
+test('postgres_changes refusals: no SELECT on the table, RLS without a primary key, the change channel as a topic', async () => {
+  const alice = await client('2.0.0', 'alice');
+  const join = (table) => subscribe(alice.channel(`refused-${table}`).on('postgres_changes', { event: '*', schema: 'public', table }, () => {}));
+  const noGrant = await join('ungranted');
+  assert.equal(noGrant.status, 'CHANNEL_ERROR');
+  assert.match(String(noGrant.err?.message), /may not SELECT public\.ungranted.*GRANT SELECT ON public\.ungranted TO authenticated/);
+  const keyless = await join('keyless');
+  assert.equal(keyless.status, 'CHANNEL_ERROR');
+  assert.match(String(keyless.err?.message), /public\.keyless has row-level security but no primary key/);
+  const missing = await join('nosuchtable');
+  assert.equal(missing.status, 'CHANNEL_ERROR');
+  assert.match(String(missing.err?.message), /table public\.nosuchtable does not exist/);
+  // The change channel itself carries every row: it cannot be joined as a plain topic.
+  const direct = await subscribe(alice.channel('changes:public.notes'));
+  assert.equal(direct.status, 'CHANNEL_ERROR');
+  assert.match(String(direct.err?.message), /delivered only through postgres_changes bindings/);
+});
+
+test('a failing row check ends the binding with a system error and delivers nothing unchecked', async () => {
+  const alice = await client('2.0.0', 'alice');
+  const got = [];
+  const system = [];
+  const ch = alice.channel('fragile')
+    .on('postgres_changes', { event: 'INSERT', schema: 'public', table: 'fragile' }, (p) => got.push(p.new.body))
+    .on('system', {}, (p) => system.push(p));
+  assert.equal((await subscribe(ch)).status, 'SUBSCRIBED');
+  stack.sql(`INSERT INTO fragile VALUES (1, 'alice', 'first')`);
+  await waitFor(() => got.length === 1, 'the first row');
+  stack.sql(`INSERT INTO fragile VALUES (2, 'alice', 'boom')`); // the policy divides by zero
+  await waitFor(() => system.some((p) => p.status === 'error'), 'the system error');
+  stack.sql(`INSERT INTO fragile VALUES (3, 'alice', 'after')`);
+  await sleep(500);
+  assert.deepEqual(got, ['first'], 'neither the row that failed its check nor later ones');
+  const error = system.find((p) => p.status === 'error');
+  assert.equal(error.extension, 'postgres_changes');
+  assert.match(error.message, /row visibility check failed/);
 });
 
 /** A raw socket to the relay's Supabase endpoint; resolves open or with the refusal. */

@@ -170,6 +170,25 @@ impl Filter {
     }
 }
 
+/// Whether `b` wants a change of `schema.table` by `operation` whose row (the new one, the old
+/// one for DELETE) is `row`.
+fn matches_row(b: &Binding, operation: &str, schema: &str, table: &str, row: &Value) -> bool {
+    let op_ok = match &b.wanted {
+        Wanted::All => matches!(operation, "INSERT" | "UPDATE" | "DELETE"),
+        Wanted::One(e) => e == operation,
+    };
+    op_ok && b.schema == schema && b.table == table && b.filter.as_ref().is_none_or(|f| f.passes(row))
+}
+
+/// [`Change::matches`] on a parsed `watch_table` payload (what the visibility gate asks before
+/// checking a row for this connection).
+pub fn wants(b: &Binding, change: &Value) -> bool {
+    let s = |k: &str| change.get(k).and_then(Value::as_str).unwrap_or_default();
+    let operation = s("operation");
+    let key = if operation == "DELETE" { "old_record" } else { "record" };
+    matches_row(b, operation, s("schema"), s("table"), change.get(key).unwrap_or(&Value::Null))
+}
+
 /// A row change as `watch_table` publishes it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
@@ -197,15 +216,8 @@ impl Change {
     /// Whether `b` wants this change: its table, operation and filter (on the new row, the old
     /// one for DELETE).
     pub fn matches(&self, b: &Binding) -> bool {
-        let op_ok = match &b.wanted {
-            Wanted::All => matches!(self.operation.as_str(), "INSERT" | "UPDATE" | "DELETE"),
-            Wanted::One(e) => *e == self.operation,
-        };
         let row = if self.operation == "DELETE" { &self.old_record } else { &self.record };
-        op_ok
-            && b.schema == self.schema
-            && b.table == self.table
-            && b.filter.as_ref().is_none_or(|f| f.passes(row))
+        matches_row(b, &self.operation, &self.schema, &self.table, row)
     }
 
     /// The `postgres_changes` payload for the bindings `ids`.
@@ -287,6 +299,21 @@ mod tests {
         assert!(!c.matches(&b(json!({"table": "todos", "filter": "owner=eq.alice"}))));
         assert!(!c.matches(&b(json!({"event": "INSERT", "table": "todos"}))));
         assert!(!c.matches(&b(json!({"table": "other"}))));
+        let parsed: Value = serde_json::from_str(
+            r#"{"operation":"DELETE","schema":"public","table":"todos","record":null,"old_record":{"id":1,"owner":"bob"}}"#,
+        )
+        .unwrap();
+        for binding in [
+            json!({"table": "todos", "filter": "owner=eq.bob"}),
+            json!({"table": "todos", "filter": "owner=eq.alice"}),
+            json!({"event": "INSERT", "table": "todos"}),
+        ] {
+            assert_eq!(
+                wants(&b(binding.clone()), &parsed),
+                c.matches(&b(binding)),
+                "the gate asks what the encoder matches"
+            );
+        }
         let p: Value = serde_json::from_str(&c.payload(&[1, 3], Some("2026-12-04T12:00:00Z"))).unwrap();
         assert_eq!(p["ids"], json!([1, 3]));
         assert_eq!(p["data"]["type"], "DELETE");

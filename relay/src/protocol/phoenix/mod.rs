@@ -7,9 +7,11 @@
 //! `persist`), so they reach every subscriber on every relay, and every message of a channel
 //! (`realtime.publish` from SQL included) reaches Supabase clients as a `broadcast`.
 //!
-//! `postgres_changes` bindings subscribe the connection to the table's change channel
-//! (`changes:<schema>.<table>`, see [`changes`]) under the same check; each change is matched
-//! against this connection's bindings and sent to the topic that bound it.
+//! `postgres_changes` bindings bind the connection to the table's change channel
+//! (`changes:<schema>.<table>`, see [`changes`]) under the same check, through the per-row
+//! visibility gate (`crate::service::visibility`: only rows the connection's role and claims
+//! may SELECT reach it); each change is matched against this connection's bindings and sent
+//! to the topic that bound it.
 //!
 //! Per-connection state shared by the driver and its encoder ([`Topics`]): each joined
 //! topic's options, its `postgres_changes` bindings, and the fingerprints of this connection's own broadcasts on topics that
@@ -31,6 +33,7 @@ use serde_json::Value;
 use self::codec::{Frame, FrameError, Vsn};
 use super::{slot, Encoder, Protocol, WireFrame};
 use crate::core::event::{Event, Message};
+use crate::hub::gated::Wants;
 use crate::hub::Outbound;
 use crate::service::publish::Outgoing;
 use crate::service::session::{CloseRequest, Session};
@@ -458,8 +461,17 @@ impl Phoenix {
             let result = match taken {
                 Some(topic) => Err(format!("{TOPIC_PREFIX}{topic} already receives the changes of '{ch}' on this connection; bind a table on one topic")),
                 None => {
-                    let nothing = |_| Outbound::Dropped { channel: String::new(), count: 0 };
-                    session.subscribe(ch.clone(), None, nothing).await.map_err(|e| e.to_string())
+                    // Recorded first: the gate may deliver a change as soon as it is bound.
+                    lock(&self.topics).changes.insert(ch.clone(), (channel.to_string(), list.clone()));
+                    let (schema, table) = (list[0].schema.clone(), list[0].table.clone());
+                    let mine = list.clone();
+                    let wants: Wants =
+                        Arc::new(move |change: &Value| mine.iter().any(|b| changes::wants(b, change)));
+                    let bound = session.subscribe_changes(ch.clone(), &schema, &table, wants).await;
+                    if bound.is_err() {
+                        lock(&self.topics).changes.remove(ch);
+                    }
+                    bound.map_err(|e| e.to_string())
                 }
             };
             if let Err(e) = result {
@@ -469,7 +481,6 @@ impl Phoenix {
                 }
                 return Err(e);
             }
-            lock(&self.topics).changes.insert(ch.clone(), (channel.to_string(), list.clone()));
         }
         Ok(bindings)
     }

@@ -1,0 +1,332 @@
+//! One table's gate: the relay's only subscriber of the table's change channel. It takes the
+//! changes in commit order, a batch at a time (whatever queued while the previous check ran,
+//! at most [`MAX_BATCH`]), checks the batch in one round trip for the identities that need it,
+//! and queues each bound session what its identity may see, in commit order.
+//!
+//! * Its queue is a session queue (bounded in bytes): when checks fall behind the changes, the
+//!   hub makes it catch up from `realtime.messages` as any subscriber would, so nothing is
+//!   skipped; a session's other channels never wait for it.
+//! * Only changes the extension made are taken (sender `system`, and the table's own schema and
+//!   name in the payload): a client publishing to the channel cannot forge one.
+//! * A failed check never delivers unchecked rows: the bindings of the identities it was for
+//!   end with a `system` error. So do those of an identity that lost SELECT on the table, and
+//!   a session whose queue has no room for a change (it would otherwise miss it silently).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::Value;
+
+use super::plan::{self, Access, Op, Verdict};
+use super::ACCESS_TTL;
+use crate::app::App;
+use crate::core::event::{Event, Message, Shared, SharedEvent};
+use crate::core::{ErrorCode, Identity};
+use crate::hub::gated::{Subscriber, Table};
+use crate::hub::{session_queue, Outbound, SessionHandle, SessionQueue};
+use crate::metrics::since_pg_timestamp;
+use crate::pg::visibility::visible_rows;
+
+/// Most changes checked in one round trip.
+const MAX_BATCH: usize = 512;
+
+/// An identity: role and claims text without the claims that vary between tokens of one
+/// sign-in ([`plan::shareable_claims`]).
+type Who = (String, String);
+
+/// Shareable claims by claims text, so each token is parsed once (cleared past [`MAX_KEYS`]).
+type Keys = HashMap<String, String>;
+
+/// Most claims texts whose shareable form is remembered.
+const MAX_KEYS: usize = 10_000;
+
+/// When each identity's access was last learned.
+type Cache = HashMap<Who, (Access, Instant)>;
+
+/// One change of a batch.
+struct Change {
+    event: SharedEvent,
+    /// The parsed payload.
+    value: Value,
+    op: Op,
+}
+
+/// Subscribes the gate of `table` to its change channel now (so no change committed after the
+/// binding is missed) and starts it.
+pub(super) fn start(app: &Arc<App>, table: Arc<Table>) {
+    let (handle, queue) = session_queue(app.hub.next_session_id(), app.queue_limits());
+    let nothing = |_| Outbound::Dropped { channel: String::new(), count: 0 };
+    app.hub.subscribe(&table.channel, &handle, nothing);
+    app.tracker.spawn(catch_up_when_behind(app.clone(), handle.clone(), table.clone()));
+    app.tracker.spawn(run(app.clone(), table, handle, queue));
+}
+
+/// Replays what the gate missed from `realtime.messages` when it fell behind.
+async fn catch_up_when_behind(app: Arc<App>, handle: SessionHandle, table: Arc<Table>) {
+    loop {
+        let channels = tokio::select! {
+            _ = table.stop.cancelled() => return,
+            _ = app.shutdown.cancelled() => return,
+            c = handle.next_lagging() => c,
+        };
+        for channel in channels {
+            crate::service::resume::catch_up_or_reset(&app, &handle, &channel).await;
+        }
+    }
+}
+
+async fn run(app: Arc<App>, table: Arc<Table>, handle: SessionHandle, mut queue: SessionQueue) {
+    let mut cache = Cache::new();
+    let mut keys = Keys::new();
+    loop {
+        let first = tokio::select! {
+            _ = table.stop.cancelled() => break,
+            _ = app.shutdown.cancelled() => break,
+            item = queue.recv() => item,
+        };
+        let Some(first) = first else { break };
+        let mut items = vec![first];
+        while items.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Some(item) => items.push(item),
+                None => break,
+            }
+        }
+        queue.progressed();
+        let changes: Vec<Change> = items.into_iter().filter_map(|i| change_of(&table, i)).collect();
+        if !changes.is_empty() {
+            deliver(&app, &table, &mut cache, &mut keys, &changes).await;
+        }
+    }
+    app.hub.unsubscribe(&table.channel, handle.id);
+}
+
+/// The change a queue item carries, if it is one of this table's, made by the extension.
+fn change_of(table: &Table, item: Outbound) -> Option<Change> {
+    let event = match item {
+        Outbound::Event(e) => e,
+        Outbound::Replayed(m) => Shared::new(Event::Message(m), 0),
+        Outbound::Reset { .. } => {
+            tracing::warn!(channel = %table.channel, "table changes could not be read back; some were not delivered");
+            return None;
+        }
+        _ => return None,
+    };
+    let Event::Message(m) = &event.event else { return None };
+    if m.sender.kind != "system" {
+        return None;
+    }
+    let value: Value = serde_json::from_str(&m.payload).ok()?;
+    let named = |k: &str, want: &str| value.get(k).and_then(Value::as_str) == Some(want);
+    if !named("schema", &table.schema) || !named("table", &table.table) {
+        return None;
+    }
+    Some(Change { op: Op::of(&value), event, value })
+}
+
+/// A bound session in this batch.
+struct Bound {
+    id: u64,
+    sub: Subscriber,
+    /// Its identity's group.
+    group: usize,
+    /// Which changes of the batch it wants.
+    wants: Vec<bool>,
+}
+
+/// Checks one batch and queues to each bound session what it may see, in order.
+async fn deliver(app: &App, table: &Table, cache: &mut Cache, keys: &mut Keys, changes: &[Change]) {
+    let subs: Vec<(u64, Subscriber, Arc<Identity>)> = table
+        .subscribers()
+        .into_iter()
+        .filter_map(|(id, sub)| {
+            let who = sub.session.identity()?;
+            (!sub.session.is_gone()).then_some((id, sub, who))
+        })
+        .collect();
+    if keys.len() > MAX_KEYS {
+        keys.clear();
+    }
+    let whos: Vec<Who> = subs
+        .iter()
+        .map(|(_, _, w)| {
+            let shared = match keys.get(&w.claims) {
+                Some(k) => k.clone(),
+                None => {
+                    let k = plan::shareable_claims(&w.claims);
+                    keys.insert(w.claims.clone(), k.clone());
+                    k
+                }
+            };
+            (w.role.clone(), shared)
+        })
+        .collect();
+    let (groups, of) = plan::group(&whos);
+    // Each identity is checked with the full claims of its first session.
+    let mut checked_as: Vec<Option<Arc<Identity>>> = vec![None; groups.len()];
+    for ((_, _, w), g) in subs.iter().zip(&of) {
+        checked_as[*g].get_or_insert_with(|| w.clone());
+    }
+    let mut wanted = vec![vec![false; changes.len()]; groups.len()];
+    let bound: Vec<Bound> = subs
+        .into_iter()
+        .zip(of)
+        .map(|((id, sub, _), group)| {
+            let wants: Vec<bool> = changes.iter().map(|c| (sub.wants)(&c.value)).collect();
+            wants.iter().enumerate().filter(|(_, w)| **w).for_each(|(c, _)| wanted[group][c] = true);
+            Bound { id, sub, group, wants }
+        })
+        .collect();
+    if bound.is_empty() {
+        return;
+    }
+    let now = Instant::now();
+    cache.retain(|_, (_, at)| now.duration_since(*at) < ACCESS_TTL);
+    let mut access: Vec<Option<Access>> = groups.iter().map(|g| cache.get(g).map(|(a, _)| *a)).collect();
+    let ops: Vec<Op> = changes.iter().map(|c| c.op).collect();
+    let needed = plan::needed(&ops, &wanted, &access);
+    tracing::trace!(channel = %table.channel, changes = changes.len(), sessions = bound.len(),
+        identities = groups.len(), asked = needed.groups.len(), rows = needed.changes.len(), "gate batch");
+    let mut visible = vec![vec![false; changes.len()]; groups.len()];
+    // Why a group's bindings end (a failed check, or a table under RLS without a primary key).
+    let mut failed: Vec<Option<String>> = vec![None; groups.len()];
+    if !needed.groups.is_empty() {
+        let pk = table.primary_key().unwrap_or_default();
+        let keyed: Vec<(usize, Value)> = needed
+            .changes
+            .iter()
+            .filter_map(|c| plan::key_of(&changes[*c].value["record"], &pk).map(|k| (*c, k)))
+            .collect();
+        let row_keys: Vec<Value> = keyed.iter().map(|(_, k)| k.clone()).collect();
+        let messages: Vec<String> = keyed.iter().filter_map(|(c, _)| message_id(&changes[*c])).collect();
+        let who: Vec<(&str, &str)> = needed
+            .groups
+            .iter()
+            .map(|g| {
+                let w = checked_as[*g].as_deref().expect("every identity has a session");
+                (w.role.as_str(), w.claims.as_str())
+            })
+            .collect();
+        let started = Instant::now();
+        let checked = visible_rows(&app.pool, &table.schema, &table.table, &row_keys, &messages, &who).await;
+        app.metrics.visibility.checked(checked.is_ok(), who.len(), started.elapsed());
+        tracing::trace!(channel = %table.channel, keys = row_keys.len(), identities = who.len(), ?checked, "gate check");
+        match checked {
+            Ok(checked) => {
+                for (answer, g) in checked.answers.iter().zip(&needed.groups) {
+                    let a = Access { selectable: answer.selectable, row_security: answer.row_security };
+                    cache.insert(groups[*g].clone(), (a, now));
+                    access[*g] = Some(a);
+                    if a.selectable && a.row_security && checked.pk.is_none() {
+                        failed[*g] = Some(format!(
+                            "{}.{} has row-level security but no primary key, so its changes cannot be checked per subscriber",
+                            table.schema, table.table
+                        ));
+                    }
+                    for i in answer.visible.iter().flatten() {
+                        if let Some((c, _)) = keyed.get(*i) {
+                            visible[*g][*c] = true;
+                        }
+                    }
+                }
+                table.set_primary_key(checked.pk);
+            }
+            Err(e) => {
+                tracing::warn!(channel = %table.channel, error = %e, "row visibility check failed");
+                let why = format!("the row visibility check failed: {}", e.client_message());
+                needed.groups.iter().for_each(|g| failed[*g] = Some(why.clone()));
+            }
+        }
+    }
+    // Bindings that cannot be served end first: nothing unchecked is ever delivered.
+    let mut ended = vec![false; bound.len()];
+    for (b, s) in bound.iter().enumerate() {
+        let reason = match (&failed[s.group], access[s.group]) {
+            (Some(why), _) => Some((ErrorCode::InternalError, why.clone())),
+            (None, Some(a)) if !a.selectable => Some((
+                ErrorCode::Unauthorized,
+                format!("role '{}' may no longer SELECT {}.{}", groups[s.group].0, table.schema, table.table),
+            )),
+            _ => None,
+        };
+        if let Some((code, message)) = reason {
+            end(app, table, s.id, &s.sub.session, code, message);
+            ended[b] = true;
+        }
+    }
+    let pk = table.primary_key().unwrap_or_default();
+    let mut reduced: Vec<Option<SharedEvent>> = vec![None; changes.len()];
+    let mut hidden = 0u64;
+    let latencies = app.hub.metrics.commit_to_send.local();
+    for (c, change) in changes.iter().enumerate() {
+        let mut counted = vec![false; groups.len()];
+        for (b, s) in bound.iter().enumerate() {
+            if ended[b] || !s.wants[c] {
+                continue;
+            }
+            let Some(a) = access[s.group] else { continue };
+            let event = match plan::verdict(change.op, a, visible[s.group][c]) {
+                Verdict::Hidden => {
+                    if !counted[s.group] {
+                        counted[s.group] = true;
+                        hidden += 1;
+                    }
+                    continue;
+                }
+                Verdict::Full => change.event.clone(),
+                Verdict::Reduced => reduced[c].get_or_insert_with(|| reduce(change, &pk)).clone(),
+            };
+            if !table.is_bound(s.id) {
+                ended[b] = true;
+                continue;
+            }
+            match s.sub.session.offer(Outbound::Event(event)) {
+                Ok(()) => {
+                    let stored = change.event.event.cursor().is_some();
+                    let m = &app.hub.metrics;
+                    let path = if stored { &m.delivered_persisted } else { &m.delivered_ephemeral };
+                    path.inc();
+                    if let Some(d) = since_pg_timestamp(change.event.commit_time_micros) {
+                        latencies.observe(d.as_secs_f64());
+                    }
+                }
+                Err(_) if s.sub.session.is_gone() => ended[b] = true,
+                Err(_) => {
+                    let message = "fell behind the table's changes (send queue full); join again".to_string();
+                    end(app, table, s.id, &s.sub.session, ErrorCode::RateLimited, message);
+                    ended[b] = true;
+                }
+            }
+        }
+    }
+    latencies.flush();
+    app.metrics.visibility.rows_hidden.inc_by(hidden);
+}
+
+/// The id of the stored message that carried a change (None for an unstored one).
+fn message_id(change: &Change) -> Option<String> {
+    match &change.event.event {
+        Event::Message(m) => m.id.clone(),
+        Event::Presence(_) => None,
+    }
+}
+
+/// The change as subscribers under row security get it (old row cut to the primary key).
+fn reduce(change: &Change, pk: &[String]) -> SharedEvent {
+    let Event::Message(m) = &change.event.event else { return change.event.clone() };
+    let payload = plan::reduced(&change.value, pk).to_string();
+    Shared::new(Event::Message(Message { payload, ..m.clone() }), change.event.commit_time_micros)
+}
+
+/// Ends session `id`'s binding to `table` with a `system` error (its protocol's shape for an
+/// ended table binding); the session forgets it.
+fn end(app: &App, table: &Table, id: u64, session: &SessionHandle, code: ErrorCode, message: String) {
+    if !app.hub.gated.unbind(&table.channel, id) {
+        return;
+    }
+    app.metrics.visibility.bindings_ended.inc();
+    tracing::debug!(session = id, channel = %table.channel, %message, "table binding ended");
+    session.revoked(&table.channel);
+    session.send(Outbound::Unsubscribed { channel: table.channel.clone(), code, message });
+}
