@@ -14,7 +14,8 @@
 # limit to the hard limit and caps the steps below it (the report says so). Servers run one at a
 # time, each freshly started for its run.
 #
-# Settings (environment): BENCH_TARGETS ("realtime ws socketio centrifuge"), BENCH_ROUNDS (3),
+# Settings (environment): BENCH_CHANNELS (one per connection; 1 puts every connection on one
+# channel), BENCH_TARGETS ("realtime ws socketio centrifuge"), BENCH_ROUNDS (3),
 # BENCH_STEPS ("1000 5000 10000 20000 30000 50000"), BENCH_SETTLE (3), BENCH_PORT (24486),
 # BENCH_RELAY_PORT (24487), BENCH_PEER_PORT (24488), BENCH_DIR (/tmp/bench-connections),
 # BENCH_RESULTS, BENCH_RECORD (1 in full mode), BENCH_KEEP=1, BENCH_RELAY_BIN and
@@ -67,6 +68,8 @@ done
 STEPS=${steps% }
 STEP_ARG=${STEPS// /,}
 MAX_STEP=${STEPS##* }
+CHANNELS=${BENCH_CHANNELS:-$MAX_STEP}
+if [ "$CHANNELS" = 1 ]; then SHAPE="one shared channel"; else SHAPE="its own channel"; fi
 build_binaries
 watchdog_start "$MAX_SECONDS"
 git_facts
@@ -87,7 +90,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
         relay_stop
         use_target "$t"
         line=$(loadgen_run "idle-$t" --mode idle --steps "$STEP_ARG" --settle "$SETTLE" \
-            --pattern per-user --channels "$MAX_STEP" --connect-concurrency 128)
+            --pattern per-user --channels "$CHANNELS" --connect-concurrency 128)
         log "round $r $t: $(jq -r '[.steps[] | "\(.open) open → \(.kb_per_connection) KB/conn"] | join(", ")' <<<"$line")$(jq -r 'if .stopped_early then "; stopped: \(.stopped_early)" else "" end' <<<"$line")"
     done
 done
@@ -112,7 +115,7 @@ REPORT=$(
         "Machine: $(machine_line); load average $LOAD_START at start / $LOAD_END at end (other jobs" \
         "share the cores). \`bench/connections/run.sh\`: each server freshly started per run, one" \
         "load generator (\`--mode idle\`) opening the steps' connections from 127.0.0.1–16, each" \
-        "subscribed to its own channel, then idle; VmRSS read ${SETTLE} s after each step; KB per" \
+        "subscribed to $SHAPE, then idle; VmRSS read ${SETTLE} s after each step; KB per" \
         "connection = (RSS − RSS before the first connection) / open connections. $ROUNDS" \
         "interleaved round(s); figures are medians over rounds."
     if [ -n "$CAPPED" ]; then

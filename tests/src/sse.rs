@@ -50,7 +50,17 @@ pub struct SseRefusal {
 impl Sse {
     /// `GET path` with `headers`; Ok once a 200 with `text/event-stream` started, else the refusal.
     pub async fn open(port: u16, path: &str, headers: &[(&str, &str)]) -> Result<Sse, SseRefusal> {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.expect("connect to the relay");
+        let stream = TcpStream::connect(("127.0.0.1", port)).await.expect("connect to the relay");
+        Sse::open_on(stream, port, path, headers).await
+    }
+
+    /// [`Sse::open`] on a connection the caller opened (and may have used for other requests).
+    pub async fn open_on(
+        mut stream: TcpStream,
+        port: u16,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Sse, SseRefusal> {
         let mut head =
             format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n");
         for (n, v) in headers {

@@ -3,7 +3,8 @@
 //! exactly the missed messages of every channel, merged in cursor order, then live ones; a
 //! cursor it cannot honour gets `reset`; refusals are HTTP errors; idle streams get keep-alive
 //! comments; an expired token ends the stream with a `close` event; a client that reads
-//! nothing is dropped without holding up anyone else.
+//! nothing is dropped without holding up anyone else; a stream asked for on a connection that
+//! served other requests first (hyper's, not the relay's own stream writer) is the same.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -12,7 +13,7 @@ use realtime_e2e::{
     start_stack_with, Connect, Relay, RelayOptions, Sse, SseEvent, Ws, JWT_SECRET,
 };
 use serde_json::{json, Value};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TWO: &str = "/v1/sse?channel=room:a&channel=room:b";
 
@@ -508,4 +509,50 @@ async fn a_stream_that_falls_behind_catches_up_in_place_in_cursor_order() {
     assert!(catch_ups >= 1.0, "the burst made the stream catch up from the log: {catch_ups}");
     publish(&db, "room:b", "after", &json!({"n": 601})).await;
     assert_eq!(s.until("message").await.json()["payload"]["n"], 601, "live again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_asked_for_after_other_requests_on_a_kept_alive_connection_is_the_same() {
+    let (cluster, relay) = start_stack().await;
+    let db = cluster.client().await;
+    open_channel(&db, "room:%").await;
+    let port = relay.port();
+
+    // A fresh connection whose first request is the stream: the relay's own stream writer.
+    let mut fresh = Sse::open(port, TWO, &[]).await.expect("stream opens");
+    opening(&mut fresh, &["room:a", "room:b"]).await;
+
+    // The same request after a health check on one kept-alive connection: served by hyper.
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    socket
+        .write_all(format!("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    while !answer.ends_with(b"\r\n\r\nok\n") {
+        let mut buf = [0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0, "the connection stays open after /healthz");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let mut kept = Sse::open_on(socket, port, TWO, &[]).await.expect("stream opens");
+    opening(&mut kept, &["room:a", "room:b"]).await;
+
+    // Both answer alike: the same headers (the date aside) and the same events.
+    let mut heads: Vec<Vec<(String, String)>> = [&fresh, &kept]
+        .iter()
+        .map(|s| {
+            let mut h: Vec<_> = s.headers.iter().filter(|(n, _)| n != "date").cloned().collect();
+            h.sort();
+            h
+        })
+        .collect();
+    assert_eq!(heads.pop(), heads.pop(), "same headers on both paths");
+    assert!(fresh.header("date").is_some() && kept.header("date").is_some());
+    assert_eq!(fresh.header("transfer-encoding"), Some("chunked"));
+    publish(&db, "room:b", "said", &json!({"n": 1})).await;
+    publish(&db, "room:a", "said", &json!({"n": 2})).await;
+    let want = vec![("room:b".to_string(), 1), ("room:a".to_string(), 2)];
+    assert_eq!(ns(&messages(&mut fresh, 2).await), want);
+    assert_eq!(ns(&messages(&mut kept, 2).await), want);
 }

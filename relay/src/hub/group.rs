@@ -41,7 +41,12 @@ impl Hub {
             .iter()
             .map(|channel| {
                 let held = Held::new(session.clone(), floor, session.budget_bytes());
-                self.insert(&mut state, channel, session.id, Sub::Held(std::sync::Mutex::new(held)));
+                self.insert(
+                    &mut state,
+                    channel,
+                    session.id,
+                    Sub::Held(Box::new(std::sync::Mutex::new(held))),
+                );
                 Joined { position, members: self.presence.members(channel) }
             })
             .collect()
@@ -134,7 +139,7 @@ impl Hub {
             if let Sub::Live(live) = sub {
                 let mut held = Held::new(live.session.clone(), position, live.session.budget_bytes());
                 held.overflowed = true;
-                *sub = Sub::Held(std::sync::Mutex::new(held));
+                *sub = Sub::Held(Box::new(std::sync::Mutex::new(held)));
             }
         }
     }

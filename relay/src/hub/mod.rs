@@ -109,9 +109,11 @@ impl Held {
     }
 }
 
+/// One subscription. Held ones are rare and large: boxed, so a channel's map of live
+/// subscribers stays small (every slot of a map is as large as its largest value).
 enum Sub {
     Live(Live),
-    Held(Mutex<Held>),
+    Held(Box<Mutex<Held>>),
 }
 
 /// A live subscriber that fell behind during a dispatch: made held and overflowed after it.
@@ -239,7 +241,7 @@ impl Hub {
         let mut state = self.state.write().expect("hub lock");
         let position = self.position();
         let held = Held::new(session.clone(), position.unwrap_or(Cursor::MIN), session.budget_bytes());
-        self.insert(&mut state, channel, session.id, Sub::Held(Mutex::new(held)));
+        self.insert(&mut state, channel, session.id, Sub::Held(Box::new(Mutex::new(held))));
         Joined { position, members: self.presence.members(channel) }
     }
 
@@ -467,7 +469,7 @@ impl Hub {
             held.overflowed = true;
             held.dropped = lag.dropped;
             held.presence_stale = lag.presence_stale;
-            *sub = Sub::Held(Mutex::new(held));
+            *sub = Sub::Held(Box::new(Mutex::new(held)));
             self.metrics.catch_ups.inc();
             session.lagged(&lag.channel);
         }

@@ -18,13 +18,19 @@
 //! **Stalls.** The writer records its progress; a queue that holds bytes and made no progress
 //! for the stall timeout is a client that reads nothing ([`SessionHandle::stalled_for`]), the
 //! only one that is closed (4009).
+//!
+//! **An idle queue holds no storage.** Items sit in a `VecDeque` under a mutex (no channel: a
+//! tokio mpsc channel allocates a block of 32 slots per session up front, and keeps a few such
+//! blocks while items flow, several KiB per connection). Storage is made at the first item,
+//! and given back once the writer has emptied a queue that had grown past [`KEEP_SLOTS`]
+//! items, so a burst does not stay allocated in every connection it reached.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::core::event::{Message, SharedEvent};
@@ -35,13 +41,18 @@ use crate::core::{Cursor, ErrorCode, Identity};
 /// Fixed bytes counted per queued item beside what it carries.
 const ITEM_OVERHEAD: usize = 160;
 
+/// Slots an emptied queue keeps; a queue that grew beyond them gives its storage back when
+/// the writer empties it (the next burst grows it again, a few reallocations per burst).
+const KEEP_SLOTS: usize = 8;
+
 /// One item of a session's queue.
 #[derive(Debug, Clone)]
 pub enum Outbound {
     /// A live event (message or presence change), shared with the channel's other subscribers.
     Event(SharedEvent),
     /// A stored message replayed from the table (on resume or catch-up; this session's own).
-    Replayed(Message),
+    /// Boxed: a queue slot is as large as the largest variant.
+    Replayed(Box<Message>),
     /// The channel's stream starts again at `cursor`: the client must refetch its state.
     Reset { channel: String, cursor: Option<Cursor> },
     /// The subscription was ended by the server (access revoked, channel gone).
@@ -106,6 +117,14 @@ pub struct QueueLimits {
 
 #[derive(Debug)]
 struct Shared {
+    /// The queued items, oldest first, with their weights.
+    items: Mutex<VecDeque<(Outbound, usize)>>,
+    /// Signalled when an item was queued or the last handle went away (the writer waits).
+    ready: Notify,
+    /// Live [`SessionHandle`]s: once none is left and the queue is empty, it has ended.
+    handles: AtomicUsize,
+    /// The writer's end was dropped: nothing is queued any more (set under `items`' lock).
+    closed: AtomicBool,
     /// Bytes queued now.
     bytes: AtomicUsize,
     limits: QueueLimits,
@@ -148,6 +167,21 @@ impl Shared {
         self.bytes.fetch_sub(w, Ordering::AcqRel);
         self.limits.budget.used.fetch_sub(w, Ordering::AcqRel);
     }
+
+    /// Takes the oldest item (for the writer).
+    fn pop(&self) -> Option<Outbound> {
+        let (item, w) = {
+            let mut items = self.items.lock().expect("queue lock");
+            let next = items.pop_front();
+            if items.is_empty() && items.capacity() > KEEP_SLOTS {
+                *items = VecDeque::new();
+            }
+            next?
+        };
+        self.sub(w);
+        self.room.notify_waiters();
+        Some(item)
+    }
 }
 
 /// Why [`SessionHandle::offer`] did not queue an item.
@@ -160,25 +194,42 @@ pub enum Refused {
 }
 
 /// The hub's and the services' end of one session's queue.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct SessionHandle {
     pub id: u64,
-    tx: mpsc::UnboundedSender<(Outbound, usize)>,
     shared: Arc<Shared>,
+}
+
+impl Clone for SessionHandle {
+    fn clone(&self) -> Self {
+        self.shared.handles.fetch_add(1, Ordering::AcqRel);
+        SessionHandle { id: self.id, shared: self.shared.clone() }
+    }
+}
+
+impl Drop for SessionHandle {
+    fn drop(&mut self) {
+        if self.shared.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // The last one: a waiting writer sees the end of the queue.
+            self.shared.ready.notify_one();
+        }
+    }
 }
 
 /// The writer's end of a session's queue.
 #[derive(Debug)]
 pub struct SessionQueue {
-    rx: mpsc::UnboundedReceiver<(Outbound, usize)>,
     shared: Arc<Shared>,
 }
 
 /// A new session queue: the handle (for the hub and the services) and the queue (for the
 /// writer).
 pub fn session_queue(id: u64, limits: QueueLimits) -> (SessionHandle, SessionQueue) {
-    let (tx, rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
+        items: Mutex::new(VecDeque::new()),
+        ready: Notify::new(),
+        handles: AtomicUsize::new(1),
+        closed: AtomicBool::new(false),
         bytes: AtomicUsize::new(0),
         limits,
         room: Notify::new(),
@@ -193,16 +244,21 @@ pub fn session_queue(id: u64, limits: QueueLimits) -> (SessionHandle, SessionQue
         ordered: AtomicBool::new(false),
         refusing: AtomicBool::new(false),
     });
-    (SessionHandle { id, tx, shared: shared.clone() }, SessionQueue { rx, shared })
+    (SessionHandle { id, shared: shared.clone() }, SessionQueue { shared })
 }
 
 impl SessionHandle {
     fn push(&self, item: Outbound, w: usize) -> Result<(), Refused> {
-        self.shared.add(w);
-        self.tx.send((item, w)).map_err(|_| {
-            self.shared.sub(w);
-            Refused::Gone
-        })
+        {
+            let mut items = self.shared.items.lock().expect("queue lock");
+            if self.shared.closed.load(Ordering::Acquire) {
+                return Err(Refused::Gone);
+            }
+            self.shared.add(w);
+            items.push_back((item, w));
+        }
+        self.shared.ready.notify_one();
+        Ok(())
     }
 
     /// Queues an item whatever the budget (a reply or notice of this session's own; its reader
@@ -354,7 +410,7 @@ impl SessionHandle {
 
     /// True once the session was marked too slow or its writer is gone.
     pub fn is_gone(&self) -> bool {
-        self.shared.slow.is_cancelled() || self.tx.is_closed()
+        self.shared.slow.is_cancelled() || self.shared.closed.load(Ordering::Acquire)
     }
 
     /// Notes that `channel`'s subscription fell behind and needs a catch-up.
@@ -410,23 +466,29 @@ impl SessionHandle {
 }
 
 impl SessionQueue {
-    /// The next item, waiting for one; None when every handle is gone.
+    /// The next item, waiting for one; None when every handle is gone and the queue is empty.
+    /// Cancel-safe: an item is only taken when it is returned.
     pub async fn recv(&mut self) -> Option<Outbound> {
-        let (item, w) = self.rx.recv().await?;
-        self.took(w);
-        Some(item)
+        let shared = &*self.shared;
+        loop {
+            // `notify_one` leaves a permit when nobody waits, so a push between the check
+            // below and the wait is not missed.
+            let ready = shared.ready.notified();
+            // Read before looking at the queue: with no handle left, nothing more can come.
+            let ended = shared.handles.load(Ordering::Acquire) == 0;
+            if let Some(item) = shared.pop() {
+                return Some(item);
+            }
+            if ended {
+                return None;
+            }
+            ready.await;
+        }
     }
 
     /// The next item if one is queued.
     pub fn try_recv(&mut self) -> Option<Outbound> {
-        let (item, w) = self.rx.try_recv().ok()?;
-        self.took(w);
-        Some(item)
-    }
-
-    fn took(&self, w: usize) {
-        self.shared.sub(w);
-        self.shared.room.notify_waiters();
+        self.shared.pop()
     }
 
     /// Records that the writer handed data to the socket.
@@ -437,82 +499,19 @@ impl SessionQueue {
 
 impl Drop for SessionQueue {
     fn drop(&mut self) {
-        // Whatever is still queued leaves the shared budget.
-        self.rx.close();
-        while let Ok((_, w)) = self.rx.try_recv() {
-            self.shared.sub(w);
+        // Whatever is still queued leaves the shared budget; nothing is queued after this.
+        let left = {
+            let mut items = self.shared.items.lock().expect("queue lock");
+            self.shared.closed.store(true, Ordering::Release);
+            std::mem::take(&mut *items)
+        };
+        for (_, w) in &left {
+            self.shared.sub(*w);
         }
+        drop(left);
         self.shared.room.notify_waiters();
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn frame(n: usize) -> Outbound {
-        Outbound::Frame(WireFrame::text("x".repeat(n)))
-    }
-
-    #[test]
-    fn offers_are_refused_past_the_session_or_the_shared_budget_and_replies_are_not() {
-        let budget = Budget::new(10_000);
-        let (a, mut qa) = session_queue(1, QueueLimits { bytes: 3_000, budget: budget.clone() });
-        let (b, _qb) = session_queue(2, QueueLimits { bytes: 100_000, budget: budget.clone() });
-        assert_eq!(a.offer(frame(1_000)), Ok(()));
-        assert_eq!(a.offer(frame(1_000)), Ok(()));
-        assert_eq!(a.offer(frame(1_000)), Err(Refused::Full), "over the session's 3,000 bytes");
-        assert!(a.send(frame(5_000)), "a reply is queued whatever the budget");
-        assert!(!a.has_room());
-        assert_eq!(b.offer(frame(3_000)), Err(Refused::Full), "over the shared 10,000 bytes");
-        assert_eq!(budget.used(), 2 * 1_160 + 5_160);
-        while qa.try_recv().is_some() {}
-        assert_eq!((a.queued_bytes(), budget.used()), (0, 0));
-        assert!(a.has_room());
-        assert_eq!(b.offer(frame(3_000)), Ok(()));
-    }
-
-    #[test]
-    fn a_dropped_writer_returns_its_bytes_and_refuses_more() {
-        let budget = Budget::new(1 << 20);
-        let (a, qa) = session_queue(1, QueueLimits { bytes: 1 << 20, budget: budget.clone() });
-        a.send(frame(100));
-        drop(qa);
-        assert_eq!(budget.used(), 0);
-        assert!(a.is_gone());
-        assert_eq!(a.offer(frame(1)), Err(Refused::Gone));
-    }
-
-    #[tokio::test]
-    async fn a_queue_that_holds_bytes_without_progress_is_stalled() {
-        let (a, q) = session_queue(1, QueueLimits { bytes: 1 << 20, budget: Budget::new(1 << 20) });
-        assert_eq!(a.stalled_for(), Duration::ZERO, "empty: never stalled");
-        a.send(frame(10));
-        tokio::time::sleep(Duration::from_millis(30)).await;
-        assert!(a.stalled_for() >= Duration::from_millis(25));
-        q.progressed();
-        assert!(a.stalled_for() < Duration::from_millis(25));
-    }
-
-    #[test]
-    fn an_ordered_queue_refuses_everything_after_its_first_refusal() {
-        let (a, mut q) = session_queue(1, QueueLimits { bytes: 3_000, budget: Budget::new(1 << 20) });
-        a.keep_order();
-        assert_eq!(a.offer(frame(1_000)), Ok(()));
-        assert_eq!(a.offer(frame(2_000)), Err(Refused::Full), "over the budget");
-        assert_eq!(a.offer(frame(10)), Err(Refused::Full), "it would fit, but comes after a refusal");
-        while q.try_recv().is_some() {}
-        assert_eq!(a.offer(frame(10)), Err(Refused::Full), "still refused once there is room");
-        assert!(a.send(frame(10)), "the session's own items still go in");
-    }
-
-    #[tokio::test]
-    async fn lagging_channels_are_taken_once() {
-        let (a, _q) = session_queue(1, QueueLimits { bytes: 1 << 20, budget: Budget::new(1 << 20) });
-        a.lagged("b");
-        a.lagged("a");
-        a.lagged("b");
-        assert_eq!(a.next_lagging().await, ["a", "b"]);
-        assert!(tokio::time::timeout(Duration::from_millis(20), a.next_lagging()).await.is_err());
-    }
-}
+mod tests;

@@ -130,7 +130,7 @@ fn stored(item: Outbound, into: &mut Vec<Message>) {
                 }
             }
         }
-        Outbound::Replayed(m) => into.push(m),
+        Outbound::Replayed(m) => into.push(*m),
         _ => {}
     }
 }

@@ -178,7 +178,7 @@ async fn replay(
         let more = page.more;
         let last = page.messages.last().map(|m| m.cursor);
         for m in page.messages {
-            send_paced(app, session, Outbound::Replayed(m)).await?;
+            send_paced(app, session, Outbound::Replayed(Box::new(m))).await?;
             app.hub.metrics.delivered_replay.inc();
         }
         match last {

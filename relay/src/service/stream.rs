@@ -219,7 +219,7 @@ async fn replay(
 ) -> Result<(), ReplayError> {
     let mut merged = Merged::new(channels, from, to, session.budget_bytes() / 2);
     while let Some(m) = merged.next(app).await? {
-        send_paced(app, session, Outbound::Replayed(m)).await?;
+        send_paced(app, session, Outbound::Replayed(Box::new(m))).await?;
         app.hub.metrics.delivered_replay.inc();
     }
     Ok(())

@@ -10,6 +10,10 @@
 //!   headers, including the first one and each next request on a kept-alive connection: a client
 //!   that sends half a request, or idles between requests, is dropped. (Upgraded WebSockets and
 //!   streams then follow their own rules: pings, stalls, keep-alives.)
+//! * **Event streams without hyper's buffers.** A connection whose first request is
+//!   `GET /v1/sse` (peeked, see [`super::sse_conn`]) is served by `sse_conn`, which holds no
+//!   buffer while the stream idles; every other connection by hyper (HTTP/1 and HTTP/2, with
+//!   WebSocket upgrades).
 //!
 //! Shutdown stops accepting, lets requests in flight finish (5 s at most) and returns.
 
@@ -21,12 +25,14 @@ use axum::extract::Request;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::Watcher;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+use super::sse_conn::{self, Opening};
 use crate::app::App;
 
 /// One of the `--max-connections` places, held by a socket until it closes. Shared by the
@@ -77,6 +83,7 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, router: Router, shutdow
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(app.config.header_timeout).keep_alive(true);
     builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(app.config.ping_interval));
+    let builder = Arc::new(builder);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -96,32 +103,68 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, router: Router, shutdow
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let router = router.clone();
-        let held = place.clone();
-        let abort = CancellationToken::new();
-        let aborter = ConnectionAbort(abort.clone());
-        let service = tower::service_fn(move |mut req: Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(held.clone());
-            req.extensions_mut().insert(aborter.clone());
-            req.extensions_mut().insert(ClientAddr(peer));
-            router.clone().oneshot(req.map(axum::body::Body::new))
-        });
-        let connection =
-            builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
-        let connection = graceful.watch(connection.into_owned());
-        tokio::spawn(async move {
-            let _place = place;
-            tokio::select! {
-                ended = connection => if let Err(e) = ended {
-                    tracing::debug!(error = %e, "connection ended with an error");
-                },
-                _ = abort.cancelled() => tracing::debug!("connection aborted"),
-            }
-        });
+        let accepted = Accepted { stream, peer, place, watcher: graceful.watcher() };
+        tokio::spawn(connection(accepted, router.clone(), builder.clone(), app.config.header_timeout));
     }
     drop(listener);
     if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await.is_err() {
         tracing::warn!("connections did not finish within 5 s");
+    }
+}
+
+/// An accepted socket with its place, and the watcher that makes shutdown wait for it.
+struct Accepted {
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    place: SocketPlace,
+    watcher: Watcher,
+}
+
+/// Serves one accepted socket until it closes: by [`sse_conn`] when its first request is an
+/// event stream, else by hyper.
+async fn connection(
+    accepted: Accepted,
+    router: Router,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    header_timeout: Duration,
+) {
+    let Accepted { stream, peer, place, watcher } = accepted;
+    let abort = CancellationToken::new();
+    let aborter = ConnectionAbort(abort.clone());
+    match sse_conn::opening(&stream, header_timeout).await {
+        Opening::Gone => return,
+        Opening::EventStream => {
+            let mut extensions = axum::http::Extensions::new();
+            extensions.insert(place.clone());
+            extensions.insert(aborter);
+            extensions.insert(ClientAddr(peer));
+            let conn = sse_conn::Conn { stream, peer, extensions, aborted: abort };
+            sse_conn::serve(conn, router, header_timeout).await;
+            // Both held until here: the stream counts as a connection while it is open, and
+            // shutdown waits for its close event to be written.
+            drop((place, watcher));
+            return;
+        }
+        Opening::Other => {}
+    }
+    let held = place.clone();
+    let service = tower::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(held.clone());
+        req.extensions_mut().insert(aborter.clone());
+        req.extensions_mut().insert(ClientAddr(peer));
+        router.clone().oneshot(req.map(axum::body::Body::new))
+    });
+    let connection =
+        builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
+    // Boxed: this task's size is that of its largest state, and a task that serves an event
+    // stream instead must not carry room for hyper's connection.
+    let connection = Box::pin(watcher.watch(connection.into_owned()));
+    let _place = place;
+    tokio::select! {
+        ended = connection => if let Err(e) = ended {
+            tracing::debug!(error = %e, "connection ended with an error");
+        },
+        _ = abort.cancelled() => tracing::debug!("connection aborted"),
     }
 }
 

@@ -22,6 +22,7 @@ pub mod listener;
 pub mod poll;
 pub mod presence;
 pub mod sse;
+pub mod sse_conn;
 pub mod ws;
 
 /// The relay's router.

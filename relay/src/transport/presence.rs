@@ -50,10 +50,14 @@ pub enum Command {
     },
 }
 
+/// A stream's command channel. Commands are boxed: a channel allocates its first block of
+/// 32 slots with the stream, so a slot the size of a pointer keeps an idle stream small.
+pub type Commands = mpsc::Receiver<Box<Command>>;
+
 struct Entry {
     role: String,
     user_id: Option<String>,
-    tx: mpsc::Sender<Command>,
+    tx: mpsc::Sender<Box<Command>>,
 }
 
 /// The open streams of this relay that accept presence requests, by id.
@@ -64,7 +68,7 @@ pub struct Streams {
 
 impl Streams {
     /// Registers a stream of `who`: its (unguessable) id and the receiver of its commands.
-    pub fn register(&self, who: &Identity) -> (String, mpsc::Receiver<Command>) {
+    pub fn register(&self, who: &Identity) -> (String, Commands) {
         let id = format!("{:032x}", rand::random::<u128>());
         let (tx, rx) = mpsc::channel(8);
         let entry = Entry { role: who.role.clone(), user_id: who.user_id.clone(), tx };
@@ -78,7 +82,7 @@ impl Streams {
     }
 
     /// The command channel of stream `id`, for `who` only.
-    fn sender(&self, id: &str, who: &Identity) -> Result<mpsc::Sender<Command>, ApiError> {
+    fn sender(&self, id: &str, who: &Identity) -> Result<mpsc::Sender<Box<Command>>, ApiError> {
         let map = self.map.lock().expect("streams lock");
         let entry = map.get(id).ok_or_else(|| {
             ApiError::Service(ServiceError::NotFound(format!(
@@ -112,7 +116,7 @@ fn target(body: &Value) -> Option<&str> {
 async fn lease(
     mut session: Session,
     mut queue: SessionQueue,
-    mut commands: mpsc::Receiver<Command>,
+    mut commands: Commands,
     streams: Arc<Streams>,
     id: String,
 ) {
@@ -129,7 +133,7 @@ async fn lease(
             command = commands.recv() => {
                 let Some(command) = command else { break };
                 deadline = tokio::time::Instant::now() + ttl;
-                match command {
+                match *command {
                     Command::Track { channel, state, done } => {
                         let mut result = Ok(());
                         if !session.is_subscribed(&channel) {
@@ -156,12 +160,12 @@ async fn lease(
 }
 
 async fn run(
-    tx: mpsc::Sender<Command>,
+    tx: mpsc::Sender<Box<Command>>,
     make: impl FnOnce(oneshot::Sender<Result<(), ServiceError>>) -> Command,
 ) -> Result<Response, ApiError> {
     let (done, result) = oneshot::channel();
     let gone = || ApiError::Service(ServiceError::NotFound("the stream ended".into()));
-    tx.send(make(done)).await.map_err(|_| gone())?;
+    tx.send(Box::new(make(done))).await.map_err(|_| gone())?;
     result.await.map_err(|_| gone())??;
     Ok(Json(json!({"ok": true})).into_response())
 }

@@ -258,8 +258,9 @@ async fn run(
                 Outbound::Frame(WireFrame::text(sse::subscribed(channel, j.position, recovered, &j.members)))
             };
             let ready = |floor| Some(Outbound::Frame(WireFrame::text(sse::ready(floor, &stream))));
-            let subscribing = session.subscribe_group(&group, from, reply, ready);
-            tokio::pin!(subscribing);
+            // Boxed, as every request handler below: this task lives as long as the stream,
+            // and must not carry the state of the Postgres calls they make while it idles.
+            let mut subscribing = Box::pin(session.subscribe_group(&group, from, reply, ready));
             tokio::select! {
                 done = &mut subscribing => if let Err(e) = done {
                     tracing::debug!(session = id, error = %e, "stream subscribe failed");
@@ -281,7 +282,7 @@ async fn run(
                 // again with the channels that remain.
                 revoked = session.next_revoked() => {
                     group.remove(&revoked);
-                    session.forget_revoked(revoked).await;
+                    Box::pin(session.forget_revoked(revoked)).await;
                     catching_up = Some(Box::pin(catch_up(&app, &handle, group.clone())));
                 }
                 done = async { catching_up.as_mut().expect("catching up").await }, if catching_up.is_some() => {
@@ -291,12 +292,12 @@ async fn run(
                         break Some((close::INTERNAL, format!("{e}; reconnect to resume")));
                     }
                 }
-                Some(command) = commands.recv() => match command {
+                Some(command) = commands.recv() => match *command {
                     Command::Track { channel, state, done } => {
-                        let _ = done.send(session.track(&channel, state).await);
+                        let _ = done.send(Box::pin(session.track(&channel, state)).await);
                     }
                     Command::Untrack { channel, done } => {
-                        let _ = done.send(session.untrack(&channel).await);
+                        let _ = done.send(Box::pin(session.untrack(&channel)).await);
                     }
                     // A stream's presence lives as long as the stream: nothing to extend.
                     Command::Heartbeat { done } => {
@@ -307,7 +308,7 @@ async fn run(
         }
     };
     streams.remove(&stream);
-    session.close().await;
+    Box::pin(session.close()).await;
     if let Some((code, reason)) = &ended {
         tracing::debug!(session = id, code, reason, "stream ending");
         let stalled = *code == close::TOO_SLOW;

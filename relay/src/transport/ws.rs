@@ -156,6 +156,11 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 }
 
 /// Runs one connection to its end.
+///
+/// This future lives as long as the connection, and a future is as large as the largest
+/// state it can be in: the request handlers (`on_text` and the like, which wait on Postgres
+/// through several layers of futures) are boxed for the time they run, so an idle connection
+/// does not carry their state (several KiB) around.
 async fn run<P: Protocol>(
     app: Arc<App>,
     socket: WebSocket,
@@ -189,7 +194,7 @@ async fn run<P: Protocol>(
                 }
             }
             _ = sleep_until(session.expires_at()) => break ended(close::UNAUTHENTICATED, "token expired"),
-            revoked = session.next_revoked() => session.forget_revoked(revoked).await,
+            revoked = session.next_revoked() => Box::pin(session.forget_revoked(revoked)).await,
             // Alive: the client sent something (a pong at least) or read what it was sent (its
             // frames may wait unread while its queue is over budget).
             _ = tokio::time::sleep_until(last_heard.max(handle.last_progress().into()) + silence_limit) => {
@@ -203,9 +208,9 @@ async fn run<P: Protocol>(
                 last_heard = tokio::time::Instant::now();
                 match msg {
                     None | Some(Ok(Message::Close(_))) => break None,
-                    Some(Ok(Message::Text(t))) => protocol.on_text(&mut session, t.as_str()).await,
+                    Some(Ok(Message::Text(t))) => Box::pin(protocol.on_text(&mut session, t.as_str())).await,
                     Some(Ok(Message::Binary(b))) => {
-                        if let Err(close) = protocol.on_binary(&mut session, b).await {
+                        if let Err(close) = Box::pin(protocol.on_binary(&mut session, b)).await {
                             break Some(close);
                         }
                     }
@@ -225,7 +230,7 @@ async fn run<P: Protocol>(
         }
     };
 
-    session.close().await;
+    Box::pin(session.close()).await;
     if let Some(CloseRequest { code, reason }) = close_with {
         let _ = close_tx.send((code, reason.to_string()));
     }

@@ -430,7 +430,7 @@ impl Phoenix {
         let mut wanted: Vec<_> = wanted.collect();
         wanted.reverse();
         for m in wanted {
-            session.send(Outbound::Replayed(m));
+            session.send(Outbound::Replayed(Box::new(m)));
         }
         Ok(())
     }

@@ -137,7 +137,7 @@ fn replayed_messages_carry_meta_and_gaps_are_silent() {
         sender: Sender { kind: "system".into(), id: None },
         created_at: None,
     };
-    let f = text(e.encode(Outbound::Replayed(m)));
+    let f = text(e.encode(Outbound::Replayed(Box::new(m))));
     assert_eq!(f["payload"]["meta"], json!({"replayed": true, "id": "m1"}));
     assert!(e.encode(Outbound::Reset { channel: "room".into(), cursor: None }).is_none());
     assert!(e.encode(Outbound::Dropped { channel: String::new(), count: 0 }).is_none());

@@ -182,7 +182,9 @@ mod tests {
         let out = text(SseEncoder::default().encode(Outbound::Event(e)).unwrap());
         assert!(out.starts_with("event: message\ndata: {"), "{out}");
         let r = text(
-            SseEncoder::default().encode(Outbound::Replayed(message(Some(Cursor::new(1, 1)), "{}"))).unwrap(),
+            SseEncoder::default()
+                .encode(Outbound::Replayed(Box::new(message(Some(Cursor::new(1, 1)), "{}"))))
+                .unwrap(),
         );
         assert!(
             r.starts_with("id: 00000000000000010000000000000001\n") && r.contains("\"replayed\":true"),
