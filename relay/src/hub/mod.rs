@@ -404,12 +404,14 @@ impl Hub {
             d.queued += sent;
         }
         latencies.flush();
-        drop(state);
-        // One advance per batch: the end of the commit sorts after every cursor in it, and
-        // subscribers only read the position under the write lock, never mid-batch.
+        // One advance per batch: the end of the commit sorts after every cursor in it. Made
+        // before the lock is released: subscribers read the position under the write lock, and
+        // one registered between the release and the advance would take the old position for a
+        // batch it never got (a resume would replay up to it and lose the batch).
         if let Some(c) = d.last_stored {
             self.advance_position(Cursor::end_of_commit(c.commit_lsn));
         }
+        drop(state);
         self.fall_behind(d.lagged);
         self.metrics.frames_queued.inc_by(d.queued as u64);
         d.queued
