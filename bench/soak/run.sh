@@ -115,6 +115,13 @@ for ((k = 1; k <= RELAYS; k++)); do
 done
 inputs=$(for ((i = 0; i < PROCS; i++)); do printf '%s,' "$WORK/soak.$i.json"; done)
 MERGED=$("$LOADGEN" --mode merge --inputs "${inputs%,}") || die "loadgen --mode merge failed"
+printf '%s\n' "$MERGED" >"$WORK/soak.merged.json"
+# The line the report shows (without the per-interval rows the table already has), made here
+# and checked: inside the report's command substitution a failing jq would leave the block empty
+# without stopping the script.
+MERGED_LINE=$(jq -c 'del(.intervals, .samples)' <<<"$MERGED") ||
+    die "the merged line is not JSON (kept in $WORK/soak.merged.json)"
+[ -n "$MERGED_LINE" ] || die "the merged line is empty (see $WORK/soak.*.json)"
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------------------------------------
@@ -178,7 +185,7 @@ REPORT=$(
     echo "<details><summary>Merged JSON line</summary>"
     echo
     echo '```json'
-    jq -c 'del(.intervals, .samples)' <<<"$MERGED"
+    printf '%s\n' "$MERGED_LINE"
     echo '```'
     echo
     echo "</details>"

@@ -13,6 +13,7 @@ use crate::core::auth::Authenticator;
 use crate::hub::acks::Acks;
 use crate::hub::{Budget, Hub, QueueLimits};
 use crate::metrics::Metrics;
+use crate::pg::authz_cache::AccessCache;
 use crate::pg::presence::Presence;
 use crate::pg::replication::ReplicationStatus;
 use crate::webhook::Webhooks;
@@ -43,6 +44,8 @@ pub struct App {
     pub presence: Arc<Presence>,
     /// The webhook worker (None with `--webhook-concurrency 0`).
     pub webhooks: Option<Arc<Webhooks>>,
+    /// Subscribe permissions granted recently (`--subscribe-check-ttl-secs`).
+    pub access_cache: AccessCache,
 }
 
 impl App {

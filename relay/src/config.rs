@@ -195,6 +195,12 @@ pub struct ServeArgs {
     /// channel before the permission is checked again.
     #[arg(long, env = "REALTIME_PUBLISH_CHECK_TTL_SECS", default_value_t = 10)]
     pub publish_check_ttl_secs: u64,
+    /// Seconds a granted subscribe permission (role, claims and channel) is remembered, so a
+    /// reconnect does not check it in Postgres again; never past the next permission re-check
+    /// (`--recheck-secs`, or a change to `realtime.channels`), which forgets them all. Refusals
+    /// are never remembered. `0` checks every time.
+    #[arg(long, env = "REALTIME_SUBSCRIBE_CHECK_TTL_SECS", default_value_t = 60)]
+    pub subscribe_check_ttl_secs: u64,
     /// Most messages in one `POST /v1/publish` batch.
     #[arg(long, env = "REALTIME_MAX_BATCH", default_value_t = 1000, value_parser = positive())]
     pub max_batch: usize,
@@ -333,6 +339,8 @@ pub struct Config {
     pub header_timeout: Duration,
     pub service_role: String,
     pub publish_check_ttl: Duration,
+    /// `--subscribe-check-ttl-secs`.
+    pub subscribe_check_ttl: Duration,
     pub max_batch: usize,
     pub replay_window: Duration,
     pub max_replay: usize,
@@ -434,6 +442,7 @@ impl TryFrom<ServeArgs> for Config {
             header_timeout: secs(a.header_timeout_secs),
             service_role: a.service_role,
             publish_check_ttl: secs(a.publish_check_ttl_secs),
+            subscribe_check_ttl: secs(a.subscribe_check_ttl_secs),
             max_batch: a.max_batch,
             replay_window: secs(a.replay_window_secs),
             max_replay: a.max_replay,

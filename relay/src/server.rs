@@ -107,6 +107,7 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> Result<(), 
         metrics,
         presence: Arc::new(crate::pg::presence::Presence::new(&config.relay_id)),
         webhooks,
+        access_cache: crate::pg::authz_cache::AccessCache::new(config.subscribe_check_ttl),
         config,
     });
     pull_metrics(&app)?;

@@ -1,7 +1,8 @@
 //! Resume end to end: a client that reconnects with the last cursor it saw gets exactly the
 //! messages it missed (`replayed: true`), in order, then live ones, none lost or doubled, on
 //! the same relay, on another relay of the database, and across a relay `kill -9`; a cursor it
-//! cannot honour gets `recovered: false` and a `reset` frame.
+//! cannot honour gets `recovered: false` and a `reset` frame. A resume that missed nothing is
+//! answered from the relay's memory, without reading the log.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use realtime_e2e::{
-    open_channel, publish, start_stack, start_stack_with, Cluster, Connect, Relay, RelayOptions, Ws,
+    open_channel, publish, scrape_metric, start_stack, start_stack_with, Cluster, Connect, Relay,
+    RelayOptions, Ws,
 };
 use serde_json::{json, Value};
 
@@ -284,4 +286,50 @@ async fn malformed_resume_cursor_is_invalid_request() {
         assert_eq!(reply["error"]["code"], "REALTIME_INVALID_REQUEST", "{bad:?}: {reply}");
     }
     ws.subscribe_ok("c").await;
+}
+
+/// `realtime_resumes_total` of `path` on the relay on `port`.
+async fn resumes(port: u16, path: &str) -> f64 {
+    scrape_metric(port, &format!("realtime_resumes_total{{path=\"{path}\"}}")).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_from_the_last_message_is_answered_from_memory_and_one_that_missed_some_reads_the_log() {
+    let (cluster, relay) = start_stack().await;
+    let db = cluster.client().await;
+    open_channel(&db, "room").await;
+    // Another subscriber keeps the channel subscribed on this relay while the client is away
+    // (the hub tracks the last message only of channels someone here listens to).
+    let mut watcher = Ws::connect(&relay.ws_url(), Connect::Anonymous).await;
+    watcher.subscribe_ok("room").await;
+    let mut ws1 = Ws::connect(&relay.ws_url(), Connect::Anonymous).await;
+    ws1.subscribe_ok("room").await;
+    publish(&db, "room", "tick", &json!({"n": 1})).await;
+    publish(&db, "room", "tick", &json!({"n": 2})).await;
+    let first = ws1.expect_message("room").await["cursor"].as_str().unwrap().to_string();
+    let last = ws1.expect_message("room").await["cursor"].as_str().unwrap().to_string();
+    assert_eq!(watcher.expect_message("room").await["payload"]["n"], 1);
+    assert_eq!(watcher.expect_message("room").await["payload"]["n"], 2);
+    drop(ws1);
+
+    let mut ws2 = Ws::connect(&relay.ws_url(), Connect::Anonymous).await;
+    let reply = resume(&mut ws2, "room", &last).await;
+    assert_eq!((reply["ok"].clone(), reply["recovered"].clone()), (json!(true), json!(true)), "{reply}");
+    assert_eq!(resumes(relay.port(), "memory").await, 1.0, "nothing missed: no read of the log");
+    assert_eq!(resumes(relay.port(), "log").await, 0.0);
+    publish(&db, "room", "tick", &json!({"n": 3})).await;
+    publish(&db, "room", "end", &json!({})).await;
+    let after = until_end(&mut ws2, "room").await;
+    let got: Vec<_> = after.iter().map(|m| (m["payload"]["n"].clone(), m.get("replayed").cloned())).collect();
+    assert_eq!(got, [(json!(3), None)], "only what followed, live, once: {after:?}");
+
+    // From the first message, ticks 2 and 3 (and the end) were missed: they come from the log.
+    let mut ws3 = Ws::connect(&relay.ws_url(), Connect::Anonymous).await;
+    let reply = resume(&mut ws3, "room", &first).await;
+    assert_eq!(reply["recovered"], true, "{reply}");
+    let replayed = until_end(&mut ws3, "room").await;
+    let ns: Vec<_> = replayed.iter().map(|m| (m["payload"]["n"].clone(), m["replayed"].clone())).collect();
+    assert_eq!(ns, [(json!(2), json!(true)), (json!(3), json!(true))], "{replayed:?}");
+    assert_eq!(resumes(relay.port(), "log").await, 1.0);
+    assert_eq!(resumes(relay.port(), "memory").await, 1.0);
 }

@@ -1,6 +1,7 @@
 //! Revocation: access granted at subscribe time ends when it is taken away. Disabling or
 //! deleting a channel row ends its subscriptions at once; policies that read other data are
 //! checked again on a schedule (`--recheck-secs`); a re-check that fails is not an "allowed".
+//! A grant remembered to spare reconnects a check never outlives a change to the channel rows.
 
 use std::time::{Duration, Instant};
 
@@ -114,6 +115,42 @@ async fn policies_are_checked_again_on_a_schedule_and_presence_ends_with_access(
     alice.expect_no_message(Duration::from_millis(500)).await;
     let denied = alice.subscribe("team:x").await;
     assert_eq!(denied["error"]["code"], "REALTIME_UNAUTHORIZED", "{denied}");
+}
+
+/// Subscribe checks run in Postgres that allowed, and subscribes allowed by a remembered grant.
+async fn checks(port: u16) -> (f64, f64) {
+    let allowed = scrape_metric(port, "realtime_subscribe_checks_total{outcome=\"allowed\"}").await;
+    (allowed, scrape_metric(port, "realtime_subscribe_checks_cached_total").await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remembered_grant_spares_a_check_and_ends_with_a_change_to_the_channel_rows() {
+    // The default re-check interval (60 s): no scheduled round forgets the grants mid-test.
+    let (cluster, relay) = start_stack().await;
+    let db = cluster.client().await;
+    member_channels(&db).await;
+    let alice_token = relay.token(Some("alice"), "authenticated");
+    let mut alice = Ws::connect(&relay.ws_url(), Connect::Bearer(alice_token.clone())).await;
+    alice.subscribe_ok("team:x").await;
+    assert_eq!(checks(relay.port()).await, (1.0, 0.0));
+    // A second tab (or a reconnect) with the same token: remembered, no check in Postgres.
+    let mut tab = Ws::connect(&relay.ws_url(), Connect::Bearer(alice_token)).await;
+    tab.subscribe_ok("team:x").await;
+    assert_eq!(checks(relay.port()).await, (1.0, 1.0));
+    // Other claims are other grants.
+    let mut bob =
+        Ws::connect(&relay.ws_url(), Connect::Bearer(relay.token(Some("bob"), "authenticated"))).await;
+    bob.subscribe_ok("team:x").await;
+    assert_eq!(checks(relay.port()).await, (2.0, 1.0));
+
+    exec(&db, "UPDATE realtime.channels SET enabled = false WHERE pattern = 'team:%'").await;
+    for ws in [&mut alice, &mut tab, &mut bob] {
+        let gone = expect_unsubscribed(ws, "team:x", Duration::from_secs(10)).await;
+        assert_eq!(gone["reason"]["code"], "REALTIME_NOT_FOUND", "{gone}");
+    }
+    let again = tab.subscribe("team:x").await;
+    assert_eq!(again["error"]["code"], "REALTIME_NOT_FOUND", "the grant went with the change: {again}");
+    assert_eq!(checks(relay.port()).await.1, 1.0, "checked in Postgres, not remembered");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -36,11 +36,13 @@ use crate::core::event::{CommitBatch, Event, LogEvent, Message, Shared, SharedEv
 use crate::core::presence::Member;
 use crate::core::Cursor;
 use crate::metrics::{since_pg_timestamp, HubMetrics};
+use last_stored::LastStored;
 use queue::Refused;
 
 pub mod acks;
 pub mod gated;
 pub mod group;
+mod last_stored;
 pub mod presence;
 mod presence_sync;
 mod queue;
@@ -163,6 +165,9 @@ pub struct Hub {
     pub presence: PresenceHub,
     /// Sessions that get a table's changes through a visibility check ([`gated`]).
     pub gated: gated::Gated,
+    /// The last stored message dispatched on each subscribed channel (resumes that missed
+    /// nothing, [`Hub::subscribe_held_from`]).
+    last_stored: LastStored,
 }
 
 impl Hub {
@@ -174,6 +179,7 @@ impl Hub {
             metrics,
             presence: PresenceHub::default(),
             gated: gated::Gated::default(),
+            last_stored: LastStored::default(),
         }
     }
 
@@ -239,9 +245,29 @@ impl Hub {
     /// replay's business; presence events after `members` are held too.
     pub fn subscribe_held(&self, channel: &str, session: &SessionHandle) -> Joined {
         let mut state = self.state.write().expect("hub lock");
+        self.insert_held(&mut state, channel, session)
+    }
+
+    /// [`Hub::subscribe_held`] for a resume from `cursor`, and whether the subscriber missed
+    /// nothing of `channel` up to the position it joined at: `cursor` is the last stored
+    /// message dispatched on the channel (`last_stored.rs`, read under the same lock as the
+    /// position). Then no replay is needed: [`Hub::activate`] right away.
+    pub fn subscribe_held_from(
+        &self,
+        channel: &str,
+        session: &SessionHandle,
+        cursor: Cursor,
+    ) -> (Joined, bool) {
+        let mut state = self.state.write().expect("hub lock");
+        let missed_nothing = self.last_stored.get(channel) == Some(cursor);
+        (self.insert_held(&mut state, channel, session), missed_nothing)
+    }
+
+    /// [`Hub::subscribe_held`] (write lock held).
+    fn insert_held(&self, state: &mut State, channel: &str, session: &SessionHandle) -> Joined {
         let position = self.position();
         let held = Held::new(session.clone(), position.unwrap_or(Cursor::MIN), session.budget_bytes());
-        self.insert(&mut state, channel, session.id, Sub::Held(Box::new(Mutex::new(held))));
+        self.insert(state, channel, session.id, Sub::Held(Box::new(Mutex::new(held))));
         Joined { position, members: self.presence.members(channel) }
     }
 
@@ -290,6 +316,7 @@ impl Hub {
         }
         if subs.is_empty() {
             state.channels.remove(channel);
+            self.last_stored.forget(channel);
             self.metrics.channels.dec();
         }
         removed
@@ -353,6 +380,7 @@ impl Hub {
                     let Some(subs) = state.channels.get(&m.channel).filter(|s| !s.is_empty()) else {
                         continue;
                     };
+                    self.last_stored.record(&m.channel, m.cursor);
                     audience.push((m.id.clone(), u32::try_from(subs.len()).unwrap_or(u32::MAX)));
                     (m.into(), subs)
                 }
@@ -364,6 +392,7 @@ impl Hub {
                 LogEvent::FromLog(f) => {
                     self.metrics.stored_dispatched.inc_by(f.messages);
                     d.last_stored = Some(f.last);
+                    self.last_stored.forget_some(f.channels.as_deref());
                     from_log(&state, f.channels.as_deref(), &mut d);
                     continue;
                 }
@@ -385,12 +414,14 @@ impl Hub {
             d.queued += sent;
         }
         latencies.flush();
-        drop(state);
-        // One advance per batch: the end of the commit sorts after every cursor in it, and
-        // subscribers only read the position under the write lock, never mid-batch.
+        // One advance per batch: the end of the commit sorts after every cursor in it. Made
+        // before the lock is released: subscribers read the position under the write lock, and
+        // one registered between the release and the advance would take the old position for a
+        // batch it never got (a resume would replay up to it and lose the batch).
         if let Some(c) = d.last_stored {
             self.advance_position(Cursor::end_of_commit(c.commit_lsn));
         }
+        drop(state);
         self.fall_behind(d.lagged);
         self.metrics.frames_queued.inc_by(d.queued as u64);
         d.queued

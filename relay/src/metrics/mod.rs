@@ -14,13 +14,16 @@
 //! `messages_dispatched_total{kind="stored|ephemeral"}`, `frames_queued_total` (every frame
 //! dispatch queued, presence included), `messages_delivered_total{path="persisted|ephemeral|
 //! replay"}` (message frames: live stored, live ephemeral, resume replays),
-//! `slow_consumer_frames_dropped_total`, `catch_ups_total`, `slow_consumer_closes_total`;
+//! `slow_consumer_frames_dropped_total`, `catch_ups_total`, `slow_consumer_closes_total`,
+//! `resumes_total{path="memory|log"}` (resumes the hub answered from memory because nothing was
+//! missed, and resumes that read the log);
 //! `replication_streaming` (0/1), `replication_reconnects_total`, `replication_last_commit_lsn`,
 //! `replication_acked_lsn`, `replication_lag_bytes`, `replication_decode_errors_total`,
 //! `replication_large_transactions_total`, `replication_large_transaction_ephemeral_dropped_total`,
 //! `replication_forged_messages_total{prefix="broadcast|presence|channels|keys|other"}` (`realtime:`
 //! logical messages dropped because their seal is missing or does not verify);
-//! `subscribe_checks_total{outcome="allowed|denied|not_found|error"}`,
+//! `subscribe_checks_total{outcome="allowed|denied|not_found|error"}` (checks run in Postgres),
+//! `subscribe_checks_cached_total` (subscribes allowed by a grant remembered from one),
 //! `permission_rechecks_total{outcome="allowed|denied|not_found|error"}` (one per subscription
 //! re-checked), `subscriptions_revoked_total{reason="denied|not_found|unverified"}`,
 //! `publishes_total{kind,outcome}` (one per publish request; a batch counts once);
@@ -183,6 +186,10 @@ pub struct HubMetrics {
     pub channels: IntGauge,
     pub subscriptions: IntGauge,
     pub presence_frames: IntCounter,
+    /// Resumes that missed nothing, answered without reading the log.
+    pub resumes_from_memory: IntCounter,
+    /// Resumes that read the log (replay window, count, replay).
+    pub resumes_from_log: IntCounter,
 }
 
 /// What the webhook worker counts.
@@ -224,6 +231,8 @@ pub struct Metrics {
     pub webhooks: WebhookMetrics,
     pub visibility: VisibilityMetrics,
     subscribe_checks: IntCounterVec,
+    /// Subscribes allowed by a remembered grant, without a check in Postgres.
+    pub subscribe_checks_cached: IntCounter,
     pub subscribe_check_time: Histogram,
     publishes: IntCounterVec,
     rechecks: IntCounterVec,
@@ -282,6 +291,12 @@ impl Metrics {
             "Message frames queued to subscribers by path (persisted and ephemeral: live; replay: resume).",
             &["path"],
         )?;
+        let resumes = counter_vec(
+            &r,
+            "resumes_total",
+            "Resumes by path (memory: nothing was missed, no read of the log; log: read from realtime.messages).",
+            &["path"],
+        )?;
         let hub = HubMetrics {
             stored_dispatched: dispatched.with_label_values(&["stored"]),
             ephemeral_dispatched: dispatched.with_label_values(&["ephemeral"]),
@@ -316,6 +331,8 @@ impl Metrics {
                 "presence_frames_sent_total",
                 "Presence event frames queued to subscribers.",
             )?,
+            resumes_from_memory: resumes.with_label_values(&["memory"]),
+            resumes_from_log: resumes.with_label_values(&["log"]),
         };
         let attempts = counter_vec(
             &r,
@@ -411,12 +428,18 @@ impl Metrics {
             "subscribe_check_seconds",
             "Duration of subscribe permission (RLS) checks in Postgres.",
         )?;
+        let subscribe_checks_cached = counter(
+            &r,
+            "subscribe_checks_cached_total",
+            "Subscribes allowed by a permission granted recently (--subscribe-check-ttl-secs), not checked in Postgres again.",
+        )?;
         Ok(Arc::new(Metrics {
             registry: r,
             hub,
             webhooks,
             visibility,
             subscribe_checks,
+            subscribe_checks_cached,
             subscribe_check_time,
             publishes,
             rechecks,

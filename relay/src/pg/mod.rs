@@ -10,6 +10,7 @@ use std::time::Duration;
 pub mod admin;
 pub mod audience;
 pub mod authz;
+pub mod authz_cache;
 pub mod db;
 pub mod history;
 pub mod pool;

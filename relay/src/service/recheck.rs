@@ -5,6 +5,11 @@
 //! disabled, ends: the hub stops delivering it, the client gets an `unsubscribed` item, and
 //! the session forgets it (and its presence) through [`SessionHandle::revoked`].
 //!
+//! Every round first forgets the subscribe permissions granted recently
+//! ([`crate::pg::authz_cache`]), and so does a change to `realtime.channels` the moment it is
+//! seen: a subscription made from a remembered grant is re-checked no later than one checked
+//! in Postgres at that moment.
+//!
 //! Checks are grouped by identity (role and claims): one round trip per identity for all its
 //! channels, a few identities at a time so re-checks never take the pool from subscribes and
 //! publishes. A database error is not an answer: the subscription stays while its permission
@@ -51,9 +56,11 @@ pub async fn run(app: Arc<App>) {
             _ = app.shutdown.cancelled() => return,
             _ = tokio::time::sleep_until(next) => {}
             _ = app.replication.channels_changed.notified() => {
+                app.access_cache.forget_all();
                 tokio::time::sleep(DEBOUNCE).await;
             }
         }
+        app.access_cache.forget_all();
         round(&app, &mut confirmed).await;
         next = Instant::now() + every;
     }

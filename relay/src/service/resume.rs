@@ -4,9 +4,12 @@
 //!
 //! 1. If the cursor `C` is ahead of this relay's position (it came from a relay further along
 //!    the WAL), wait (bounded) for this relay to get there.
-//! 2. Register the subscription *held* ([`crate::hub::Hub::subscribe_held`]) and read the
+//! 2. Register the subscription *held* ([`crate::hub::Hub::subscribe_held_from`]) and read the
 //!    position `P` under the hub lock: every stored message above `P` now goes to the side
-//!    buffer, every one at or below `P` must come from the table.
+//!    buffer, every one at or below `P` must come from the table. If `C` is the last stored
+//!    message this relay dispatched on the channel, nothing was missed: recovered, no read of
+//!    the table (steps 3 and 4 and the replay are skipped; the usual reconnect costs no
+//!    statement beyond the permission check).
 //! 3. Wait until commit positions up to `P` are durable, so `messages ⋈ commits` has no holes.
 //! 4. Decide: `C == P` (nothing missed), or `C < P`, the cursor inside the replay window and
 //!    at most `--max-replay` messages in `(C, P]` → recovered. Otherwise → `reset`.
@@ -55,12 +58,15 @@ pub async fn subscribe(
     if cursor > current_position(app).await? {
         wait_for_position(app, cursor).await?;
     }
-    let joined = app.hub.subscribe_held(channel, session);
+    let (joined, missed_nothing) = app.hub.subscribe_held_from(channel, session, cursor);
     let Some(p) = joined.position else {
         app.hub.unsubscribe(channel, session.id);
         return Err(ServiceError::CatchingUp);
     };
     let decided = async {
+        if missed_nothing {
+            return Ok(true);
+        }
         wait_readable(app, p.commit_lsn).await?;
         decide(app, channel, cursor, p).await
     };
@@ -71,7 +77,10 @@ pub async fn subscribe(
             return Err(e);
         }
     };
-    tracing::debug!(session = session.id, %channel, from = %cursor, to = %p, recovered, "resume");
+    let path =
+        if missed_nothing { &app.hub.metrics.resumes_from_memory } else { &app.hub.metrics.resumes_from_log };
+    path.inc();
+    tracing::debug!(session = session.id, %channel, from = %cursor, to = %p, recovered, missed_nothing, "resume");
     if !session.send(reply(joined, recovered)) {
         return Ok(true);
     }
@@ -80,7 +89,12 @@ pub async fn subscribe(
         catch_up_or_reset(app, session, channel).await;
         return Ok(true);
     }
-    if let Err(ReplayError::Failed(e)) = replay_and_activate(app, session, channel, cursor, p).await {
+    let replayed = if missed_nothing {
+        catch_up(app, session, channel).await
+    } else {
+        replay_and_activate(app, session, channel, cursor, p).await
+    };
+    if let Err(ReplayError::Failed(e)) = replayed {
         // The reply is out; tell the client to refetch rather than leave a hole.
         tracing::warn!(session = session.id, %channel, error = %e, "replay failed; sending reset");
         let at = app.hub.position().unwrap_or(p);

@@ -245,14 +245,21 @@ impl Session {
         Ok(())
     }
 
-    /// Subscribe permission for `channel` (counted in the subscribe-check metrics).
+    /// Subscribe permission for `channel` (counted in the subscribe-check metrics): a grant
+    /// remembered from a recent check ([`crate::pg::authz_cache`]), else a check in Postgres.
     async fn authorize(&self, channel: &str) -> Result<(), ServiceError> {
+        let cache = &self.app.access_cache;
+        if cache.allowed(&self.identity, channel) {
+            self.app.metrics.subscribe_checks_cached.inc();
+            return Ok(());
+        }
+        let generation = cache.generation();
         let started = std::time::Instant::now();
         let checked = check_subscribe(&self.app.pool, &self.identity, channel).await;
         let outcome = super::recheck::outcome(checked.as_ref().ok().copied());
         self.app.metrics.subscribe_checked(outcome, started.elapsed());
         match checked {
-            Ok(Access::Allowed) => {}
+            Ok(Access::Allowed) => cache.remember(generation, &self.identity, channel),
             Ok(Access::Denied) => {
                 let who = &self.identity;
                 return Err(ServiceError::Denied(hints::subscribe_denied(

@@ -231,8 +231,13 @@ async fn run<P: Protocol>(
     };
 
     Box::pin(session.close()).await;
-    if let Some(CloseRequest { code, reason }) = close_with {
-        let _ = close_tx.send((code, reason.to_string()));
+    match close_with {
+        Some(CloseRequest { code, reason }) => {
+            let _ = close_tx.send((code, reason.to_string()));
+        }
+        // The client is gone: the writer ends now, not at the timeout below, so a reconnecting
+        // client's old socket, queue and `--max-connections` place are not held seconds longer.
+        None => drop(close_tx),
     }
     if tokio::time::timeout(Duration::from_secs(2), &mut writer_task).await.is_err() {
         writer_task.abort();
