@@ -106,7 +106,7 @@ async fn run(app: Arc<App>, table: Arc<Table>, handle: SessionHandle, mut queue:
 fn change_of(table: &Table, item: Outbound) -> Option<Change> {
     let event = match item {
         Outbound::Event(e) => e,
-        Outbound::Replayed(m) => Shared::new(Event::Message(m), 0),
+        Outbound::Replayed(m) => Shared::new(Event::Message(*m), 0),
         Outbound::Reset { .. } => {
             tracing::warn!(channel = %table.channel, "table changes could not be read back; some were not delivered");
             return None;
