@@ -140,10 +140,17 @@ impl Sse {
         }
     }
 
-    /// Reads more of the body (waits at most `limit`); sets `ended` at its end.
+    /// Reads more of the body (waits at most `limit`); sets `ended` at its end. Bytes already
+    /// read are decoded first, and when they made text there is no wait: the response head's
+    /// read often brings the first chunks with it, and waiting on the socket then would hold
+    /// those events back until the next bytes or the limit (issue 16: opens that took 10 s).
     async fn fill(&mut self, limit: Duration) {
+        let before = self.text.len();
         if self.dechunk() {
             self.ended = true;
+            return;
+        }
+        if self.text.len() > before {
             return;
         }
         let mut buf = vec![0u8; 64 * 1024];
