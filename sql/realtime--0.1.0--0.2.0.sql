@@ -750,6 +750,7 @@ CREATE FUNCTION realtime.visible_rows(schema_name text, table_name text, keys js
 RETURNS TABLE (who integer, selectable boolean, row_security boolean, visible integer[], pk text[])
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
 AS $$
 DECLARE
     v_tbl   oid;
@@ -785,6 +786,12 @@ BEGIN
 
     -- The keys are cast to the columns' types in a subquery, so each comparison with a key
     -- column is a plain (leakproof) equality that may use the primary-key index under RLS.
+    -- Each key is looked up on its own (LATERAL ... LIMIT 1: a nested loop over the keys) and
+    -- sequential scans are off in this function, so the plan is an index probe per key
+    -- whatever the table's statistics say. A plan made while the table was small (a new table:
+    -- a hash join over a scan of the table, or a scan per key) would otherwise be kept as the
+    -- generic plan while the table grows, and each check would read the whole table once per
+    -- identity.
     SELECT pg_catalog.array_agg(a.attname::text ORDER BY k.ord),
            pg_catalog.string_agg(pg_catalog.format('(e.key ->> %L)::%s AS c%s', a.attname,
                                                    pg_catalog.format_type(a.atttypid, a.atttypmod), k.ord),
@@ -799,7 +806,7 @@ BEGIN
         v_query := pg_catalog.format(
             'SELECT pg_catalog.array_agg(k.n::integer ORDER BY k.n) '
             'FROM (SELECT e.n, %s FROM pg_catalog.jsonb_array_elements($1) WITH ORDINALITY AS e(key, n) '
-            'OFFSET 0) AS k WHERE EXISTS (SELECT 1 FROM %I.%I AS r WHERE %s)',
+            'OFFSET 0) AS k CROSS JOIN LATERAL (SELECT 1 FROM %I.%I AS r WHERE %s LIMIT 1) AS r',
             v_cols, schema_name, table_name, v_match);
         -- Prepared once per connection and statement text, so identities of one role share
         -- one plan (Postgres plans again for another role; claims are read when it runs).
