@@ -6,6 +6,7 @@
 //! identity may see, in commit order.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
@@ -33,17 +34,36 @@ pub struct Table {
     /// The primary key as last seen by a check (None: none, or not known yet).
     pk: Mutex<Option<Vec<String>>>,
     subs: Mutex<HashMap<u64, Subscriber>>,
+    /// Counts the changes to `subs` (bindings and unbindings).
+    generation: AtomicU64,
     /// Cancelled when the last subscriber left: the table's gate stops.
     pub stop: CancellationToken,
 }
 
 impl Table {
-    /// The subscribers now, by session id (ascending, so deliveries are in a stable order).
-    pub fn subscribers(&self) -> Vec<(u64, Subscriber)> {
-        let mut all: Vec<(u64, Subscriber)> =
-            self.subs.lock().expect("gated lock").iter().map(|(id, s)| (*id, s.clone())).collect();
+    /// The subscribers now, by session id (ascending, so deliveries are in a stable order),
+    /// with the [`Table::generation`] they are of.
+    pub fn subscribers(&self) -> (u64, Vec<(u64, Subscriber)>) {
+        let subs = self.subs.lock().expect("gated lock");
+        let mut all: Vec<(u64, Subscriber)> = subs.iter().map(|(id, s)| (*id, s.clone())).collect();
+        let generation = self.generation.load(Ordering::Acquire);
+        drop(subs);
         all.sort_by_key(|(id, _)| *id);
-        all
+        (generation, all)
+    }
+
+    /// Changes with every binding and unbinding: what a gate's roster of the subscribers is
+    /// kept by.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Changes `subs` under its lock, counting the change.
+    fn change<R>(&self, f: impl FnOnce(&mut HashMap<u64, Subscriber>) -> R) -> R {
+        let mut subs = self.subs.lock().expect("gated lock");
+        let r = f(&mut subs);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        r
     }
 
     /// Whether session `id` is still bound (checked again before each delivery).
@@ -89,12 +109,13 @@ impl Gated {
                 table: table.to_string(),
                 pk: Mutex::new(pk),
                 subs: Mutex::default(),
+                generation: AtomicU64::new(0),
                 stop: CancellationToken::new(),
             });
             made = Some(t.clone());
             t
         });
-        t.subs.lock().expect("gated lock").insert(sub.session.id, sub);
+        t.change(|subs| subs.insert(sub.session.id, sub));
         made
     }
 
@@ -103,10 +124,7 @@ impl Gated {
     pub fn unbind(&self, channel: &str, id: u64) -> bool {
         let mut tables = self.tables.lock().expect("gated lock");
         let Some(t) = tables.get(channel) else { return false };
-        let (removed, empty) = {
-            let mut subs = t.subs.lock().expect("gated lock");
-            (subs.remove(&id).is_some(), subs.is_empty())
-        };
+        let (removed, empty) = t.change(|subs| (subs.remove(&id).is_some(), subs.is_empty()));
         if empty {
             t.stop.cancel();
             tables.remove(channel);
@@ -146,7 +164,8 @@ mod tests {
         let (b, _qb) = sub(2);
         let t = g.bind("changes:public.todos", "public", "todos", Some(vec!["id".into()]), a).expect("made");
         assert!(g.bind("changes:public.todos", "public", "todos", None, b).is_none(), "already there");
-        assert_eq!(t.subscribers().iter().map(|(id, _)| *id).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(t.subscribers().1.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(t.generation(), 2, "each binding counts");
         assert_eq!(t.primary_key(), Some(vec!["id".to_string()]));
         assert_eq!(g.subscriptions().len(), 2);
         assert!(g.unbind("changes:public.todos", 1));

@@ -1,7 +1,9 @@
 //! One table's gate: the relay's only subscriber of the table's change channel. It takes the
 //! changes in commit order, a batch at a time (whatever queued while the previous check ran,
-//! at most [`MAX_BATCH`]), checks the batch in one round trip for the identities that need it,
-//! and queues each bound session what its identity may see, in commit order.
+//! and at least [`CHECK_INTERVAL`] after it started; at most [`MAX_BATCH`]), checks the batch
+//! in one round trip for the identities that need it, and queues each bound session what its
+//! identity may see, in commit order. Its sessions, grouped by identity, are kept from batch to
+//! batch ([`super::roster`]).
 //!
 //! * Its queue is a session queue (bounded in bytes): when checks fall behind the changes, the
 //!   hub makes it catch up from `realtime.messages` as any subscriber would, so nothing is
@@ -14,16 +16,17 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use super::plan::{self, Access, Op, Verdict};
+use super::roster::{Member, Roster, Who};
 use super::ACCESS_TTL;
 use crate::app::App;
 use crate::core::event::{Event, Message, Shared, SharedEvent};
-use crate::core::{ErrorCode, Identity};
-use crate::hub::gated::{Subscriber, Table};
+use crate::core::ErrorCode;
+use crate::hub::gated::Table;
 use crate::hub::{session_queue, Outbound, SessionHandle, SessionQueue};
 use crate::metrics::since_pg_timestamp;
 use crate::pg::visibility::visible_rows;
@@ -31,15 +34,13 @@ use crate::pg::visibility::visible_rows;
 /// Most changes checked in one round trip.
 const MAX_BATCH: usize = 512;
 
-/// An identity: role and claims text without the claims that vary between tokens of one
-/// sign-in ([`plan::shareable_claims`]).
-type Who = (String, String);
-
-/// Shareable claims by claims text, so each token is parsed once (cleared past [`MAX_KEYS`]).
-type Keys = HashMap<String, String>;
-
-/// Most claims texts whose shareable form is remembered.
-const MAX_KEYS: usize = 10_000;
+/// Least time between the starts of two checks of one table: changes that arrive sooner wait
+/// for the next batch. A batch costs the database a statement per identity and the relay a
+/// pass over the table's sessions, whatever its size, so under a steady stream of changes
+/// batches of one or two changes cost several times what fuller ones do; this bounds the
+/// checks to 100 a second per table for at most this much added latency. An idle table's
+/// first change is checked at once.
+const CHECK_INTERVAL: Duration = Duration::from_millis(10);
 
 /// When each identity's access was last learned.
 type Cache = HashMap<Who, (Access, Instant)>;
@@ -78,7 +79,8 @@ async fn catch_up_when_behind(app: Arc<App>, handle: SessionHandle, table: Arc<T
 
 async fn run(app: Arc<App>, table: Arc<Table>, handle: SessionHandle, mut queue: SessionQueue) {
     let mut cache = Cache::new();
-    let mut keys = Keys::new();
+    let mut roster = Roster::default();
+    let mut last_check: Option<Instant> = None;
     loop {
         let first = tokio::select! {
             _ = table.stop.cancelled() => break,
@@ -86,6 +88,14 @@ async fn run(app: Arc<App>, table: Arc<Table>, handle: SessionHandle, mut queue:
             item = queue.recv() => item,
         };
         let Some(first) = first else { break };
+        if let Some(due) = last_check.map(|at| at + CHECK_INTERVAL).filter(|due| *due > Instant::now()) {
+            tokio::select! {
+                _ = table.stop.cancelled() => break,
+                _ = app.shutdown.cancelled() => break,
+                _ = tokio::time::sleep_until(due.into()) => {}
+            }
+        }
+        last_check = Some(Instant::now());
         let mut items = vec![first];
         while items.len() < MAX_BATCH {
             match queue.try_recv() {
@@ -96,7 +106,7 @@ async fn run(app: Arc<App>, table: Arc<Table>, handle: SessionHandle, mut queue:
         queue.progressed();
         let changes: Vec<Change> = items.into_iter().filter_map(|i| change_of(&table, i)).collect();
         if !changes.is_empty() {
-            deliver(&app, &table, &mut cache, &mut keys, &changes).await;
+            deliver(&app, &table, &mut cache, &mut roster, &changes).await;
         }
     }
     app.hub.unsubscribe(&table.channel, handle.id);
@@ -126,56 +136,24 @@ fn change_of(table: &Table, item: Outbound) -> Option<Change> {
 }
 
 /// A bound session in this batch.
-struct Bound {
-    id: u64,
-    sub: Subscriber,
-    /// Its identity's group.
-    group: usize,
+struct Bound<'a> {
+    m: &'a Member,
     /// Which changes of the batch it wants.
     wants: Vec<bool>,
 }
 
 /// Checks one batch and queues to each bound session what it may see, in order.
-async fn deliver(app: &App, table: &Table, cache: &mut Cache, keys: &mut Keys, changes: &[Change]) {
-    let subs: Vec<(u64, Subscriber, Arc<Identity>)> = table
-        .subscribers()
-        .into_iter()
-        .filter_map(|(id, sub)| {
-            let who = sub.session.identity()?;
-            (!sub.session.is_gone()).then_some((id, sub, who))
-        })
-        .collect();
-    if keys.len() > MAX_KEYS {
-        keys.clear();
-    }
-    let whos: Vec<Who> = subs
-        .iter()
-        .map(|(_, _, w)| {
-            let shared = match keys.get(&w.claims) {
-                Some(k) => k.clone(),
-                None => {
-                    let k = plan::shareable_claims(&w.claims);
-                    keys.insert(w.claims.clone(), k.clone());
-                    k
-                }
-            };
-            (w.role.clone(), shared)
-        })
-        .collect();
-    let (groups, of) = plan::group(&whos);
-    // Each identity is checked with the full claims of its first session.
-    let mut checked_as: Vec<Option<Arc<Identity>>> = vec![None; groups.len()];
-    for ((_, _, w), g) in subs.iter().zip(&of) {
-        checked_as[*g].get_or_insert_with(|| w.clone());
-    }
+async fn deliver(app: &App, table: &Table, cache: &mut Cache, roster: &mut Roster, changes: &[Change]) {
+    roster.refresh(table);
+    let groups = &roster.groups;
     let mut wanted = vec![vec![false; changes.len()]; groups.len()];
-    let bound: Vec<Bound> = subs
-        .into_iter()
-        .zip(of)
-        .map(|((id, sub, _), group)| {
-            let wants: Vec<bool> = changes.iter().map(|c| (sub.wants)(&c.value)).collect();
-            wants.iter().enumerate().filter(|(_, w)| **w).for_each(|(c, _)| wanted[group][c] = true);
-            Bound { id, sub, group, wants }
+    let bound: Vec<Bound> = roster
+        .members
+        .iter()
+        .map(|m| {
+            let wants: Vec<bool> = changes.iter().map(|c| (m.sub.wants)(&c.value)).collect();
+            wants.iter().enumerate().filter(|(_, w)| **w).for_each(|(c, _)| wanted[m.group][c] = true);
+            Bound { m, wants }
         })
         .collect();
     if bound.is_empty() {
@@ -204,7 +182,7 @@ async fn deliver(app: &App, table: &Table, cache: &mut Cache, keys: &mut Keys, c
             .groups
             .iter()
             .map(|g| {
-                let w = checked_as[*g].as_deref().expect("every identity has a session");
+                let w = &roster.checked_as[*g];
                 (w.role.as_str(), w.claims.as_str())
             })
             .collect();
@@ -242,16 +220,19 @@ async fn deliver(app: &App, table: &Table, cache: &mut Cache, keys: &mut Keys, c
     // Bindings that cannot be served end first: nothing unchecked is ever delivered.
     let mut ended = vec![false; bound.len()];
     for (b, s) in bound.iter().enumerate() {
-        let reason = match (&failed[s.group], access[s.group]) {
+        let reason = match (&failed[s.m.group], access[s.m.group]) {
             (Some(why), _) => Some((ErrorCode::InternalError, why.clone())),
             (None, Some(a)) if !a.selectable => Some((
                 ErrorCode::Unauthorized,
-                format!("role '{}' may no longer SELECT {}.{}", groups[s.group].0, table.schema, table.table),
+                format!(
+                    "role '{}' may no longer SELECT {}.{}",
+                    groups[s.m.group].0, table.schema, table.table
+                ),
             )),
             _ => None,
         };
         if let Some((code, message)) = reason {
-            end(app, table, s.id, &s.sub.session, code, message);
+            end(app, table, s.m.id, &s.m.sub.session, code, message);
             ended[b] = true;
         }
     }
@@ -265,11 +246,11 @@ async fn deliver(app: &App, table: &Table, cache: &mut Cache, keys: &mut Keys, c
             if ended[b] || !s.wants[c] {
                 continue;
             }
-            let Some(a) = access[s.group] else { continue };
-            let event = match plan::verdict(change.op, a, visible[s.group][c]) {
+            let Some(a) = access[s.m.group] else { continue };
+            let event = match plan::verdict(change.op, a, visible[s.m.group][c]) {
                 Verdict::Hidden => {
-                    if !counted[s.group] {
-                        counted[s.group] = true;
+                    if !counted[s.m.group] {
+                        counted[s.m.group] = true;
                         hidden += 1;
                     }
                     continue;
@@ -277,11 +258,11 @@ async fn deliver(app: &App, table: &Table, cache: &mut Cache, keys: &mut Keys, c
                 Verdict::Full => change.event.clone(),
                 Verdict::Reduced => reduced[c].get_or_insert_with(|| reduce(change, &pk)).clone(),
             };
-            if !table.is_bound(s.id) {
+            if !table.is_bound(s.m.id) {
                 ended[b] = true;
                 continue;
             }
-            match s.sub.session.offer(Outbound::Event(event)) {
+            match s.m.sub.session.offer(Outbound::Event(event)) {
                 Ok(()) => {
                     let stored = change.event.event.cursor().is_some();
                     let m = &app.hub.metrics;
@@ -291,10 +272,10 @@ async fn deliver(app: &App, table: &Table, cache: &mut Cache, keys: &mut Keys, c
                         latencies.observe(d.as_secs_f64());
                     }
                 }
-                Err(_) if s.sub.session.is_gone() => ended[b] = true,
+                Err(_) if s.m.sub.session.is_gone() => ended[b] = true,
                 Err(_) => {
                     let message = "fell behind the table's changes (send queue full); join again".to_string();
-                    end(app, table, s.id, &s.sub.session, ErrorCode::RateLimited, message);
+                    end(app, table, s.m.id, &s.m.sub.session, ErrorCode::RateLimited, message);
                     ended[b] = true;
                 }
             }

@@ -20,6 +20,7 @@
 
 mod gate;
 pub mod plan;
+mod roster;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
