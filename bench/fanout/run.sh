@@ -36,6 +36,10 @@ ROOT=$(cd "$HERE/../.." && pwd)
 NAME=fanout
 # shellcheck source=../loadgen/lib.sh
 . "$ROOT/bench/loadgen/lib.sh"
+# The ladder (climb, step_passes, best_dps, cpu_us_per_delivery); this file's report lines
+# (peers' goals) are its own.
+# shellcheck source=../loadgen/ladder.sh
+. "$ROOT/bench/loadgen/ladder.sh"
 
 parse_mode "$@"
 if [ "$MODE" = smoke ]; then
@@ -55,7 +59,6 @@ fi
 TARGETS=${BENCH_TARGETS:-"realtime ws socketio centrifuge"}
 LOADGEN_PROCS=${BENCH_LOADGEN_PROCS:-2}
 USER_BATCH=${BENCH_USER_BATCH:-10}
-P99_LIMIT_US=50000
 PORT=${BENCH_PORT:-24482}
 RELAY_PORT=${BENCH_RELAY_PORT:-24483}
 PEER_PORT=${BENCH_PEER_PORT:-24484}
@@ -81,56 +84,6 @@ peers_setup
 CLIMB_START=$SECONDS
 log "mode $MODE: ${T}s runs, $ROUNDS round(s) per step, servers [$TARGETS]"
 
-# Whether a label's step passed: median p99 < limit and median missing == 0.
-step_passes() {
-    local p99 miss
-    p99=$(field_median "$1" .latency_us.p99)
-    miss=$(field_median "$1" .missing)
-    [ "$p99" != - ] && awk -v p="$p99" -v m="$miss" -v l="$P99_LIMIT_US" 'BEGIN { exit !(p < l && m <= 0) }'
-}
-
-declare -A BEST STEPS
-STOPPED_EARLY=""
-
-# usage: climb SHAPE RATES -- LOADGEN ARGS (without --rate). Sets BEST[SHAPE,target] to the label
-# of the highest passing step and STEPS[SHAPE] to every label run.
-climb() {
-    local shape=$1 rates=$2 rate r t label line climbing
-    shift 3
-    climbing=$TARGETS
-    for rate in $rates; do
-        [ -n "${climbing// /}" ] || break
-        if [ $((SECONDS - CLIMB_START)) -gt "$CLIMB_BUDGET" ]; then
-            log "time budget reached; $shape stops before rate $rate"
-            STOPPED_EARLY+="$shape at $rate/s ($climbing still climbing); "
-            break
-        fi
-        for ((r = 1; r <= ROUNDS; r++)); do
-            # shellcheck disable=SC2046
-            for t in $(rotate $((r - 1)) $climbing); do
-                use_target "$t"
-                label="$shape-$rate-$t"
-                line=$(loadgen_run "$label" --rate "$rate" --duration "$T" --warmup "$WARMUP" --drain 3 "$@")
-                log "$label round $r: $(jq -r '"\(.deliveries_per_s)/s missing \(.missing) p50 \(.latency_us.p50)µs p99 \(.latency_us.p99)µs server cpu \(.cpu_s.relay)s loadgen cpu \(.cpu_s.loadgen)s \(.frame_bytes_mean) B/frame"' <<<"$line")"
-            done
-        done
-        local still=""
-        for t in $climbing; do
-            label="$shape-$rate-$t"
-            STEPS[$shape]+="$label "
-            if step_passes "$label"; then
-                BEST[$shape,$t]=$label
-                still+="$t "
-            else
-                log "$label fails (median p99 ≥ 50 ms or deliveries missing); $t stops climbing $shape"
-            fi
-        done
-        climbing=$still
-    done
-    CLIMBING[$shape]=$climbing
-}
-declare -A CLIMBING
-
 climb shared "$SHARED_RATES" -- --connections "$SHARED_SUBS" --pattern shared --publishers 8 --pad 100
 climb peruser "$USER_RATES" -- --connections "$USER_SUBS" --pattern per-user --channels "$USER_CHANNELS" \
     --batch "$USER_BATCH" --publishers 8 --pad 100
@@ -139,11 +92,6 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------------------------------------
 # Report.
-
-best_dps() {
-    local b=${BEST[$1,$2]:-}
-    [ -n "$b" ] && field_median "$b" .deliveries_per_s || echo -
-}
 
 best_line() {
     local shape=$1 what=$2 t b
@@ -178,13 +126,6 @@ ratio_line() {
                 'BEGIN { r = o / p; printf "- %s: ours / %s = **%s%.2fx** (goal ≥ %sx: %s)\n", w, t, (lb ? "≥ " : ""), r, g, (r >= g ? "met" : "not met") }'
         fi
     done
-}
-
-# Server CPU µs per delivery of a label (median over rounds): a figure the machine's noise
-# disturbs less than p99 does.
-cpu_us_per_delivery() {
-    jq -r --arg l "$1" 'select(.label == $l and .deliveries > 0 and .cpu_s.relay != null)
-        | .cpu_s.relay * 1000000 / .deliveries' "$RAW" | median
 }
 
 # At the lowest step of a shape (every server ran it): CPU per delivery of each server and the
