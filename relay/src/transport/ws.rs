@@ -127,19 +127,19 @@ async fn writer<E: Encoder>(
             _ = ping.tick() => {
                 if sink.send(Message::Ping(Default::default())).await.is_err() { break; }
             }
-            next = queue.recv() => {
-                let mut next = next;
-                if next.is_none() { break }
+            more = queue.ready() => {
+                if !more { break }
+                // One batch: its bytes leave the budgets once, when it is dropped.
+                let mut batch = queue.batch();
                 let mut fed = 0;
-                while let Some(item) = next.take() {
+                while fed < FLUSH_BYTES {
+                    let Some(item) = batch.next() else { break };
                     if let Some(frame) = encoder.encode(item) {
                         fed += frame.len();
                         if sink.feed(ws_message(frame)).await.is_err() { return; }
                     }
-                    if fed < FLUSH_BYTES {
-                        next = queue.try_recv();
-                    }
                 }
+                drop(batch);
                 if sink.flush().await.is_err() { break; }
                 queue.progressed();
             }
