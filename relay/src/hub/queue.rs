@@ -534,6 +534,12 @@ impl SessionQueue {
         }
     }
 
+    /// Whether the oldest queued item is an event shared by subscribers (not the session's own
+    /// reply or notice, which a writer should not hold back).
+    pub fn next_is_event(&self) -> bool {
+        matches!(self.shared.items.lock().expect("queue lock").front(), Some((Outbound::Event(_), _)))
+    }
+
     /// Takes items one by one (a [`Batch`] is an iterator); their bytes stay counted until the batch is
     /// dropped (they are still in memory, in the writer's hands), which gives them back and
     /// wakes room waiters once for the whole batch.
