@@ -6,9 +6,12 @@
 //! channel arrive in commit order, so once the marker is in, anything that was going to be
 //! delivered before it would already have arrived.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use realtime_e2e::{assert_uuid, exec, open_channel, pg_error_text, publish, start_stack, Connect, Ws};
+use realtime_e2e::{
+    assert_uuid, exec, open_channel, pg_error_text, publish, start_stack, start_stack_with, Connect,
+    RelayOptions, Ws,
+};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,4 +170,33 @@ async fn unsubscribe_stops_delivery() {
         "no message was delivered after unsubscribing: {:?}",
         leaver.pending()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_to_a_socket_are_spaced_by_the_write_interval_but_replies_are_not_held() {
+    // --write-interval-ms 1000 instead of the default few milliseconds, so the spacing is
+    // measurable on a busy machine.
+    let options =
+        RelayOptions { extra_args: vec!["--write-interval-ms".into(), "1000".into()], ..Default::default() };
+    let (cluster, relay) = start_stack_with(options).await;
+    let db = cluster.client().await;
+    open_channel(&db, "paced").await;
+    let mut ws = Ws::connect(&relay.ws_url(), Connect::Anonymous).await;
+    ws.subscribe_ok("paced").await;
+    // Past the interval since the subscribe reply: the first message goes out at once.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    publish(&db, "paced", "one", &json!({})).await;
+    ws.expect_message("paced").await;
+    let first = Instant::now();
+    // Queued after that write: it waits for the rest of the interval.
+    publish(&db, "paced", "two", &json!({})).await;
+    let m = ws.expect_message("paced").await;
+    let spacing = first.elapsed();
+    assert_eq!(m["event"], "two", "{m}");
+    assert!(spacing >= Duration::from_millis(800), "the second write came {spacing:?} after the first");
+    // A reply right after a write is not held back for the interval.
+    let asked = Instant::now();
+    let pong = ws.ping().await;
+    assert_eq!(pong["type"], "pong", "{pong}");
+    assert!(asked.elapsed() < Duration::from_millis(500), "the pong took {:?}", asked.elapsed());
 }

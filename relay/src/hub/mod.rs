@@ -48,7 +48,7 @@ mod presence_sync;
 mod queue;
 
 pub use presence_sync::PresenceHub;
-pub use queue::{session_queue, Budget, Outbound, QueueLimits, SessionHandle, SessionQueue};
+pub use queue::{session_queue, Batch, Budget, Outbound, QueueLimits, SessionHandle, SessionQueue};
 
 /// A subscriber getting events as they are dispatched.
 struct Live {

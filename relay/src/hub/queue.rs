@@ -19,6 +19,11 @@
 //! for the stall timeout is a client that reads nothing ([`SessionHandle::stalled_for`]), the
 //! only one that is closed (4009).
 //!
+//! **Per delivery, little.** The hub's offer is a few atomics and one uncontended lock; the
+//! writer is woken only when an item goes into an empty queue (it empties the queue before it
+//! waits again), and it takes what is queued as a [`Batch`] whose bytes leave the budgets, and
+//! whose room waiters are told, once, when the batch is done.
+//!
 //! **An idle queue holds no storage.** Items sit in a `VecDeque` under a mutex (no channel: a
 //! tokio mpsc channel allocates a block of 32 slots per session up front, and keeps a few such
 //! blocks while items flow, several KiB per connection). Storage is made at the first item,
@@ -136,6 +141,8 @@ struct Shared {
     epoch: Instant,
     /// Cancelled to close the session as too slow (4009).
     slow: CancellationToken,
+    /// `slow` was cancelled (an atomic load per offer; asking the token takes its lock).
+    marked_slow: AtomicBool,
     /// Channels whose subscription fell behind and waits for a catch-up.
     lagging: Mutex<BTreeSet<String>>,
     lag: Notify,
@@ -168,18 +175,28 @@ impl Shared {
         self.limits.budget.used.fetch_sub(w, Ordering::AcqRel);
     }
 
+    /// Takes the oldest item and its weight, leaving its bytes counted (see [`Shared::release`]).
+    fn take(&self) -> Option<(Outbound, usize)> {
+        let mut items = self.items.lock().expect("queue lock");
+        let next = items.pop_front();
+        if items.is_empty() && items.capacity() > KEEP_SLOTS {
+            *items = VecDeque::new();
+        }
+        next
+    }
+
+    /// `w` bytes taken out left the queue: the budgets get them back and room waiters are told.
+    fn release(&self, w: usize) {
+        if w > 0 {
+            self.sub(w);
+            self.room.notify_waiters();
+        }
+    }
+
     /// Takes the oldest item (for the writer).
     fn pop(&self) -> Option<Outbound> {
-        let (item, w) = {
-            let mut items = self.items.lock().expect("queue lock");
-            let next = items.pop_front();
-            if items.is_empty() && items.capacity() > KEEP_SLOTS {
-                *items = VecDeque::new();
-            }
-            next?
-        };
-        self.sub(w);
-        self.room.notify_waiters();
+        let (item, w) = self.take()?;
+        self.release(w);
         Some(item)
     }
 }
@@ -236,6 +253,7 @@ pub fn session_queue(id: u64, limits: QueueLimits) -> (SessionHandle, SessionQue
         progress_ms: AtomicU64::new(0),
         epoch: Instant::now(),
         slow: CancellationToken::new(),
+        marked_slow: AtomicBool::new(false),
         lagging: Mutex::new(BTreeSet::new()),
         lag: Notify::new(),
         identity: Mutex::new(None),
@@ -249,15 +267,21 @@ pub fn session_queue(id: u64, limits: QueueLimits) -> (SessionHandle, SessionQue
 
 impl SessionHandle {
     fn push(&self, item: Outbound, w: usize) -> Result<(), Refused> {
-        {
+        let was_empty = {
             let mut items = self.shared.items.lock().expect("queue lock");
             if self.shared.closed.load(Ordering::Acquire) {
                 return Err(Refused::Gone);
             }
             self.shared.add(w);
+            let was_empty = items.is_empty();
             items.push_back((item, w));
+            was_empty
+        };
+        // The writer waits only after it found the queue empty (under the lock), so only an
+        // item that goes into an empty queue has a writer to wake.
+        if was_empty {
+            self.shared.ready.notify_one();
         }
-        self.shared.ready.notify_one();
         Ok(())
     }
 
@@ -400,6 +424,7 @@ impl SessionHandle {
 
     /// Marks the session too slow (it is then closed with 4009).
     pub fn mark_slow(&self) {
+        self.shared.marked_slow.store(true, Ordering::Release);
         self.shared.slow.cancel();
     }
 
@@ -410,7 +435,7 @@ impl SessionHandle {
 
     /// True once the session was marked too slow or its writer is gone.
     pub fn is_gone(&self) -> bool {
-        self.shared.slow.is_cancelled() || self.shared.closed.load(Ordering::Acquire)
+        self.shared.marked_slow.load(Ordering::Acquire) || self.shared.closed.load(Ordering::Acquire)
     }
 
     /// Notes that `channel`'s subscription fell behind and needs a catch-up.
@@ -491,9 +516,65 @@ impl SessionQueue {
         self.shared.pop()
     }
 
+    /// Waits until an item is queued (true) or every handle is gone and the queue is empty
+    /// (false). Takes nothing, so it is cancel-safe; take the items with [`Self::batch`].
+    pub async fn ready(&mut self) -> bool {
+        let shared = &*self.shared;
+        loop {
+            // As in `recv`: a permit left by `notify_one` is not missed.
+            let ready = shared.ready.notified();
+            let ended = shared.handles.load(Ordering::Acquire) == 0;
+            if !shared.items.lock().expect("queue lock").is_empty() {
+                return true;
+            }
+            if ended {
+                return false;
+            }
+            ready.await;
+        }
+    }
+
+    /// Whether the oldest queued item is an event shared by subscribers (not the session's own
+    /// reply or notice, which a writer should not hold back).
+    pub fn next_is_event(&self) -> bool {
+        matches!(self.shared.items.lock().expect("queue lock").front(), Some((Outbound::Event(_), _)))
+    }
+
+    /// Takes items one by one (a [`Batch`] is an iterator); their bytes stay counted until the batch is
+    /// dropped (they are still in memory, in the writer's hands), which gives them back and
+    /// wakes room waiters once for the whole batch.
+    pub fn batch(&mut self) -> Batch<'_> {
+        Batch { shared: &self.shared, taken: 0 }
+    }
+
     /// Records that the writer handed data to the socket.
     pub fn progressed(&self) {
         self.shared.progress_ms.store(self.shared.now_ms(), Ordering::Relaxed);
+    }
+}
+
+/// Items the writer takes in one go (see [`SessionQueue::batch`]).
+#[derive(Debug)]
+pub struct Batch<'a> {
+    shared: &'a Shared,
+    /// Bytes of the items taken so far.
+    taken: usize,
+}
+
+impl Iterator for Batch<'_> {
+    type Item = Outbound;
+
+    /// The next item if one is queued.
+    fn next(&mut self) -> Option<Outbound> {
+        let (item, w) = self.shared.take()?;
+        self.taken += w;
+        Some(item)
+    }
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        self.shared.release(self.taken);
     }
 }
 

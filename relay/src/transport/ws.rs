@@ -103,15 +103,21 @@ fn ws_message(frame: WireFrame) -> Message {
 const FLUSH_BYTES: usize = 64 * 1024;
 
 /// Drains the queue through `encoder` into the socket until the queue closes or a close frame
-/// is requested, recording progress after each flush. Also sends a WebSocket ping every
-/// `ping_every`.
+/// is requested, recording progress after each flush. Writes at most once per `interval`
+/// while frames keep coming (`--write-interval-ms`): a frame queued within it of the last
+/// write waits for the rest of it, so the frames queued meanwhile share one write (each write
+/// to a socket without Nagle is a TCP segment, the largest part of a delivery's CPU). A reply
+/// or notice of the session's own at the head of the queue is not held back. Also
+/// sends a WebSocket ping every `ping_every`.
 async fn writer<E: Encoder>(
     mut sink: Sink,
     encoder: E,
     mut queue: SessionQueue,
     mut close_rx: oneshot::Receiver<(u16, String)>,
     ping_every: Duration,
+    interval: Duration,
 ) {
+    let mut next_write = tokio::time::Instant::now();
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -127,21 +133,27 @@ async fn writer<E: Encoder>(
             _ = ping.tick() => {
                 if sink.send(Message::Ping(Default::default())).await.is_err() { break; }
             }
-            next = queue.recv() => {
-                let mut next = next;
-                if next.is_none() { break }
+            more = queue.ready() => {
+                if !more { break }
+                if !interval.is_zero() && next_write > tokio::time::Instant::now() && queue.next_is_event() {
+                    tokio::time::sleep_until(next_write).await;
+                }
+                // One batch: its bytes leave the budgets once, when it is dropped.
+                let mut batch = queue.batch();
                 let mut fed = 0;
-                while let Some(item) = next.take() {
+                while fed < FLUSH_BYTES {
+                    let Some(item) = batch.next() else { break };
                     if let Some(frame) = encoder.encode(item) {
                         fed += frame.len();
                         if sink.feed(ws_message(frame)).await.is_err() { return; }
                     }
-                    if fed < FLUSH_BYTES {
-                        next = queue.try_recv();
-                    }
                 }
+                drop(batch);
                 if sink.flush().await.is_err() { break; }
                 queue.progressed();
+                if !interval.is_zero() {
+                    next_write = tokio::time::Instant::now() + interval;
+                }
             }
         }
     }
@@ -170,13 +182,18 @@ async fn run<P: Protocol>(
 ) {
     let (close_tx, close_rx) = oneshot::channel();
     let (sink, mut stream) = socket.split();
-    let (ping_every, silence_limit, stall_limit) =
-        (app.config.ping_interval, app.config.ping_timeout, app.config.stall_timeout);
+    let (ping_every, silence_limit, stall_limit, write_interval) = (
+        app.config.ping_interval,
+        app.config.ping_timeout,
+        app.config.stall_timeout,
+        app.config.write_interval,
+    );
     let (mut session, queue) = Session::open(app, identity);
     let id = session.id();
     let handle = session.handle().clone();
     let slow = handle.slow_signal();
-    let mut writer_task = tokio::spawn(writer(sink, protocol.encoder(), queue, close_rx, ping_every));
+    let mut writer_task =
+        tokio::spawn(writer(sink, protocol.encoder(), queue, close_rx, ping_every, write_interval));
     let mut last_heard = tokio::time::Instant::now();
     let mut stall_check = tokio::time::interval(Duration::from_secs(1));
     tracing::debug!(session = id, role = %session.identity().role, "session started");

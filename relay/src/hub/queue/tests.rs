@@ -105,3 +105,66 @@ async fn lagging_channels_are_taken_once() {
     assert_eq!(a.next_lagging().await, ["a", "b"]);
     assert!(tokio::time::timeout(Duration::from_millis(20), a.next_lagging()).await.is_err());
 }
+
+#[tokio::test]
+async fn a_batch_gives_its_bytes_back_when_dropped_and_the_writer_wakes_for_the_next_item() {
+    let budget = Budget::new(1 << 20);
+    let (a, mut q) = session_queue(1, QueueLimits { bytes: 1 << 20, budget: budget.clone() });
+    a.send(frame(100));
+    a.send(frame(200));
+    assert!(q.ready().await);
+    let mut batch = q.batch();
+    assert!(batch.next().is_some());
+    assert_eq!(a.queued_bytes(), 100 + 200 + 2 * 160, "taken but not yet written: still counted");
+    assert!(batch.next().is_some());
+    assert!(batch.next().is_none());
+    drop(batch);
+    assert_eq!((a.queued_bytes(), budget.used()), (0, 0));
+    // The queue is empty now: the next item (into an empty queue) wakes the waiting writer,
+    // and one queued behind it while the writer is busy is taken in the same batch.
+    let writer = tokio::spawn(async move {
+        let woke = q.ready().await;
+        let n = q.batch().count();
+        (woke, n, q)
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    a.send(frame(10));
+    a.send(frame(10));
+    let (woke, n, _q) = tokio::time::timeout(Duration::from_secs(5), writer).await.unwrap().unwrap();
+    assert!(woke && (1..=2).contains(&n));
+    assert_eq!(a.queued_bytes(), if n == 2 { 0 } else { 170 });
+    drop(a);
+}
+
+#[tokio::test]
+async fn ready_is_false_once_every_handle_is_gone_and_the_queue_is_empty() {
+    let (a, mut q) = session_queue(1, QueueLimits { bytes: 1 << 20, budget: Budget::new(1 << 20) });
+    a.send(frame(1));
+    drop(a);
+    assert!(q.ready().await, "what was queued is still delivered");
+    assert_eq!(q.batch().count(), 1);
+    assert!(!q.ready().await);
+}
+
+#[tokio::test]
+async fn a_writer_dropped_mid_batch_returns_the_bytes_it_took() {
+    let budget = Budget::new(1 << 20);
+    let (a, mut q) = session_queue(1, QueueLimits { bytes: 1 << 20, budget: budget.clone() });
+    a.send(frame(100));
+    a.send(frame(100));
+    let mut batch = q.batch();
+    assert!(batch.next().is_some());
+    drop(batch);
+    drop(q);
+    assert_eq!(budget.used(), 0);
+}
+
+#[test]
+fn a_session_marked_slow_is_gone() {
+    let (a, _q) = session_queue(1, QueueLimits { bytes: 1 << 20, budget: Budget::new(1 << 20) });
+    let signal = a.slow_signal();
+    assert!(!a.is_gone());
+    a.mark_slow();
+    assert!(a.is_gone() && signal.is_cancelled());
+    assert_eq!(a.offer(frame(1)), Err(Refused::Gone));
+}
