@@ -109,4 +109,5 @@ test('a burst bigger than the send queue reaches each RLS subscriber whole, in o
   assert.equal(await metric('realtime_visibility_bindings_ended_total'), 0);
   // The burst did overflow alice's queue: part of it came back from the log.
   assert.ok((await metric('realtime_messages_delivered_total{path="replay"}')) > 0, 'caught up from the log');
+  assert.ok((await metric('realtime_catch_ups_total')) >= 1, 'and live again');
 });

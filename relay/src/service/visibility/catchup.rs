@@ -119,6 +119,7 @@ pub(super) async fn turn(
         match step {
             Step::Caught => {
                 tracing::debug!(session = id, channel = %table.channel, "caught up with the table's changes");
+                app.hub.metrics.catch_ups.inc();
                 lagging.after.remove(&id);
                 pages += 1;
             }
