@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use super::gate::{change_of, end, reduce, Change};
+use super::change::{change_of, end, reduce, Change};
 use super::plan::{self, Access, Verdict};
 use super::roster::{Member, Roster};
 use crate::app::App;
@@ -31,7 +31,6 @@ use crate::hub::Outbound;
 use crate::pg::history::{self as sql, REPLAY_PAGE};
 use crate::pg::visibility::visible_rows;
 use crate::pg::PgError;
-use crate::service::history::wait_readable;
 use crate::service::ServiceError;
 
 /// Most pages read back per turn of the gate, for all its lagging sessions together (so the
@@ -151,9 +150,14 @@ async fn serve(app: &App, table: &Table, m: &Member, after: &mut Cursor, upto: C
         return Step::Wait;
     }
     let Some(who) = session.identity() else { return Step::Wait };
+    // The log holds every change up to `upto` once its commit position is durable (the gate
+    // hears of a commit a moment before): until then, try again next turn rather than wait
+    // in the gate.
+    if app.replication.readable_lsn() < upto.commit_lsn {
+        return Step::Wait;
+    }
     let from = *after;
     let read = async {
-        wait_readable(app, upto.commit_lsn).await?;
         let _slot =
             app.replay_slots.acquire().await.map_err(|_| ServiceError::Internal("shutting down".into()))?;
         let client = app.pool.get().await.map_err(PgError::from)?;

@@ -9,7 +9,8 @@
 //!   hub makes it catch up from `realtime.messages` as any subscriber would, so nothing is
 //!   skipped; a session's other channels never wait for it.
 //! * Only changes the extension made are taken (sender `system`, and the table's own schema and
-//!   name in the payload): a client publishing to the channel cannot forge one.
+//!   name in the payload, [`super::change`]): a client publishing to the channel cannot forge
+//!   one.
 //! * A failed check never delivers unchecked rows: the bindings of the identities it was for
 //!   end with a `system` error. So do those of an identity that lost SELECT on the table.
 //! * A session whose queue has no room for a stored change is not cut off: it lags, gets no
@@ -26,11 +27,12 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::catchup::{self, Lagging};
+use super::change::{change_of, end, message_id, reduce, Change};
 use super::plan::{self, Access, Op, Verdict};
 use super::roster::{Member, Roster, Who};
 use super::ACCESS_TTL;
 use crate::app::App;
-use crate::core::event::{Event, Message, Shared, SharedEvent};
+use crate::core::event::SharedEvent;
 use crate::core::{Cursor, ErrorCode};
 use crate::hub::gated::Table;
 use crate::hub::{session_queue, Outbound, SessionHandle, SessionQueue};
@@ -50,14 +52,6 @@ const CHECK_INTERVAL: Duration = Duration::from_millis(10);
 
 /// When each identity's access was last learned.
 type Cache = HashMap<Who, (Access, Instant)>;
-
-/// One change of a batch.
-pub(super) struct Change {
-    pub event: SharedEvent,
-    /// The parsed payload.
-    pub value: Value,
-    pub op: Op,
-}
 
 /// How often a gate with lagging sessions looks for room in their queues when no change
 /// arrives.
@@ -130,29 +124,6 @@ async fn run(app: Arc<App>, table: Arc<Table>, handle: SessionHandle, mut queue:
         catchup::turn(&app, &table, &mut roster, &mut lagging, last).await;
     }
     app.hub.unsubscribe(&table.channel, handle.id);
-}
-
-/// The change a queue item carries, if it is one of this table's, made by the extension.
-pub(super) fn change_of(table: &Table, item: Outbound) -> Option<Change> {
-    let event = match item {
-        Outbound::Event(e) => e,
-        Outbound::Replayed(m) => Shared::new(Event::Message(*m), 0),
-        Outbound::Reset { .. } => {
-            tracing::warn!(channel = %table.channel, "table changes could not be read back; some were not delivered");
-            return None;
-        }
-        _ => return None,
-    };
-    let Event::Message(m) = &event.event else { return None };
-    if m.sender.kind != "system" {
-        return None;
-    }
-    let value: Value = serde_json::from_str(&m.payload).ok()?;
-    let named = |k: &str, want: &str| value.get(k).and_then(Value::as_str) == Some(want);
-    if !named("schema", &table.schema) || !named("table", &table.table) {
-        return None;
-    }
-    Some(Change { op: Op::of(&value), event, value })
 }
 
 /// A bound session in this batch.
@@ -329,37 +300,3 @@ async fn deliver(
 /// Why a session that cannot take a change that is not stored ends its binding.
 const UNSTORED: &str = "fell behind the table's changes (send queue full) and a change that is not stored \
      (watch_table with persist false) cannot be read back; join again";
-
-/// The id of the stored message that carried a change (None for an unstored one).
-fn message_id(change: &Change) -> Option<String> {
-    match &change.event.event {
-        Event::Message(m) => m.id.clone(),
-        Event::Presence(_) => None,
-    }
-}
-
-/// The change as subscribers under row security get it (old row cut to the primary key).
-pub(super) fn reduce(change: &Change, pk: &[String]) -> SharedEvent {
-    let Event::Message(m) = &change.event.event else { return change.event.clone() };
-    let payload = plan::reduced(&change.value, pk).to_string();
-    Shared::new(Event::Message(Message { payload, ..m.clone() }), change.event.commit_time_micros)
-}
-
-/// Ends session `id`'s binding to `table` with a `system` error (its protocol's shape for an
-/// ended table binding); the session forgets it.
-pub(super) fn end(
-    app: &App,
-    table: &Table,
-    id: u64,
-    session: &SessionHandle,
-    code: ErrorCode,
-    message: String,
-) {
-    if !app.hub.gated.unbind(&table.channel, id) {
-        return;
-    }
-    app.metrics.visibility.bindings_ended.inc();
-    tracing::debug!(session = id, channel = %table.channel, %message, "table binding ended");
-    session.revoked(&table.channel);
-    session.send(Outbound::Unsubscribed { channel: table.channel.clone(), code, message });
-}

@@ -19,6 +19,7 @@
 //! ([`refuse_direct`]), so nothing bypasses the rows' policies.
 
 mod catchup;
+mod change;
 mod gate;
 pub mod plan;
 mod roster;
