@@ -21,11 +21,21 @@ before(async () => {
     CREATE POLICY own_notes ON public.notes FOR SELECT TO authenticated USING (owner = realtime.user_id());
     GRANT SELECT ON public.notes TO authenticated;
     SELECT realtime.watch_table('public.notes', 'changes:public.notes');
+    -- The same, with changes that are not stored (persist => false): they cannot be read back.
+    CREATE TABLE public.pulses (id int PRIMARY KEY, owner text NOT NULL, body text);
+    ALTER TABLE public.pulses ENABLE ROW LEVEL SECURITY;
+    CREATE POLICY own_pulses ON public.pulses FOR SELECT TO authenticated USING (owner = realtime.user_id());
+    GRANT SELECT ON public.pulses TO authenticated;
+    SELECT realtime.watch_table('public.pulses', 'changes:public.pulses', persist => false);
   `);
 });
 
 after(async () => {
-  for (const c of clients) await c.removeAllChannels();
+  for (const c of clients) {
+    await c.removeAllChannels();
+    c.realtime.disconnect();
+  }
+  for (const ws of Object.values(sockets)) ws.terminate();
   await stack?.stop();
 });
 
@@ -110,4 +120,36 @@ test('a burst bigger than the send queue reaches each RLS subscriber whole, in o
   // The burst did overflow alice's queue: part of it came back from the log.
   assert.ok((await metric('realtime_messages_delivered_total{path="replay"}')) > 0, 'caught up from the log');
   assert.ok((await metric('realtime_catch_ups_total')) >= 1, 'and live again');
+});
+
+test('a subscriber that cannot take a change that is not stored gets a system error, never a silent gap', async () => {
+  const ended = await metric('realtime_visibility_bindings_ended_total');
+  const seen = [];
+  const system = [];
+  const ch = (await client('carol')).channel('pulses-carol')
+    .on('postgres_changes', { event: 'INSERT', schema: 'public', table: 'pulses' }, (p) => seen.push(p.new.id))
+    .on('system', {}, (p) => system.push(p));
+  assert.equal((await subscribe(ch)).status, 'SUBSCRIBED');
+  sockets.carol.pause();
+  // ~6 MB of changes, all carol's: more than her socket buffers and queue hold. In transactions
+  // of ~100 KB: unstored changes are not kept anywhere, so the relay's own gate must take each
+  // transaction whole (a burst larger than its queue would be lost before any subscriber).
+  const n = 6000;
+  try {
+    for (let from = 1; from <= n; from += 100) {
+      stack.sql(`INSERT INTO pulses SELECT i, 'carol', repeat('x', 1000) FROM generate_series(${from}, ${from + 99}) i`);
+    }
+    await waitFor(async () => (await metric('realtime_visibility_bindings_ended_total')) > ended, 'the binding to end', 60_000);
+  } finally {
+    sockets.carol.resume();
+  }
+  await waitFor(() => system.some((p) => p.status === 'error'), 'the system error');
+  const error = system.find((p) => p.status === 'error');
+  assert.equal(error.extension, 'postgres_changes');
+  assert.match(error.message, /not stored .* cannot be read back; join again/);
+  assert.ok(seen.length < n, 'it did miss changes');
+  assert.deepEqual(seen, Array.from({ length: seen.length }, (_, i) => i + 1), 'what it got has no gap and nothing after one');
+  stack.sql(`INSERT INTO pulses VALUES (${n + 1}, 'carol', 'after')`);
+  await sleep(500);
+  assert.ok(!seen.includes(n + 1), 'the binding is over');
 });
