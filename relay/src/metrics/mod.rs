@@ -38,7 +38,7 @@
 //! binding's or a batch's), `visibility_identities_checked_total` (identities asked about over
 //! all of them), `visibility_rows_hidden_total` (a change an identity wanted and its policies
 //! hid, once per identity and change), `visibility_bindings_ended_total` (bindings ended: the
-//! check failed, SELECT revoked, or the subscriber fell behind), `visibility_check_seconds`.
+//! check failed, SELECT revoked, or a subscriber fell behind further than can be read back), `visibility_check_seconds`.
 
 mod pulled;
 mod read;

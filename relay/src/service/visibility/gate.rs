@@ -9,10 +9,16 @@
 //!   hub makes it catch up from `realtime.messages` as any subscriber would, so nothing is
 //!   skipped; a session's other channels never wait for it.
 //! * Only changes the extension made are taken (sender `system`, and the table's own schema and
-//!   name in the payload): a client publishing to the channel cannot forge one.
+//!   name in the payload, [`super::change`]): a client publishing to the channel cannot forge
+//!   one.
 //! * A failed check never delivers unchecked rows: the bindings of the identities it was for
-//!   end with a `system` error. So do those of an identity that lost SELECT on the table, and
-//!   a session whose queue has no room for a change (it would otherwise miss it silently).
+//!   end with a `system` error. So do those of an identity that lost SELECT on the table.
+//! * A session whose queue has no room for a stored change is not cut off: it lags, gets no
+//!   live changes meanwhile, and is caught up from `realtime.messages` between batches, paced
+//!   by its queue and checked as live changes are ([`super::catchup`]); then it is live again,
+//!   nothing lost or doubled. A change that is not stored (`watch_table` with `persist` false)
+//!   cannot be read back: a session that cannot take one (or would get one while it lags)
+//!   ends its binding with a `system` error rather than miss it silently.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,12 +26,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::catchup::{self, Lagging};
+use super::change::{change_of, end, message_id, reduce, Change};
 use super::plan::{self, Access, Op, Verdict};
 use super::roster::{Member, Roster, Who};
 use super::ACCESS_TTL;
 use crate::app::App;
-use crate::core::event::{Event, Message, Shared, SharedEvent};
-use crate::core::ErrorCode;
+use crate::core::event::SharedEvent;
+use crate::core::{Cursor, ErrorCode};
 use crate::hub::gated::Table;
 use crate::hub::{session_queue, Outbound, SessionHandle, SessionQueue};
 use crate::metrics::since_pg_timestamp;
@@ -45,13 +53,9 @@ const CHECK_INTERVAL: Duration = Duration::from_millis(10);
 /// When each identity's access was last learned.
 type Cache = HashMap<Who, (Access, Instant)>;
 
-/// One change of a batch.
-struct Change {
-    event: SharedEvent,
-    /// The parsed payload.
-    value: Value,
-    op: Op,
-}
+/// How often a gate with lagging sessions looks for room in their queues when no change
+/// arrives.
+const CATCH_UP_POLL: Duration = Duration::from_millis(20);
 
 /// Subscribes the gate of `table` to its change channel now (so no change committed after the
 /// binding is missed) and starts it.
@@ -80,12 +84,20 @@ async fn catch_up_when_behind(app: Arc<App>, handle: SessionHandle, table: Arc<T
 async fn run(app: Arc<App>, table: Arc<Table>, handle: SessionHandle, mut queue: SessionQueue) {
     let mut cache = Cache::new();
     let mut roster = Roster::default();
+    let mut lagging = Lagging::default();
+    // The last stored change processed: what lagging sessions catch up to.
+    let mut last: Option<Cursor> = None;
     let mut last_check: Option<Instant> = None;
     loop {
         let first = tokio::select! {
             _ = table.stop.cancelled() => break,
             _ = app.shutdown.cancelled() => break,
-            item = queue.recv() => item,
+            item = queue.recv() => Some(item),
+            _ = tokio::time::sleep(CATCH_UP_POLL), if !lagging.is_empty() => None,
+        };
+        let Some(first) = first else {
+            catchup::turn(&app, &table, &mut roster, &mut lagging, last).await;
+            continue;
         };
         let Some(first) = first else { break };
         if let Some(due) = last_check.map(|at| at + CHECK_INTERVAL).filter(|due| *due > Instant::now()) {
@@ -106,33 +118,12 @@ async fn run(app: Arc<App>, table: Arc<Table>, handle: SessionHandle, mut queue:
         queue.progressed();
         let changes: Vec<Change> = items.into_iter().filter_map(|i| change_of(&table, i)).collect();
         if !changes.is_empty() {
-            deliver(&app, &table, &mut cache, &mut roster, &changes).await;
+            deliver(&app, &table, &mut cache, &mut roster, &mut lagging, &changes).await;
         }
+        last = changes.iter().filter_map(|c| c.event.event.cursor()).max().max(last);
+        catchup::turn(&app, &table, &mut roster, &mut lagging, last).await;
     }
     app.hub.unsubscribe(&table.channel, handle.id);
-}
-
-/// The change a queue item carries, if it is one of this table's, made by the extension.
-fn change_of(table: &Table, item: Outbound) -> Option<Change> {
-    let event = match item {
-        Outbound::Event(e) => e,
-        Outbound::Replayed(m) => Shared::new(Event::Message(*m), 0),
-        Outbound::Reset { .. } => {
-            tracing::warn!(channel = %table.channel, "table changes could not be read back; some were not delivered");
-            return None;
-        }
-        _ => return None,
-    };
-    let Event::Message(m) = &event.event else { return None };
-    if m.sender.kind != "system" {
-        return None;
-    }
-    let value: Value = serde_json::from_str(&m.payload).ok()?;
-    let named = |k: &str, want: &str| value.get(k).and_then(Value::as_str) == Some(want);
-    if !named("schema", &table.schema) || !named("table", &table.table) {
-        return None;
-    }
-    Some(Change { op: Op::of(&value), event, value })
 }
 
 /// A bound session in this batch.
@@ -143,7 +134,14 @@ struct Bound<'a> {
 }
 
 /// Checks one batch and queues to each bound session what it may see, in order.
-async fn deliver(app: &App, table: &Table, cache: &mut Cache, roster: &mut Roster, changes: &[Change]) {
+async fn deliver(
+    app: &App,
+    table: &Table,
+    cache: &mut Cache,
+    roster: &mut Roster,
+    lagging: &mut Lagging,
+    changes: &[Change],
+) {
     roster.refresh(table);
     let groups = &roster.groups;
     let mut wanted = vec![vec![false; changes.len()]; groups.len()];
@@ -258,26 +256,40 @@ async fn deliver(app: &App, table: &Table, cache: &mut Cache, roster: &mut Roste
                 Verdict::Full => change.event.clone(),
                 Verdict::Reduced => reduced[c].get_or_insert_with(|| reduce(change, &pk)).clone(),
             };
+            let stored = change.event.event.cursor();
+            if lagging.contains(s.m.id) {
+                // It gets this change when it catches up from the log; an unstored one is not
+                // there to catch up from.
+                if stored.is_none() {
+                    end(app, table, s.m.id, &s.m.sub.session, ErrorCode::RateLimited, UNSTORED.into());
+                    ended[b] = true;
+                }
+                continue;
+            }
             if !table.is_bound(s.m.id) {
                 ended[b] = true;
                 continue;
             }
             match s.m.sub.session.offer(Outbound::Event(event)) {
                 Ok(()) => {
-                    let stored = change.event.event.cursor().is_some();
                     let m = &app.hub.metrics;
-                    let path = if stored { &m.delivered_persisted } else { &m.delivered_ephemeral };
+                    let path = if stored.is_some() { &m.delivered_persisted } else { &m.delivered_ephemeral };
                     path.inc();
                     if let Some(d) = since_pg_timestamp(change.event.commit_time_micros) {
                         latencies.observe(d.as_secs_f64());
                     }
                 }
                 Err(_) if s.m.sub.session.is_gone() => ended[b] = true,
-                Err(_) => {
-                    let message = "fell behind the table's changes (send queue full); join again".to_string();
-                    end(app, table, s.m.id, &s.m.sub.session, ErrorCode::RateLimited, message);
-                    ended[b] = true;
-                }
+                Err(_) => match stored {
+                    Some(cursor) => {
+                        tracing::debug!(session = s.m.id, channel = %table.channel, %cursor, "fell behind the table's changes; catching up");
+                        lagging.fell_behind(s.m.id, cursor);
+                    }
+                    None => {
+                        end(app, table, s.m.id, &s.m.sub.session, ErrorCode::RateLimited, UNSTORED.into());
+                        ended[b] = true;
+                    }
+                },
             }
         }
     }
@@ -285,29 +297,6 @@ async fn deliver(app: &App, table: &Table, cache: &mut Cache, roster: &mut Roste
     app.metrics.visibility.rows_hidden.inc_by(hidden);
 }
 
-/// The id of the stored message that carried a change (None for an unstored one).
-fn message_id(change: &Change) -> Option<String> {
-    match &change.event.event {
-        Event::Message(m) => m.id.clone(),
-        Event::Presence(_) => None,
-    }
-}
-
-/// The change as subscribers under row security get it (old row cut to the primary key).
-fn reduce(change: &Change, pk: &[String]) -> SharedEvent {
-    let Event::Message(m) = &change.event.event else { return change.event.clone() };
-    let payload = plan::reduced(&change.value, pk).to_string();
-    Shared::new(Event::Message(Message { payload, ..m.clone() }), change.event.commit_time_micros)
-}
-
-/// Ends session `id`'s binding to `table` with a `system` error (its protocol's shape for an
-/// ended table binding); the session forgets it.
-fn end(app: &App, table: &Table, id: u64, session: &SessionHandle, code: ErrorCode, message: String) {
-    if !app.hub.gated.unbind(&table.channel, id) {
-        return;
-    }
-    app.metrics.visibility.bindings_ended.inc();
-    tracing::debug!(session = id, channel = %table.channel, %message, "table binding ended");
-    session.revoked(&table.channel);
-    session.send(Outbound::Unsubscribed { channel: table.channel.clone(), code, message });
-}
+/// Why a session that cannot take a change that is not stored ends its binding.
+const UNSTORED: &str = "fell behind the table's changes (send queue full) and a change that is not stored \
+     (watch_table with persist false) cannot be read back; join again";

@@ -18,6 +18,8 @@
 //! Change channels (`changes:...`) cannot be subscribed to or read back any other way
 //! ([`refuse_direct`]), so nothing bypasses the rows' policies.
 
+mod catchup;
+mod change;
 mod gate;
 pub mod plan;
 mod roster;

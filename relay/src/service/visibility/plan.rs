@@ -6,6 +6,8 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
+use crate::core::Cursor;
+
 /// A change's operation, as far as visibility goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -28,9 +30,16 @@ impl Op {
     }
 
     /// Whether the row exists after the change, so it can be checked by key.
-    fn checkable(self) -> bool {
+    pub fn checkable(self) -> bool {
         matches!(self, Op::Insert | Op::Update)
     }
+}
+
+/// The cursor just before stored message `c`: reading the log after it starts with `c`, and
+/// nothing of an earlier commit or earlier in `c`'s commit is read again. Where a subscriber
+/// that could not take `c` catches up from.
+pub fn just_before(c: Cursor) -> Cursor {
+    Cursor::new(c.commit_lsn, c.seq - 1)
 }
 
 /// What one identity may do with the table (from a check, cached briefly).
@@ -189,6 +198,16 @@ mod tests {
         assert_eq!(verdict(Op::Other, OPEN, true), Hidden);
         assert_eq!(Op::of(&json!({"operation": "TRUNCATE"})), Op::Other);
         assert_eq!(Op::of(&json!({"operation": "DELETE"})), Op::Delete);
+    }
+
+    #[test]
+    fn catch_up_starts_just_before_the_first_missed_change() {
+        let missed = Cursor::new(0x10, 1);
+        let from = just_before(missed);
+        assert!(from < missed, "the missed change is read back");
+        assert!(Cursor::end_of_commit(0x0f) < from, "nothing of an earlier commit is read again");
+        let later = Cursor::new(0x20, 7);
+        assert!(Cursor::new(0x20, 6) < later && just_before(later) == Cursor::new(0x20, 6));
     }
 
     #[test]
