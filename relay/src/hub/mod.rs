@@ -428,8 +428,8 @@ impl Hub {
     }
 
     /// Queues `event` to every live subscriber in `subs` and holds it for held ones. A live
-    /// subscriber it does not fit is noted as fallen behind. Returns how many live subscribers
-    /// it was queued to.
+    /// subscriber it does not fit is noted as fallen behind. Returns how many live clients it
+    /// was queued to (the relay's own consumers, [`SessionHandle::mark_internal`], not counted).
     fn deliver(&self, subs: &HashMap<u64, Sub>, event: &SharedEvent, d: &mut Dispatch) -> usize {
         let mut sent = 0;
         for (id, s) in subs {
@@ -442,7 +442,7 @@ impl Hub {
                         continue;
                     }
                     match live.session.offer(Outbound::Event(event.clone())) {
-                        Ok(()) => sent += 1,
+                        Ok(()) => sent += usize::from(!live.session.is_internal()),
                         Err(Refused::Gone) => {}
                         Err(Refused::Full) => {
                             self.metrics.dropped_slow.inc();

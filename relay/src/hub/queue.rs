@@ -154,6 +154,8 @@ struct Shared {
     /// Kept in order ([`SessionHandle::keep_order`]): once an offer is refused, every later one
     /// is refused too.
     ordered: AtomicBool,
+    /// The relay's own consumer, not a client ([`SessionHandle::mark_internal`]).
+    internal: AtomicBool,
     /// An offer to an ordered session was refused: refuse the rest.
     refusing: AtomicBool,
 }
@@ -260,6 +262,7 @@ pub fn session_queue(id: u64, limits: QueueLimits) -> (SessionHandle, SessionQue
         revoked: Mutex::new(BTreeSet::new()),
         revoke: Notify::new(),
         ordered: AtomicBool::new(false),
+        internal: AtomicBool::new(false),
         refusing: AtomicBool::new(false),
     });
     (SessionHandle { id, shared: shared.clone() }, SessionQueue { shared })
@@ -331,6 +334,18 @@ impl SessionHandle {
     /// Whether [`SessionHandle::keep_order`] was set.
     pub fn is_ordered(&self) -> bool {
         self.shared.ordered.load(Ordering::Acquire)
+    }
+
+    /// Marks the session as the relay's own consumer (a table's visibility gate), not a
+    /// client: what the hub queues to it is not counted as delivered (what reaches clients
+    /// through it is, when it does). Set before subscribing.
+    pub fn mark_internal(&self) {
+        self.shared.internal.store(true, Ordering::Release);
+    }
+
+    /// Whether [`SessionHandle::mark_internal`] was set.
+    pub fn is_internal(&self) -> bool {
+        self.shared.internal.load(Ordering::Relaxed)
     }
 
     /// An ordered session refuses offers from now on, as after a refused one: some of its

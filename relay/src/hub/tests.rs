@@ -231,6 +231,23 @@ fn unsubscribed_session_receives_nothing_more() {
 }
 
 #[test]
+fn what_the_relay_queues_to_its_own_consumers_is_not_counted_as_delivered() {
+    let hub = hub();
+    let (gate, mut rg, _) = session(&hub, 100 * EVENT);
+    gate.mark_internal();
+    let (client, mut rc, _) = session(&hub, 100 * EVENT);
+    hub.subscribe("c", &gate, reply);
+    hub.subscribe("c", &client, reply);
+    rg.try_recv().unwrap();
+    rc.try_recv().unwrap();
+    dispatch(&hub, vec![stored("c", 2, 1), typing()]);
+    assert_eq!(message(rg.try_recv().unwrap()).event, "e", "the internal consumer got the message");
+    assert_eq!(hub.metrics.delivered_persisted.get(), 1, "one client delivery");
+    assert_eq!(hub.metrics.delivered_ephemeral.get(), 1);
+    assert_eq!(hub.metrics.frames_queued.get(), 2);
+}
+
+#[test]
 fn ephemeral_messages_have_no_cursor_and_do_not_move_position() {
     let hub = hub();
     let (s, mut rx, _) = session(&hub, 100 * EVENT);

@@ -61,6 +61,8 @@ const CATCH_UP_POLL: Duration = Duration::from_millis(20);
 /// binding is missed) and starts it.
 pub(super) fn start(app: &Arc<App>, table: Arc<Table>) {
     let (handle, queue) = session_queue(app.hub.next_session_id(), app.queue_limits());
+    // Its deliveries are counted when they reach the bound sessions, not on the way in.
+    handle.mark_internal();
     let nothing = |_| Outbound::Dropped { channel: String::new(), count: 0 };
     app.hub.subscribe(&table.channel, &handle, nothing);
     app.tracker.spawn(catch_up_when_behind(app.clone(), handle.clone(), table.clone()));
