@@ -153,3 +153,27 @@ test('a subscriber that cannot take a change that is not stored gets a system er
   await sleep(500);
   assert.ok(!seen.includes(n + 1), 'the binding is over');
 });
+
+test('changes that are not stored and overflow the relay\'s own gate end the bindings with a system error, never a silent gap', async () => {
+  const ended = await metric('realtime_visibility_bindings_ended_total');
+  const seen = [];
+  const system = [];
+  const ch = (await client('dave')).channel('pulses-dave')
+    .on('postgres_changes', { event: 'INSERT', schema: 'public', table: 'pulses' }, (p) => seen.push(p.new.id))
+    .on('system', {}, (p) => system.push(p));
+  assert.equal((await subscribe(ch)).status, 'SUBSCRIBED');
+  // Dave reads all along. One transaction of ~12 MB of unstored changes reaches the relay's
+  // table gate at once: more than its queue (1 MiB, the default) holds, so part of it is
+  // dropped before any check, and nothing can read it back.
+  const base = 100_000;
+  const n = 12_000;
+  stack.sql(`INSERT INTO pulses SELECT i, 'dave', repeat('x', 1000) FROM generate_series(${base + 1}, ${base + n}) i`);
+  await waitFor(() => system.some((p) => p.status === 'error'), 'the system error', 60_000);
+  const error = system.find((p) => p.status === 'error');
+  assert.equal(error.extension, 'postgres_changes');
+  assert.match(error.message, /not stored .* were dropped; join again/);
+  assert.ok((await metric('realtime_visibility_bindings_ended_total')) > ended);
+  await sleep(500);
+  assert.ok(seen.length < n, 'it did miss changes');
+  assert.deepEqual(seen, Array.from({ length: seen.length }, (_, i) => base + i + 1), 'what it got has no gap and nothing after one');
+});

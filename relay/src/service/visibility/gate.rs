@@ -18,7 +18,9 @@
 //!   by its queue and checked as live changes are ([`super::catchup`]); then it is live again,
 //!   nothing lost or doubled. A change that is not stored (`watch_table` with `persist` false)
 //!   cannot be read back: a session that cannot take one (or would get one while it lags)
-//!   ends its binding with a `system` error rather than miss it silently.
+//!   ends its binding with a `system` error rather than miss it silently. So does every
+//!   binding of the table when the gate's own queue had to drop unstored changes (more of
+//!   them at once than it holds).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -118,10 +120,20 @@ async fn run(app: Arc<App>, table: Arc<Table>, handle: SessionHandle, mut queue:
             }
         }
         queue.progressed();
-        let changes: Vec<Change> = items.into_iter().filter_map(|i| change_of(&table, i)).collect();
-        if !changes.is_empty() {
-            deliver(&app, &table, &mut cache, &mut roster, &mut lagging, &changes).await;
+        // The changes in order, cut where the gate's own queue dropped some (see `dropped`).
+        let mut changes: Vec<Change> = Vec::new();
+        for item in items {
+            if let Outbound::Dropped { count, .. } = item {
+                if count > 0 {
+                    deliver(&app, &table, &mut cache, &mut roster, &mut lagging, &changes).await;
+                    last = changes.drain(..).filter_map(|c| c.event.event.cursor()).max().max(last);
+                    dropped(&app, &table, &mut roster, count);
+                }
+                continue;
+            }
+            changes.extend(change_of(&table, item));
         }
+        deliver(&app, &table, &mut cache, &mut roster, &mut lagging, &changes).await;
         last = changes.iter().filter_map(|c| c.event.event.cursor()).max().max(last);
         catchup::turn(&app, &table, &mut roster, &mut lagging, last).await;
     }
@@ -144,6 +156,9 @@ async fn deliver(
     lagging: &mut Lagging,
     changes: &[Change],
 ) {
+    if changes.is_empty() {
+        return;
+    }
     roster.refresh(table);
     let groups = &roster.groups;
     let mut wanted = vec![vec![false; changes.len()]; groups.len()];
@@ -297,6 +312,24 @@ async fn deliver(
     }
     latencies.flush();
     app.metrics.visibility.rows_hidden.inc_by(hidden);
+}
+
+/// The gate's own queue had no room for `count` changes that are not stored (`watch_table`
+/// with `persist` false: more of them at once than `--send-queue-bytes` holds). Stored changes
+/// it misses are read back from the log before anything newer; these cannot be, and nothing
+/// tells which sessions would have got them, so every binding of the table ends with a
+/// `system` error rather than miss them silently. Sessions that bind later are not affected.
+fn dropped(app: &App, table: &Table, roster: &mut Roster, count: u64) {
+    tracing::warn!(channel = %table.channel, count, "changes that are not stored were dropped before their check");
+    roster.refresh(table);
+    let message = format!(
+        "{count} change(s) of {}.{} that are not stored (watch_table with persist false) came faster than \
+         the relay could check them and were dropped; join again",
+        table.schema, table.table
+    );
+    for m in &roster.members {
+        end(app, table, m.id, &m.sub.session, ErrorCode::RateLimited, message.clone());
+    }
 }
 
 /// Why a session that cannot take a change that is not stored ends its binding.
