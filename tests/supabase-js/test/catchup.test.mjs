@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { createClient } from '@supabase/supabase-js';
 import WebSocket from 'ws';
 import { startStack, mintToken, waitFor, sleep } from '../../../clients/typescript/test/stack.mjs';
+import { subscribe } from './channels.mjs';
 
 let stack;
 const clients = [];
@@ -60,14 +61,6 @@ async function client(sub) {
   clients.push(c);
   await c.realtime.setAuth();
   return c;
-}
-
-function subscribe(channel) {
-  return new Promise((resolve) => {
-    channel.subscribe((status, err) => {
-      if (status === 'SUBSCRIBED' || status === 'CHANNEL_ERROR' || status === 'TIMED_OUT') resolve({ status, err });
-    });
-  });
 }
 
 async function metric(name) {

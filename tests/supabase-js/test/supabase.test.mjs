@@ -10,6 +10,7 @@ import { spawn } from 'node:child_process';
 import { openSync } from 'node:fs';
 import { join } from 'node:path';
 import { startStack, mintToken, waitFor, sleep, freePort, relayBin, JWT_SECRET } from '../../../clients/typescript/test/stack.mjs';
+import { subscribe } from './channels.mjs';
 
 let stack;
 // The project's "anon key": a JWT with role anon, signed with the relay's secret.
@@ -105,15 +106,6 @@ async function clientAt(url, vsn, sub) {
   clients.push(c);
   await c.realtime.setAuth();
   return c;
-}
-
-/** Subscribes `channel`; resolves with the status and error the callback saw first. */
-function subscribe(channel) {
-  return new Promise((resolve) => {
-    channel.subscribe((status, err) => {
-      if (status === 'SUBSCRIBED' || status === 'CHANNEL_ERROR' || status === 'TIMED_OUT') resolve({ status, err });
-    });
-  });
 }
 
 for (const vsn of ['1.0.0', '2.0.0']) {
