@@ -16,12 +16,10 @@
 //! longer be stored) ends the binding with a `system` error, as the gate does: never a silent
 //! gap, never an unchecked row.
 
-use std::collections::BTreeMap;
-use std::time::Instant;
-
 use serde_json::Value;
+use std::collections::BTreeMap;
 
-use super::change::{change_of, end, reduce, Change};
+use super::change::{self, access_of, change_of, end, lost_select, no_primary_key, reduce, Change};
 use super::plan::{self, Access, Verdict};
 use super::roster::{Member, Roster};
 use crate::app::App;
@@ -29,7 +27,6 @@ use crate::core::{Cursor, ErrorCode};
 use crate::hub::gated::Table;
 use crate::hub::Outbound;
 use crate::pg::history::{self as sql, REPLAY_PAGE};
-use crate::pg::visibility::visible_rows;
 use crate::pg::PgError;
 use crate::service::ServiceError;
 
@@ -209,48 +206,24 @@ async fn serve(app: &App, table: &Table, m: &Member, after: &mut Cursor, upto: C
     let mut access = Access { selectable: true, row_security: false };
     if items.iter().any(|(_, c)| c.is_some()) {
         let keys: Vec<Value> = keyed.iter().map(|(_, k)| k.clone()).collect();
-        let started = Instant::now();
-        let checked = visible_rows(
-            &app.pool,
-            &table.schema,
-            &table.table,
-            &keys,
-            &[],
-            &[(who.role.as_str(), who.claims.as_str())],
-        )
-        .await;
-        app.metrics.visibility.checked(checked.is_ok(), 1, started.elapsed());
+        // The log's messages are visible already: no wait for them.
+        let checked =
+            change::check(app, table, &keys, &[], &[(who.role.as_str(), who.claims.as_str())]).await;
         let checked = match checked {
             Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(channel = %table.channel, error = %e, "row visibility check failed (catch-up)");
-                let why = format!("the row visibility check failed: {}", e.client_message());
-                return Step::End(ErrorCode::InternalError, why);
-            }
+            Err(why) => return Step::End(ErrorCode::InternalError, why),
         };
         let Some(answer) = checked.answers.first() else {
             return Step::End(ErrorCode::InternalError, "the row visibility check gave no answer".into());
         };
-        access = Access { selectable: answer.selectable, row_security: answer.row_security };
+        access = access_of(answer);
         if !access.selectable {
-            let message =
-                format!("role '{}' may no longer SELECT {}.{}", who.role, table.schema, table.table);
-            return Step::End(ErrorCode::Unauthorized, message);
+            return Step::End(ErrorCode::Unauthorized, lost_select(&who.role, table));
         }
         if access.row_security && checked.pk.is_none() {
-            return Step::End(
-                ErrorCode::InternalError,
-                format!(
-                    "{}.{} has row-level security but no primary key, so its changes cannot be checked per subscriber",
-                    table.schema, table.table
-                ),
-            );
+            return Step::End(ErrorCode::InternalError, no_primary_key(table));
         }
-        for i in answer.visible.iter().flatten() {
-            if let Some((c, _)) = keyed.get(*i) {
-                visible[*c] = true;
-            }
-        }
+        change::visible_of(answer, &keyed).for_each(|c| visible[c] = true);
         table.set_primary_key(checked.pk);
     }
     if !table.is_bound(m.id) {

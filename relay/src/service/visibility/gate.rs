@@ -29,7 +29,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::catchup::{self, Lagging};
-use super::change::{change_of, end, message_id, reduce, Change};
+use super::change::{
+    self, access_of, change_of, end, lost_select, message_id, no_primary_key, reduce, Change,
+};
 use super::plan::{self, Access, Op, Verdict};
 use super::roster::{Member, Roster, Who};
 use super::ACCESS_TTL;
@@ -39,7 +41,6 @@ use crate::core::{Cursor, ErrorCode};
 use crate::hub::gated::Table;
 use crate::hub::{session_queue, Outbound, SessionHandle, SessionQueue};
 use crate::metrics::since_pg_timestamp;
-use crate::pg::visibility::visible_rows;
 
 /// Most changes checked in one round trip.
 const MAX_BATCH: usize = 512;
@@ -126,7 +127,8 @@ async fn run(app: Arc<App>, table: Arc<Table>, handle: SessionHandle, mut queue:
             if let Outbound::Dropped { count, .. } = item {
                 if count > 0 {
                     deliver(&app, &table, &mut cache, &mut roster, &mut lagging, &changes).await;
-                    last = changes.drain(..).filter_map(|c| c.event.event.cursor()).max().max(last);
+                    last = newest(&changes, last);
+                    changes.clear();
                     dropped(&app, &table, &mut roster, count);
                 }
                 continue;
@@ -134,10 +136,15 @@ async fn run(app: Arc<App>, table: Arc<Table>, handle: SessionHandle, mut queue:
             changes.extend(change_of(&table, item));
         }
         deliver(&app, &table, &mut cache, &mut roster, &mut lagging, &changes).await;
-        last = changes.iter().filter_map(|c| c.event.event.cursor()).max().max(last);
+        last = newest(&changes, last);
         catchup::turn(&app, &table, &mut roster, &mut lagging, last).await;
     }
     app.hub.unsubscribe(&table.channel, handle.id);
+}
+
+/// The cursor of the newest stored change of `changes`, or `last` when it is newer.
+fn newest(changes: &[Change], last: Option<Cursor>) -> Option<Cursor> {
+    changes.iter().filter_map(|c| c.event.event.cursor()).max().max(last)
 }
 
 /// A bound session in this batch.
@@ -201,35 +208,22 @@ async fn deliver(
                 (w.role.as_str(), w.claims.as_str())
             })
             .collect();
-        let started = Instant::now();
-        let checked = visible_rows(&app.pool, &table.schema, &table.table, &row_keys, &messages, &who).await;
-        app.metrics.visibility.checked(checked.is_ok(), who.len(), started.elapsed());
+        let checked = change::check(app, table, &row_keys, &messages, &who).await;
         tracing::trace!(channel = %table.channel, keys = row_keys.len(), identities = who.len(), ?checked, "gate check");
         match checked {
             Ok(checked) => {
                 for (answer, g) in checked.answers.iter().zip(&needed.groups) {
-                    let a = Access { selectable: answer.selectable, row_security: answer.row_security };
+                    let a = access_of(answer);
                     cache.insert(groups[*g].clone(), (a, now));
                     access[*g] = Some(a);
                     if a.selectable && a.row_security && checked.pk.is_none() {
-                        failed[*g] = Some(format!(
-                            "{}.{} has row-level security but no primary key, so its changes cannot be checked per subscriber",
-                            table.schema, table.table
-                        ));
+                        failed[*g] = Some(no_primary_key(table));
                     }
-                    for i in answer.visible.iter().flatten() {
-                        if let Some((c, _)) = keyed.get(*i) {
-                            visible[*g][*c] = true;
-                        }
-                    }
+                    change::visible_of(answer, &keyed).for_each(|c| visible[*g][c] = true);
                 }
                 table.set_primary_key(checked.pk);
             }
-            Err(e) => {
-                tracing::warn!(channel = %table.channel, error = %e, "row visibility check failed");
-                let why = format!("the row visibility check failed: {}", e.client_message());
-                needed.groups.iter().for_each(|g| failed[*g] = Some(why.clone()));
-            }
+            Err(why) => needed.groups.iter().for_each(|g| failed[*g] = Some(why.clone())),
         }
     }
     // Bindings that cannot be served end first: nothing unchecked is ever delivered.
@@ -237,13 +231,9 @@ async fn deliver(
     for (b, s) in bound.iter().enumerate() {
         let reason = match (&failed[s.m.group], access[s.m.group]) {
             (Some(why), _) => Some((ErrorCode::InternalError, why.clone())),
-            (None, Some(a)) if !a.selectable => Some((
-                ErrorCode::Unauthorized,
-                format!(
-                    "role '{}' may no longer SELECT {}.{}",
-                    groups[s.m.group].0, table.schema, table.table
-                ),
-            )),
+            (None, Some(a)) if !a.selectable => {
+                Some((ErrorCode::Unauthorized, lost_select(&groups[s.m.group].0, table)))
+            }
             _ => None,
         };
         if let Some((code, message)) = reason {
