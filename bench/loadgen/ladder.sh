@@ -8,10 +8,29 @@
 # and stops climbing at its first failing step. Ratios: one target's best passing deliveries/s
 # over another's, from the same run.
 #
-# The caller sets: TARGETS, ROUNDS, T, WARMUP, RAW, CLIMB_BUDGET, and CLIMB_START=$SECONDS
-# before the first climb.
+# The caller runs parse_mode and ladder_settings (or sets ROUNDS, T, WARMUP, CLIMB_BUDGET
+# itself), and sets TARGETS, RAW, and CLIMB_START=$SECONDS before the first climb.
 
 P99_LIMIT_US=${P99_LIMIT_US:-50000}
+
+# The ladder's settings for $MODE (after parse_mode), each overridden by its BENCH_* variable:
+# rounds per step and their length, the two shapes' sizes and publish rates, whether the report
+# is recorded, and the time after which no new step starts.
+ladder_settings() {
+    if [ "$MODE" = smoke ]; then
+        ROUNDS=${BENCH_ROUNDS:-1} T=${BENCH_T:-1.5} WARMUP=0.5
+        SHARED_SUBS=${BENCH_SHARED_SUBS:-200} SHARED_RATES=${BENCH_SHARED_RATES:-"50"}
+        USER_SUBS=${BENCH_USER_SUBS:-200} USER_CHANNELS=${BENCH_USER_CHANNELS:-100}
+        USER_RATES=${BENCH_USER_RATES:-"500"} RECORD=${BENCH_RECORD:-0}
+        CLIMB_BUDGET=${BENCH_BUDGET:-150}
+    else
+        ROUNDS=${BENCH_ROUNDS:-5} T=${BENCH_T:-5} WARMUP=1
+        SHARED_SUBS=${BENCH_SHARED_SUBS:-500} SHARED_RATES=${BENCH_SHARED_RATES:-"10 25 50 100 200 300 400 600"}
+        USER_SUBS=${BENCH_USER_SUBS:-2000} USER_CHANNELS=${BENCH_USER_CHANNELS:-1000}
+        USER_RATES=${BENCH_USER_RATES:-"1000 2000 4000 8000"} RECORD=${BENCH_RECORD:-1}
+        CLIMB_BUDGET=${BENCH_BUDGET:-1800}
+    fi
+}
 declare -A BEST STEPS CLIMBING FIRST_STEP
 STOPPED_EARLY=""
 
